@@ -1,0 +1,3 @@
+"""offdiff: a benchmark suite for diffusion-policy offline reinforcement learning."""
+
+__version__ = "0.1.0"
