@@ -1,0 +1,134 @@
+"""The plugin contract: what an algorithm gives the suite, and what the suite owns.
+
+An algorithm is a class with a typed, frozen config dataclass (defaults = the paper's), built from an
+`EnvSpec`, a device and a torch generator. It declares its stages, does ONE gradient step per
+`update(stage, batch, step)`, answers `act(obs)` batched, and round-trips `state_dict` /
+`load_state_dict` with everything (modules, optimizers, schedulers, EMA, targets, its generator).
+
+The suite owns data loading and transforms, the batch sampler, observation normalization and action
+scaling at evaluation (the algorithm sees normalized observations and actions in [-1, 1]), the eval
+schedule, seeds, score normalization, checkpoints, resume, logging and timing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+
+from offdiff.data.buffer import Batch, DeviceBuffer
+
+
+@dataclasses.dataclass(frozen=True)
+class AlgorithmConfig:
+    """Fields every algorithm config has: the named data transforms the suite applies for it."""
+
+    reward_transform: str = "none"
+    obs_transform: str = "none"
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvSpec:
+    """What an algorithm is built for: dimensions and the dataset it trains on."""
+
+    obs_dim: int
+    act_dim: int
+    dataset_id: str
+    task: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One phase of training, run by the suite's stage runner.
+
+    `cacheable` stages produce an artifact that depends only on (dataset, transforms, the config fields
+    named in `config_keys`, seed), so every run sharing that key can reuse it. `evaluate` says whether
+    the policy is evaluated on the suite's schedule during this stage.
+    """
+
+    name: str
+    steps: int
+    batch_size: int
+    evaluate: bool = True
+    cacheable: bool = False
+    config_keys: tuple[str, ...] = ()
+
+
+Metrics = dict[str, torch.Tensor]
+
+
+class Algorithm(ABC):
+    """Base class of every offdiff algorithm plugin."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[AlgorithmConfig]]
+
+    def __init__(self, config: AlgorithmConfig, spec: EnvSpec, device: torch.device, generator: torch.Generator):
+        self.config = config
+        self.spec = spec
+        self.device = torch.device(device)
+        self.generator = generator
+
+    @classmethod
+    def preset(cls, task: str) -> dict[str, Any]:
+        """Config overrides that reproduce the paper's setting for a D4RL-style task key (e.g. `hopper-medium`)."""
+        return {}
+
+    @abstractmethod
+    def stages(self) -> list[Stage]:
+        """The training stages, in order."""
+
+    def begin_stage(self, stage: str, data: DeviceBuffer) -> None:
+        """Called before the first step of a stage (also after a resume in the middle of it)."""
+
+    @abstractmethod
+    def update(self, stage: str, batch: Batch, step: int) -> Metrics:
+        """One gradient step. Returns detached 0-d tensors; the suite reads them only every k steps."""
+
+    @abstractmethod
+    def act(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Actions in [-1, 1] for a batch of normalized observations (N, obs_dim) -> (N, act_dim)."""
+
+    @abstractmethod
+    def modules(self) -> Mapping[str, torch.nn.Module]:
+        """Every module with state (networks, targets, EMA copies), by name."""
+
+    def optimizers(self) -> Mapping[str, torch.optim.Optimizer]:
+        """Every optimizer, by name."""
+        return {}
+
+    def schedulers(self) -> Mapping[str, Any]:
+        """Every LR scheduler, by name."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue training bit-for-bit."""
+        return {
+            "modules": {k: m.state_dict() for k, m in self.modules().items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers().items()},
+            "schedulers": {k: s.state_dict() for k, s in self.schedulers().items()},
+            "generator": self.generator.get_state(),
+        }
+
+    def stage_artifact(self, stage: str) -> dict[str, Any]:
+        """What a cacheable stage produced, stored once and shared by every run with the same key."""
+        return self.state_dict()
+
+    def load_stage_artifact(self, stage: str, artifact: Mapping[str, Any]) -> None:
+        self.load_state_dict(artifact)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        for group, owners in (
+            ("modules", self.modules()),
+            ("optimizers", self.optimizers()),
+            ("schedulers", self.schedulers()),
+        ):
+            missing = set(owners) ^ set(state[group])
+            if missing:
+                raise KeyError(f"{group} do not match the checkpoint: {sorted(missing)}")
+            for key, owner in owners.items():
+                owner.load_state_dict(state[group][key])
+        self.generator.set_state(state["generator"])

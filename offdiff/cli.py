@@ -1,0 +1,128 @@
+"""The `offdiff` command line: train, algos, data list/info/fetch.
+
+User mistakes (bad input, missing data, corrupt files) print one line `offdiff: error: ...` and exit 2;
+nothing already written is lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from offdiff.config import parse_assignments
+from offdiff.errors import OffdiffError
+
+
+def _train(args: argparse.Namespace) -> int:
+    from offdiff.train.runner import TrainRequest, plan, train
+
+    protocol = {k: v for k, v in (("eval_episodes", args.eval_episodes), ("eval_every", args.eval_every),
+                                  ("eval_envs", args.eval_envs), ("log_every", args.log_every),
+                                  ("checkpoint_every", args.checkpoint_every)) if v is not None}
+    request = TrainRequest(
+        algo=args.algo, source=args.dataset, seed=args.seed, eval_env=args.eval_env,
+        overrides=parse_assignments(args.set), protocol=protocol, steps=args.steps, device=args.device,
+        runs_root=Path(args.runs_dir),
+    )
+    planned = plan(request)
+    if planned.run_dir.is_done():
+        print(f"already done (DONE marker present): {planned.run_dir.path}")
+    summary = train(request, progress=not args.quiet)
+    _print_summary(summary)
+    return 0
+
+
+def _print_summary(summary: dict) -> None:
+    print(f"run: {summary['run_dir']}")
+    if "final_normalized_score" in summary:
+        print(
+            f"normalized score (last evaluation, {summary['episodes']} episodes): "
+            f"{summary['final_normalized_score']:.1f} ± {summary['final_normalized_std']:.1f}   "
+            f"[return {summary['final_return']:.2f}]"
+        )
+        print(f"best over training (online model selection, optimistic): "
+              f"{summary['best_normalized_score_online_selection']:.1f}")
+
+
+def _algos(args: argparse.Namespace) -> int:
+    from offdiff.registry import plugins
+
+    rows = list(plugins().values())
+    if not rows:
+        raise OffdiffError("no algorithms registered; install offdiff with `pip install -e .`")
+    width = max(len(r.name) for r in rows)
+    for r in rows:
+        print(f"{r.name:<{width}}  {r.target:<32} {r.package} {r.version}")
+    return 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    from offdiff.data import sources
+
+    if args.data_command == "list":
+        rows = sources.list_local()
+        if not rows:
+            print("no local Minari datasets (MINARI_DATASETS_PATH); built-in: toy:<name>, see `offdiff data info`")
+        for row in rows:
+            print(json.dumps(row, default=str))
+    elif args.data_command == "info":
+        print(json.dumps(sources.describe(args.source, args.eval_env), indent=2, default=str))
+    elif args.data_command == "fetch":
+        path = sources.fetch(args.dataset_id, timeout_s=args.timeout)
+        print(f"fetched {args.dataset_id} into {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="offdiff", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train one algorithm on one dataset with one seed (resumes; skips if DONE)")
+    t.add_argument("--algo", required=True, help="a registered algorithm, see `offdiff algos`")
+    t.add_argument("--dataset", required=True, help="minari:<id> | hdf5:<path> | toy:<name>")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--steps", type=int, help="train every stage for this many steps (sets every *steps key)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    t.add_argument("--eval-env", help="gymnasium id of the evaluation env (required for hdf5:)")
+    t.add_argument("--eval-episodes", type=int)
+    t.add_argument("--eval-every", type=int, help="evaluate every N steps (and at the end of each stage)")
+    t.add_argument("--eval-envs", type=int, help="vector envs used for evaluation")
+    t.add_argument("--log-every", type=int, help="read and log metrics every N steps")
+    t.add_argument("--checkpoint-every", type=int, help="checkpoint every N steps (and at each stage end)")
+    t.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    t.add_argument("--runs-dir", default="runs")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=_train)
+
+    a = sub.add_parser("algos", help="list registered algorithms (name, source, package, version)")
+    a.set_defaults(func=_algos)
+
+    d = sub.add_parser("data", help="local datasets: list, info, fetch")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    dsub.add_parser("list", help="datasets in the local Minari store")
+    info = dsub.add_parser("info", help="shape, size, env and reference scores of a dataset source")
+    info.add_argument("source")
+    info.add_argument("--eval-env")
+    fetch = dsub.add_parser("fetch", help="download a Minari dataset (login node; never done by training)")
+    fetch.add_argument("dataset_id")
+    fetch.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
+    d.set_defaults(func=_data)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except OffdiffError as exc:
+        print(f"offdiff: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("offdiff: interrupted; a run resumes from its last checkpoint when started again", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

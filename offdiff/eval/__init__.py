@@ -1,0 +1,5 @@
+"""Policy evaluation through gymnasium vector envs."""
+
+from offdiff.eval.evaluate import EpisodeResult, evaluate
+
+__all__ = ["EpisodeResult", "evaluate"]

@@ -1,0 +1,173 @@
+"""The conformance suite every algorithm plugin must pass: `check_algorithm(Cls)`.
+
+It builds the plugin on a small random dataset and checks: the config is a frozen dataclass whose
+defaults construct; every stage runs and reports finite scalar metrics; `act` returns actions of the
+right shape inside [-1, 1] and is deterministic under a fixed generator; `state_dict` round-trips; and
+resume equivalence: N steps straight equal k steps, save to bytes, restore into a fresh instance,
+N - k steps, to the bit (on CPU), in every stage; a cacheable stage's artifact, loaded into a fresh
+instance, continues exactly like the run that produced it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from offdiff.algorithm import Algorithm, AlgorithmConfig, EnvSpec
+from offdiff.config import apply_overrides
+from offdiff.data.buffer import DeviceBuffer
+from offdiff.data.transitions import Transitions
+
+
+def random_transitions(n: int = 512, obs_dim: int = 5, act_dim: int = 3, seed: int = 0) -> Transitions:
+    """A random dataset with actions in [-1, 1], some terminals and some timeouts."""
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(size=(n, obs_dim)).astype(np.float32)
+    return Transitions(
+        observations=obs,
+        actions=rng.uniform(-1, 1, size=(n, act_dim)).astype(np.float32),
+        rewards=rng.normal(size=n).astype(np.float32),
+        next_observations=(obs + 0.1 * rng.normal(size=obs.shape)).astype(np.float32),
+        terminals=rng.random(n) < 0.05,
+        timeouts=rng.random(n) < 0.05,
+    )
+
+
+class _Harness:
+    """Builds instances of the plugin under test on one dataset, with the suite's generators."""
+
+    def __init__(self, cls: type[Algorithm], overrides: Mapping[str, Any], steps: int, device: str):
+        self.cls, self.device = cls, torch.device(device)
+        self.data = DeviceBuffer(random_transitions(), self.device)
+        self.spec = EnvSpec(obs_dim=5, act_dim=3, dataset_id="conformance/random-v0", task="conformance")
+        base = cls.Config()
+        step_fields = {f.name: steps for f in dataclasses.fields(base) if f.name.endswith("steps")}
+        self.config = apply_overrides(apply_overrides(base, step_fields), overrides)
+
+    def build(self, seed: int = 0) -> Algorithm:
+        torch.manual_seed(seed)
+        return self.cls(self.config, self.spec, self.device, torch.Generator(self.device).manual_seed(seed))
+
+    def sampler(self) -> torch.Generator:
+        return torch.Generator(self.device).manual_seed(1234)
+
+    def drive(self, algo: Algorithm, sampler: torch.Generator, start: tuple[int, int], stop: tuple[int, int]):
+        """Run the stage loop from position `start` (stage index, step) up to `stop`; return the metrics."""
+        seen = []
+        for index, stage in enumerate(algo.stages()):
+            first = start[1] if index == start[0] else 0
+            last = stop[1] if index == stop[0] else stage.steps
+            if index < start[0] or index > stop[0] or first >= last:
+                continue
+            algo.begin_stage(stage.name, self.data)
+            for step in range(first, last):
+                seen.append(algo.update(stage.name, self.data.sample(stage.batch_size, sampler), step))
+        return seen
+
+
+def _roundtrip(state: Any) -> Any:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=False)
+
+
+def _assert_same_state(a: Any, b: Any, where: str = "state") -> None:
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.shape == b.shape, f"{where}: shape differs"
+        assert torch.equal(a, b), f"{where}: values differ"
+    elif isinstance(a, Mapping):
+        assert set(a) == set(b), f"{where}: keys differ: {set(a) ^ set(b)}"
+        for k in a:
+            _assert_same_state(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), f"{where}: lengths differ"
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_same_state(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def _assert_same_params(a: Algorithm, b: Algorithm, what: str) -> None:
+    _assert_same_state(a.state_dict()["modules"], b.state_dict()["modules"], what)
+
+
+def check_algorithm(
+    cls: type[Algorithm], overrides: Mapping[str, Any] | None = None, steps: int = 6, device: str = "cpu"
+) -> None:
+    """Raise AssertionError with a precise message if `cls` breaks the plugin contract.
+
+    `overrides` shrink the config for speed (e.g. hidden sizes, batch sizes); `steps` is used for every
+    `*steps` field. Resume equivalence is checked to the bit, which holds on CPU.
+    """
+    assert dataclasses.is_dataclass(cls.Config) and issubclass(cls.Config, AlgorithmConfig), (
+        "Config must be a dataclass subclassing offdiff.algorithm.AlgorithmConfig")
+    assert cls.Config.__dataclass_params__.frozen, "Config must be frozen"
+    assert isinstance(cls.name, str) and cls.name, "the class needs a non-empty `name`"
+    h = _Harness(cls, overrides or {}, steps, device)
+
+    # Stages run and report finite scalar metrics.
+    algo = h.build()
+    stages = algo.stages()
+    assert stages and len({s.name for s in stages}) == len(stages), "stages must be non-empty with unique names"
+    end = (len(stages) - 1, stages[-1].steps)
+    metrics = h.drive(algo, h.sampler(), (0, 0), end)
+    assert len(metrics) == sum(s.steps for s in stages), "every step must return metrics"
+    for row in metrics:
+        assert row, "update() must report at least one metric"
+        for key, value in row.items():
+            assert isinstance(value, torch.Tensor) and value.numel() == 1, f"metric {key} must be a 0-d tensor"
+            assert not value.requires_grad, f"metric {key} must be detached"
+            assert np.isfinite(float(value)), f"metric {key} is not finite: {float(value)}"
+
+    # act: shape, bounds, determinism under a fixed generator.
+    obs = torch.randn(7, h.spec.obs_dim, device=h.device)
+    first = algo.act(obs, generator=torch.Generator(h.device).manual_seed(5))
+    again = algo.act(obs, generator=torch.Generator(h.device).manual_seed(5))
+    assert first.shape == (7, h.spec.act_dim), f"act returned shape {tuple(first.shape)}"
+    assert torch.isfinite(first).all() and first.abs().max() <= 1.0 + 1e-6, "actions must lie in [-1, 1]"
+    assert torch.equal(first, again), "act must be deterministic under a fixed generator"
+
+    # state_dict round-trip into an instance built with another seed.
+    other = h.build(seed=99)
+    other.load_state_dict(_roundtrip(algo.state_dict()))
+    _assert_same_state(algo.state_dict(), other.state_dict(), "state_dict round-trip")
+    assert torch.equal(other.act(obs, generator=torch.Generator(h.device).manual_seed(5)), first), (
+        "a restored instance must act exactly like the original")
+
+    # Resume equivalence inside every stage: straight vs. k steps, save, restore, the rest.
+    for index, stage in enumerate(stages):
+        k = max(1, stage.steps // 2)
+        straight, sampler = h.build(), h.sampler()
+        h.drive(straight, sampler, (0, 0), end)
+        first_half, sampler = h.build(), h.sampler()
+        h.drive(first_half, sampler, (0, 0), (index, k))
+        saved = _roundtrip({"algo": first_half.state_dict(), "sampler": sampler.get_state(),
+                            "rng": torch.get_rng_state()})
+        resumed, sampler = h.build(seed=7), h.sampler()
+        resumed.load_state_dict(saved["algo"])
+        sampler.set_state(saved["sampler"])
+        torch.set_rng_state(saved["rng"])
+        h.drive(resumed, sampler, (index, k), end)
+        _assert_same_params(straight, resumed, f"resume in stage {stage.name!r} at step {k}")
+
+    # A cacheable stage's artifact continues exactly like the run that produced it.
+    for index, stage in enumerate(stages):
+        if not stage.cacheable:
+            continue
+        producer, sampler = h.build(), h.sampler()
+        h.drive(producer, sampler, (0, 0), (index, stage.steps))
+        artifact = _roundtrip({"algo": producer.stage_artifact(stage.name), "sampler": sampler.get_state(),
+                               "rng": torch.get_rng_state()})
+        h.drive(producer, sampler, (index + 1, 0), end)
+        consumer, sampler = h.build(), h.sampler()
+        consumer.load_stage_artifact(stage.name, artifact["algo"])
+        sampler.set_state(artifact["sampler"])
+        torch.set_rng_state(artifact["rng"])
+        h.drive(consumer, sampler, (index + 1, 0), end)
+        _assert_same_params(producer, consumer, f"cached {stage.name!r} artifact reused")

@@ -1,0 +1,1 @@
+"""The stage runner, run folders and the evaluation protocol."""

@@ -1,0 +1,324 @@
+"""The stage runner: one training loop for every algorithm.
+
+It resolves the config (paper defaults, task preset, user overrides), prepares the data on the
+training device, then runs the algorithm's stages: sample a batch with the run's generator, one
+`update`, metrics accumulated on the device and read every `log_every` steps (no per-step host sync),
+evaluation on the protocol's schedule, atomic checkpoints, and a DONE marker at the end. A run with
+DONE is never rerun; any other run resumes from its checkpoint. Cacheable stages are stored once per
+key and reused by every run that shares it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from offdiff.algorithm import Algorithm, EnvSpec, Stage
+from offdiff.config import apply_overrides, config_dict, stable_hash
+from offdiff.data.pipeline import PreparedData, prepare
+from offdiff.data.scores import normalized_score
+from offdiff.data.sources import DatasetInfo, resolve
+from offdiff.errors import OffdiffError
+from offdiff.eval import evaluate
+from offdiff.provenance import provenance
+from offdiff.registry import get_algorithm, plugins
+from offdiff.train.protocol import Protocol, default_protocol
+from offdiff.train.run_dir import RunDir, atomic_torch_save, atomic_write_json, torch_load
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainRequest:
+    """Everything that names a run. `steps` sets every `*steps` field of the config (a quick budget)."""
+
+    algo: str
+    source: str
+    seed: int = 0
+    eval_env: str | None = None
+    overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    protocol: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    steps: int | None = None
+    device: str = "auto"
+    runs_root: Path = Path("runs")
+    grid: str = "train"
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedRun:
+    request: TrainRequest
+    cls: type[Algorithm]
+    info: DatasetInfo
+    config: Any
+    protocol: Protocol
+    run_dir: RunDir
+
+
+def derive_seed(seed: int, purpose: str) -> int:
+    """A seed for one purpose (sampler, eval, ...) that differs from the run seed and from the others."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{purpose}".encode()).digest()[:4], "little") & 0x7FFFFFFF
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise OffdiffError(f"device {name!r} requested but CUDA is not available here")
+    return device
+
+
+def resolve_config(cls: type[Algorithm], task: str, request: TrainRequest) -> Any:
+    config = apply_overrides(cls.Config(), cls.preset(task), origin=f"{cls.name} preset for {task}")
+    if request.steps is not None:
+        step_fields = {f.name: request.steps for f in dataclasses.fields(config) if f.name.endswith("steps")}
+        config = apply_overrides(config, step_fields, origin="--steps")
+    return apply_overrides(config, request.overrides)
+
+
+def plan(request: TrainRequest) -> PlannedRun:
+    """Resolve a request to its config and stable run folder, without loading data."""
+    cls = get_algorithm(request.algo)
+    info = resolve(request.source, request.eval_env).info()
+    config = resolve_config(cls, info.task, request)
+    protocol = apply_overrides(default_protocol(info.task), request.protocol, origin="protocol")
+    key = stable_hash(
+        {"config": config_dict(config), "source": request.source, "eval_env": info.eval_env,
+         "protocol": dataclasses.asdict(protocol)}
+    )
+    slug = info.dataset_id.replace("/", "-")
+    path = Path(request.runs_root) / request.grid / request.algo / slug / key / f"seed_{request.seed}"
+    return PlannedRun(request, cls, info, config, protocol, RunDir(path))
+
+
+class _Progress:
+    """A tqdm bar on a terminal; on a log file (SLURM), one status line at most every 30 s."""
+
+    def __init__(self, total: int, initial: int, desc: str, enabled: bool):
+        self.tty = enabled and sys.stderr.isatty()
+        self.enabled = enabled
+        self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", disable=not self.tty, smoothing=0.1)
+        self.desc, self.total, self.last_print = desc, total, 0.0
+
+    def update(self, step: int, n: int, metrics: dict[str, float] | None) -> None:
+        self.bar.update(n)
+        if metrics is None:
+            return
+        rate = metrics.get("steps_per_s", 0.0)
+        if self.tty:
+            self.bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items() if k != "steps_per_s"}, refresh=False)
+        elif self.enabled and time.time() - self.last_print > 30:
+            self.last_print = time.time()
+            print(f"[{self.desc}] step {step}/{self.total} {rate:.1f} steps/s", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class Trainer:
+    """Runs one planned run to completion (or to the next kill, after which it resumes)."""
+
+    def __init__(self, planned: PlannedRun, progress: bool = True):
+        self.p = planned
+        self.run = planned.run_dir
+        self.progress = progress
+        self.device = resolve_device(planned.request.device)
+
+    # -- set-up ------------------------------------------------------------------------------
+    def _build(self) -> None:
+        p, seed = self.p, self.p.request.seed
+        self.data: PreparedData = prepare(
+            p.request.source, eval_env=p.request.eval_env, obs_transform=p.config.obs_transform,
+            reward_transform=p.config.reward_transform, device=self.device,
+        )
+        torch.manual_seed(seed)  # module initialisation
+        self.sampler = torch.Generator(device=self.device).manual_seed(derive_seed(seed, "sampler"))
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        spec = EnvSpec(p.info.obs_dim, p.info.act_dim, p.info.dataset_id, p.info.task)
+        self.algo = p.cls(p.config, spec, self.device, generator)
+        self.stages = self.algo.stages()
+        self.eval_seed = derive_seed(seed, "eval")
+
+    def _manifest(self) -> dict[str, Any]:
+        p = self.p
+        plugin = plugins().get(p.request.algo)
+        return {
+            "algorithm": p.request.algo,
+            "plugin": dataclasses.asdict(plugin) if plugin else None,
+            "config": config_dict(p.config),
+            "seed": p.request.seed,
+            "eval_seed": self.eval_seed,
+            "dataset": {**dataclasses.asdict(p.info), "ref_scores": dataclasses.asdict(self.data.ref)},
+            "transforms": self.data.transforms,
+            "protocol": dataclasses.asdict(p.protocol),
+            "stages": [dataclasses.asdict(s) for s in self.stages],
+            **provenance(self.device, plugin.package if plugin else None),
+        }
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def _save_checkpoint(self, stage_index: int, step: int) -> None:
+        atomic_torch_save(self.run.checkpoint, {
+            "position": (stage_index, step),
+            "algorithm": self.algo.state_dict(),
+            "sampler": self.sampler.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+        })
+
+    def _restore(self) -> tuple[int, int]:
+        state = torch_load(self.run.checkpoint, "checkpoint")
+        try:
+            self.algo.load_state_dict(state["algorithm"])
+            self.sampler.set_state(state["sampler"])
+            torch.set_rng_state(state["torch_rng"])
+            if state["cuda_rng"] is not None:
+                torch.cuda.set_rng_state_all(state["cuda_rng"])
+            position = tuple(state["position"])
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+            raise OffdiffError(
+                f"checkpoint {self.run.checkpoint} does not fit this run ({type(exc).__name__}: {exc}); "
+                "move it away to restart the run"
+            ) from None
+        self.run.rewind_logs(position)
+        return position  # type: ignore[return-value]
+
+    def _cache_path(self, stage: Stage) -> Path:
+        key = stable_hash({
+            "algo": self.p.request.algo, "source": self.p.request.source, "transforms": self.data.transforms,
+            "stage": dataclasses.asdict(stage), "seed": self.p.request.seed,
+            "config": {k: getattr(self.p.config, k) for k in stage.config_keys},
+        })
+        return Path(self.p.request.runs_root) / "_cache" / self.p.request.algo / stage.name / f"{key}.pt"
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run_all(self) -> dict[str, Any]:
+        if self.run.is_done():
+            return self.run.done_summary()
+        self._build()  # data and reference scores first: bad input fails before anything is written
+        self.run.lock()
+        try:
+            return self._run_locked()
+        finally:
+            self.run.unlock()
+
+    def _run_locked(self) -> dict[str, Any]:
+        if self.run.is_done():  # finished by another process while this one prepared its data
+            return self.run.done_summary()
+        if not self.run.manifest.exists():
+            atomic_write_json(self.run.manifest, self._manifest())
+        position = self._restore() if self.run.checkpoint.exists() else (0, 0)
+        started = time.time()
+        for index, stage in enumerate(self.stages):
+            if (index, stage.steps) <= position:
+                continue
+            start = position[1] if index == position[0] else 0
+            if stage.cacheable and start == 0 and self._load_cached(stage):
+                self._save_checkpoint(index, stage.steps)
+                continue
+            self._run_stage(index, stage, start)
+            if stage.cacheable:
+                atomic_torch_save(self._cache_path(stage), {
+                    "algorithm": self.algo.stage_artifact(stage.name), "sampler": self.sampler.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                })
+        summary = self._summary(time.time() - started)
+        atomic_write_json(self.run.done_marker, summary)
+        return summary
+
+    def _load_cached(self, stage: Stage) -> bool:
+        path = self._cache_path(stage)
+        if not path.exists():
+            return False
+        artifact = torch_load(path, f"cached {stage.name} artifact")
+        self.algo.load_stage_artifact(stage.name, artifact["algorithm"])
+        self.sampler.set_state(artifact["sampler"])
+        torch.set_rng_state(artifact["torch_rng"])
+        self.run.append(self.run.metrics, {"stage": stage.name, "stage_index": self.stages.index(stage),
+                                           "step": stage.steps, "event": "reused_cached_stage",
+                                           "artifact": str(path)})
+        print(f"[{self.p.request.algo}] reused cached {stage.name} artifact {path}", file=sys.stderr)
+        return True
+
+    def _run_stage(self, index: int, stage: Stage, start: int) -> None:
+        protocol = self.p.protocol
+        self.algo.begin_stage(stage.name, self.data.buffer)
+        bar = _Progress(stage.steps, start, f"{self.p.request.algo}:{stage.name}", self.progress)
+        sums: dict[str, torch.Tensor] = {}
+        count, tick = 0, time.perf_counter()
+        try:
+            for step in range(start, stage.steps):
+                batch = self.data.buffer.sample(stage.batch_size, self.sampler)
+                metrics = self.algo.update(stage.name, batch, step)
+                for k, v in metrics.items():
+                    sums[k] = sums[k] + v if k in sums else v.detach().float().clone()
+                count += 1
+                done = step + 1
+                logged = None
+                if done % protocol.log_every == 0 or done == stage.steps:
+                    logged = self._log(index, stage, done, sums, count, time.perf_counter() - tick)
+                    sums, count, tick = {}, 0, time.perf_counter()
+                bar.update(done, 1, logged)
+                if stage.evaluate and (done % protocol.eval_every == 0 or done == stage.steps):
+                    self._evaluate(index, stage, done)
+                if done % protocol.checkpoint_every == 0 or done == stage.steps:
+                    self._save_checkpoint(index, done)
+        finally:
+            bar.close()
+
+    def _log(self, index: int, stage: Stage, step: int, sums: dict[str, torch.Tensor], count: int,
+             seconds: float) -> dict[str, float]:
+        names = list(sums)
+        values = torch.stack([sums[k] for k in names]).cpu().tolist() if names else []  # the one host sync
+        row = {k: v / count for k, v in zip(names, values, strict=True)}
+        bad = [k for k, v in row.items() if not np.isfinite(v)]
+        if bad:
+            raise OffdiffError(f"training diverged at {stage.name} step {step}: non-finite {bad}")
+        row["steps_per_s"] = count / max(seconds, 1e-9)
+        self.run.append(self.run.metrics, {"stage": stage.name, "stage_index": index, "step": step, **row})
+        return row
+
+    def _evaluate(self, index: int, stage: Stage, step: int) -> None:
+        generator = torch.Generator(device=self.device).manual_seed(derive_seed(self.eval_seed, f"{index}:{step}"))
+        episodes = evaluate(
+            lambda obs: self.algo.act(obs, generator=generator), self.data.make_env,
+            episodes=self.p.protocol.eval_episodes, num_envs=self.p.protocol.eval_envs, seed=self.eval_seed,
+            obs_normalizer=self.data.obs_normalizer, action_scaler=self.data.action_scaler, device=self.device,
+        )
+        returns = np.array([e.ret for e in episodes])
+        normalized = normalized_score(returns, self.data.ref)
+        self.run.append(self.run.evals, {
+            "stage": stage.name, "stage_index": index, "step": step,
+            "returns": returns.tolist(), "lengths": [e.length for e in episodes], "seeds": [e.seed for e in episodes],
+            "normalized": np.asarray(normalized).tolist(),
+            "mean_return": float(returns.mean()), "normalized_mean": float(np.mean(normalized)),
+            "normalized_std": float(np.std(normalized)),
+        })
+
+    def _summary(self, seconds: float) -> dict[str, Any]:
+        evals = list(self.run.eval_rows())
+        summary: dict[str, Any] = {"run_dir": str(self.run.path), "wall_time_s": round(seconds, 2),
+                                   "steps": {s.name: s.steps for s in self.stages}}
+        if evals:
+            last = evals[-1]
+            best = max(evals, key=lambda r: r["normalized_mean"])
+            summary.update({
+                "final_normalized_score": last["normalized_mean"],
+                "final_normalized_std": last["normalized_std"],
+                "final_return": last["mean_return"],
+                "episodes": len(last["returns"]),
+                "best_normalized_score_online_selection": best["normalized_mean"],
+                "best_step": [best["stage"], best["step"]],
+            })
+        return summary
+
+
+def train(request: TrainRequest, progress: bool = True) -> dict[str, Any]:
+    """Plan and run (or resume, or skip if DONE) one run; returns its summary."""
+    return Trainer(plan(request), progress=progress).run_all()

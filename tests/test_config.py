@@ -1,0 +1,41 @@
+"""Config resolution: defaults, then the task preset, then typed `--set` overrides."""
+
+from __future__ import annotations
+
+import pytest
+
+from offdiff.config import apply_overrides, parse_assignments, stable_hash
+from offdiff.errors import OffdiffError
+from offdiff.train.runner import TrainRequest, resolve_config
+from offdiff_dql import DiffusionQL, DQLConfig
+
+
+def test_typed_overrides():
+    config = apply_overrides(DQLConfig(), parse_assignments(["eta=2", "steps=1e3", "max_q_backup=true",
+                                                             "lr_schedule=cosine", "reward_transform=none"]))
+    assert config.eta == 2.0 and isinstance(config.eta, float)
+    assert config.steps == 1000 and isinstance(config.steps, int)
+    assert config.max_q_backup is True and config.lr_schedule == "cosine"
+
+
+@pytest.mark.parametrize("pair", ["steps=1.5", "max_q_backup=maybe", "eta=", "lr_schedule=exp", "nokey=1"])
+def test_bad_overrides(pair):
+    with pytest.raises(OffdiffError):
+        apply_overrides(DQLConfig(), parse_assignments([pair]))
+
+
+def test_assignment_syntax():
+    with pytest.raises(OffdiffError, match="key=value"):
+        parse_assignments(["eta"])
+
+
+def test_preset_then_steps_then_set():
+    request = TrainRequest(algo="dql", source="toy:four_corners", steps=100, overrides={"grad_norm": "3"})
+    config = resolve_config(DiffusionQL, "walker2d-medium", request)
+    assert (config.grad_norm, config.steps, config.lr) == (3.0, 100, 3e-4)
+    assert resolve_config(DiffusionQL, "antmaze-medium-play", TrainRequest("dql", "x")).lr == 1e-3
+
+
+def test_stable_hash_ignores_key_order():
+    assert stable_hash({"a": 1, "b": [1, 2]}) == stable_hash({"b": [1, 2], "a": 1})
+    assert stable_hash({"a": 1}) != stable_hash({"a": 2})
