@@ -1,0 +1,57 @@
+"""`prepare`: a source string and named transforms -> a training buffer on the device plus its eval pieces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from offdiff.data.base import DatasetInfo, EnvFactory
+from offdiff.data.buffer import DeviceBuffer
+from offdiff.data.scores import RefScores
+from offdiff.data.sources import resolve
+from offdiff.data.transforms import ActionScaler, ObsNormalizer, apply_reward_transform, check_transform_names
+
+
+@dataclass
+class PreparedData:
+    info: DatasetInfo
+    ref: RefScores
+    buffer: DeviceBuffer  # actions in [-1, 1], observations normalized, rewards transformed
+    obs_normalizer: ObsNormalizer
+    action_scaler: ActionScaler
+    transforms: dict[str, Any]  # names and parameters, JSON-able, for the run manifest
+    make_env: EnvFactory  # picklable; one raw evaluation env (apply obs_normalizer / action_scaler)
+
+
+def prepare(
+    source: str,
+    *,
+    eval_env: str | None = None,
+    obs_transform: str = "none",
+    reward_transform: str = "none",
+    device: torch.device | str = "cpu",
+) -> PreparedData:
+    """Resolve, check (names, reference scores, action bounds), load, transform and move to `device`."""
+    check_transform_names(obs_transform, reward_transform)
+    data = resolve(source, eval_env)
+    info = data.info()
+    ref = data.ref_scores()
+    transitions = data.load()
+    scaler = ActionScaler(info.action_low, info.action_high)
+    actions = scaler.check_dataset(transitions.actions, source)
+    transitions = transitions.replace(actions=scaler.to_policy(actions))
+    transitions, reward_params = apply_reward_transform(reward_transform, transitions)
+    normalizer = ObsNormalizer.from_name(obs_transform, transitions)
+    transitions = transitions.replace(
+        observations=normalizer.normalize_np(transitions.observations),
+        next_observations=normalizer.normalize_np(transitions.next_observations),
+    )
+    transforms = {
+        "reward": {"name": reward_transform, "params": reward_params},
+        "obs": normalizer.state(),
+        "action": scaler.state(),
+    }
+    buffer = DeviceBuffer(transitions, device)
+    return PreparedData(info, ref, buffer, normalizer, scaler, transforms, data.env_factory())
