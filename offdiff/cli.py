@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from offdiff.analysis.cli import register as register_aggregate
 from offdiff.config import parse_assignments
 from offdiff.errors import OffdiffError
 
@@ -83,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--algo", required=True, help="a registered algorithm, see `offdiff algos`")
     t.add_argument("--dataset", required=True, help="minari:<id> | hdf5:<path> | toy:<name>")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--steps", type=int, help="train every stage for this many steps (sets every *steps key)")
+    t.add_argument("--steps", type=int, help="train every stage for this many steps (sets every step-budget key)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     t.add_argument("--eval-env", help="gymnasium id of the evaluation env (required for hdf5:)")
     t.add_argument("--eval-episodes", type=int)
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("dataset_id")
     fetch.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
     d.set_defaults(func=_data)
+    register_aggregate(sub)
     return parser
 
 

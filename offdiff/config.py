@@ -25,6 +25,29 @@ def parse_assignments(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+def budget(default: int) -> Any:
+    """A config field that is a training-step budget (a stage length): `--steps N` sets every such field.
+
+    Other integer fields whose names happen to end in "steps" (e.g. diffusion or solver steps) are untouched.
+    """
+    return dataclasses.field(default=default, metadata={"budget": True})
+
+
+def budget_fields(config_cls: Any) -> list[str]:
+    """Names of the fields of a config dataclass declared with `budget(...)`."""
+    return [f.name for f in dataclasses.fields(config_cls) if f.metadata.get("budget")]
+
+
+def _as_number(value: Any) -> Any:
+    """YAML 1.1 reads "1e3" as a string: accept scientific notation without a dot as a number."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
     """Turn a CLI/YAML value into the field's declared type (int, float, bool, str, Literal)."""
     origin = typing.get_origin(annotation)
@@ -41,6 +64,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         if not isinstance(parsed, bool):
             raise OffdiffError(f"{key} expects true/false, got {value!r}")
         return parsed
+    if annotation in (int, float):
+        parsed = _as_number(parsed)
     if annotation is int:
         if isinstance(parsed, float) and parsed.is_integer():
             parsed = int(parsed)

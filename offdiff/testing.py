@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from offdiff.algorithm import Algorithm, AlgorithmConfig, EnvSpec
-from offdiff.config import apply_overrides
+from offdiff.config import apply_overrides, budget_fields
 from offdiff.data.buffer import DeviceBuffer
 from offdiff.data.transitions import Transitions
 
@@ -46,7 +46,7 @@ class _Harness:
         self.data = DeviceBuffer(random_transitions(), self.device)
         self.spec = EnvSpec(obs_dim=5, act_dim=3, dataset_id="conformance/random-v0", task="conformance")
         base = cls.Config()
-        step_fields = {f.name: steps for f in dataclasses.fields(base) if f.name.endswith("steps")}
+        step_fields = {name: steps for name in budget_fields(base)}
         self.config = apply_overrides(apply_overrides(base, step_fields), overrides)
 
     def build(self, seed: int = 0) -> Algorithm:
@@ -103,12 +103,15 @@ def check_algorithm(
     """Raise AssertionError with a precise message if `cls` breaks the plugin contract.
 
     `overrides` shrink the config for speed (e.g. hidden sizes, batch sizes); `steps` is used for every
-    `*steps` field. Resume equivalence is checked to the bit, which holds on CPU.
+    step-budget field (declared with `offdiff.config.budget`). Resume equivalence is checked to the bit,
+    which holds on CPU.
     """
     assert dataclasses.is_dataclass(cls.Config) and issubclass(cls.Config, AlgorithmConfig), (
         "Config must be a dataclass subclassing offdiff.algorithm.AlgorithmConfig")
     assert cls.Config.__dataclass_params__.frozen, "Config must be frozen"
     assert isinstance(cls.name, str) and cls.name, "the class needs a non-empty `name`"
+    assert budget_fields(cls.Config), (
+        "declare the stage lengths with offdiff.config.budget(...) so that `--steps` and this suite can set them")
     h = _Harness(cls, overrides or {}, steps, device)
 
     # Stages run and report finite scalar metrics.

@@ -10,8 +10,14 @@ import gymnasium as gym
 import h5py
 import numpy as np
 import pytest
+import torch
 
 TINY_HOPPER_ID = "test/hopper/tiny-v0"
+
+# The tests' networks are tiny: one intra-op thread is as fast as two and immune to oversubscription on a
+# busy 2-core machine; subprocesses (local and SLURM jobs) inherit the setting.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -113,3 +113,16 @@ def test_corrupt_checkpoint_via_cli(tmp_path, capsys):
     code, _, err = _run(capsys, *argv)
     assert code == 2 and "corrupt or truncated" in err and err.count("\n") == 1
     assert ckpt.stat().st_size == 1000, "the damaged file is left for the user, not silently replaced"
+
+
+def test_data_list_and_info(capsys, tiny_hopper_minari):
+    code, out, _ = _run(capsys, "data", "list")
+    assert code == 0 and "test/hopper/tiny-v0" in out
+    code, out, _ = _run(capsys, "data", "info", tiny_hopper_minari)
+    assert code == 0 and "Hopper-v5" in out and "3234.3" in out
+
+
+def test_data_fetch_without_network_is_a_clear_error(capsys, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    code, _, err = _run(capsys, "data", "fetch", "mujoco/hopper/medium-v0", "--timeout", "5")
+    assert code == 2 and err.startswith("offdiff: error:") and "mujoco/hopper/medium-v0" in err

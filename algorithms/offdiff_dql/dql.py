@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from offdiff.algorithm import Algorithm, AlgorithmConfig, EnvSpec, Metrics, Stage
+from offdiff.config import budget
 from offdiff.critics import DoubleQ, td_target
 from offdiff.data.buffer import Batch
 from offdiff.diffusion import DiscreteVPSchedule, NoisePredictionMLP
@@ -34,7 +35,7 @@ from offdiff_dql.presets import PRESETS
 class DQLConfig(AlgorithmConfig):
     """Defaults are the release's `main.py` defaults (halfcheetah-medium); presets set the rest per task."""
 
-    steps: int = 2_000_000
+    steps: int = budget(2_000_000)
     batch_size: int = 256
     lr: float = 3e-4
     critic_lr: float = 3e-4

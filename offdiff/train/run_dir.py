@@ -68,6 +68,10 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+class RunInUse(OffdiffError):
+    """Another live process holds the run's lock."""
+
+
 class RunDir:
     """The folder of one run (algorithm, resolved config, dataset, seed)."""
 
@@ -95,7 +99,7 @@ class RunDir:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
-            raise OffdiffError(f"run {self.path} is in use by another process; not starting a second copy") from None
+            raise RunInUse(f"run {self.path} is in use by another process; not starting a second copy") from None
         self._lock_file = handle
 
     def unlock(self) -> None:

@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from offdiff.algorithm import Algorithm, EnvSpec, Stage
-from offdiff.config import apply_overrides, config_dict, stable_hash
+from offdiff.config import apply_overrides, budget_fields, config_dict, stable_hash
 from offdiff.data.pipeline import PreparedData, prepare
 from offdiff.data.scores import normalized_score
 from offdiff.data.sources import DatasetInfo, resolve
@@ -37,7 +37,7 @@ from offdiff.train.run_dir import RunDir, atomic_torch_save, atomic_write_json, 
 
 @dataclasses.dataclass(frozen=True)
 class TrainRequest:
-    """Everything that names a run. `steps` sets every `*steps` field of the config (a quick budget)."""
+    """Everything that names a run. `steps` sets every step-budget field of the config (a quick budget)."""
 
     algo: str
     source: str
@@ -78,7 +78,7 @@ def resolve_device(name: str) -> torch.device:
 def resolve_config(cls: type[Algorithm], task: str, request: TrainRequest) -> Any:
     config = apply_overrides(cls.Config(), cls.preset(task), origin=f"{cls.name} preset for {task}")
     if request.steps is not None:
-        step_fields = {f.name: request.steps for f in dataclasses.fields(config) if f.name.endswith("steps")}
+        step_fields = {name: request.steps for name in budget_fields(config)}
         config = apply_overrides(config, step_fields, origin="--steps")
     return apply_overrides(config, request.overrides)
 
@@ -125,10 +125,11 @@ class _Progress:
 class Trainer:
     """Runs one planned run to completion (or to the next kill, after which it resumes)."""
 
-    def __init__(self, planned: PlannedRun, progress: bool = True):
+    def __init__(self, planned: PlannedRun, progress: bool = True, stop_after_cacheable: bool = False):
         self.p = planned
         self.run = planned.run_dir
         self.progress = progress
+        self.stop_after_cacheable = stop_after_cacheable  # a grid's cache phase: checkpoint, stop, no DONE
         self.device = resolve_device(planned.request.device)
 
     # -- set-up ------------------------------------------------------------------------------
@@ -216,6 +217,8 @@ class Trainer:
         position = self._restore() if self.run.checkpoint.exists() else (0, 0)
         started = time.time()
         for index, stage in enumerate(self.stages):
+            if self.stop_after_cacheable and not stage.cacheable:
+                return {"run_dir": str(self.run.path), "stopped_before": stage.name}
             if (index, stage.steps) <= position:
                 continue
             start = position[1] if index == position[0] else 0
@@ -319,6 +322,10 @@ class Trainer:
         return summary
 
 
-def train(request: TrainRequest, progress: bool = True) -> dict[str, Any]:
-    """Plan and run (or resume, or skip if DONE) one run; returns its summary."""
-    return Trainer(plan(request), progress=progress).run_all()
+def train(request: TrainRequest, progress: bool = True, stop_after_cacheable: bool = False) -> dict[str, Any]:
+    """Plan and run (or resume, or skip if DONE) one run; returns its summary.
+
+    `stop_after_cacheable` runs only the leading cacheable stages (storing their artifacts) and stops at the
+    first other stage, checkpointed and without DONE; the same run started again continues from there.
+    """
+    return Trainer(plan(request), progress=progress, stop_after_cacheable=stop_after_cacheable).run_all()

@@ -1,0 +1,182 @@
+"""`offdiff aggregate`: collect run folders into `scores.csv`, then derive every other output from that CSV.
+
+Everything but `provenance.json` (which records how this copy was made) is a function of the CSV's
+bytes, the bootstrap reps and the seed, so `--from-csv` regenerates the folder byte for byte. Outputs
+that a collection cannot support (plots without finished runs, a comparison with one algorithm) are
+left out with a note, and stale copies of them are removed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import offdiff
+from offdiff.analysis import plots, stats, tables
+from offdiff.analysis.collect import collect
+from offdiff.analysis.scores import ScoreMatrices, best_scores, final_scores, read_scores, score_matrices, to_csv_bytes
+from offdiff.errors import OffdiffError
+from offdiff.provenance import git_state
+from offdiff.train.run_dir import atomic_write_bytes, atomic_write_json
+
+FIGURES = {
+    "learning_curves": "normalized score over training per task, mean ± std over finished seeds",
+    "aggregate_intervals": "IQM, mean, median, optimality gap: point estimates and 95% CIs",
+    "performance_profiles": "fraction of runs above each normalized score (rliable score distributions), 95% CIs",
+}
+DESCRIPTIONS = {
+    "scores.csv": "one row per evaluation of every run (the source of everything else here)",
+    "scores.md": "per-task table, headline score (Markdown)",
+    "scores.tex": "per-task table, headline score (LaTeX, booktabs)",
+    "scores_best.md": "per-task table, best evaluation over training (online model selection, optimistic)",
+    "scores_best.tex": "the same, LaTeX",
+    "aggregates.md": "IQM, mean, median, optimality gap with 95% stratified-bootstrap CIs",
+    "aggregates.csv": "the same, as a CSV",
+    "prob_improvement.md": "probability of improvement between each pair of algorithms",
+    **{f"{name}.{ext}": text for name, text in FIGURES.items() for ext in ("png", "pdf")},
+    "provenance.json": "offdiff version, git commit, command, runs collected, runs skipped",
+}
+OUTPUTS = (*DESCRIPTIONS, "README.md")
+HEADLINE = ("Normalized score (0 and 100 = the dataset's reference min and max, e.g. random and expert) of the "
+            "last evaluation of each finished run (DONE): mean ± std over seeds (n seeds).")
+BEST = ("Best evaluation over training of each finished run (DONE), i.e. online model selection, optimistic: "
+        "mean ± std over seeds (n seeds). Report the headline table (scores.md), not this one.")
+MARKS = "Best per row in bold; — no finished run; † fewer seeds than the fullest cell."
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    out: Path
+    files: list[str]
+    skipped: list[tuple[str, str]]
+
+
+def _run_notes(frame: pd.DataFrame) -> list[str]:
+    runs = frame.groupby("run_dir", sort=True).agg(done=("done", "first"), evaluated=("normalized", "count"))
+    notes = []
+    unfinished = list(runs.index[~runs.done])
+    if unfinished:
+        notes.append(f"{len(unfinished)} run(s) not finished (no DONE), not counted: {', '.join(unfinished)}")
+    silent = list(runs.index[runs.done & (runs.evaluated == 0)])
+    if silent:
+        notes.append(f"{len(silent)} finished run(s) without any evaluation: {', '.join(silent)}")
+    return notes
+
+
+def _aggregate_notes(matrices: ScoreMatrices, reps: int, seed: int) -> list[str]:
+    if not matrices.scores:
+        return ["No aggregates: no task has a finished run of every algorithm.", *matrices.notes]
+    notes = [f"Normalized scores (0-100) of the last evaluation of each finished run, on the {len(matrices.tasks)} "
+             f"task(s) every algorithm has: {', '.join(matrices.tasks)}.",
+             f"95% percentile stratified-bootstrap CIs over seeds (rliable, {reps} reps, seed {seed}); "
+             "optimality gap: lower is better.", *matrices.notes]
+    single = [a for a, s in matrices.seeds.items() if len(s) < 2]
+    if single:
+        notes.append(f"No CI for {', '.join(single)}: a bootstrap needs two seeds or more.")
+    return notes
+
+
+def _improvement_notes(matrices: ScoreMatrices, reps: int, seed: int) -> list[str]:
+    if len(matrices.scores) < 2:
+        return [f"Skipped: the probability of improvement needs two algorithms or more with finished runs on "
+                f"common tasks; this collection has {len(matrices.scores)}."]
+    return [f"P(X > Y): probability that a run of X scores higher than a run of Y on a task picked at random "
+            f"(rliable), on {', '.join(matrices.tasks)}; 95% stratified-bootstrap CIs ({reps} reps, seed {seed}); "
+            "no CI where an algorithm has one seed."]
+
+
+def derive(frame: pd.DataFrame, reps: int, seed: int) -> dict[str, bytes]:
+    """Every output but the CSV and provenance, from the parsed CSV: file name -> bytes."""
+    algorithms, tasks = sorted(frame.algorithm.unique()), sorted(frame.dataset.unique())
+    palette = plots.colors(algorithms)
+    final, run_notes = final_scores(frame), _run_notes(frame)
+    files: dict[str, bytes] = {}
+    for stem, view, title in (("scores", final, HEADLINE), ("scores_best", best_scores(frame), BEST)):
+        for fmt in ("md", "tex"):
+            text = tables.per_task_table(view, tasks, algorithms, fmt, [title, MARKS, *run_notes])
+            files[f"{stem}.{fmt}"] = text.encode()
+    matrices = score_matrices(final)
+    estimates = stats.aggregate_estimates(matrices, reps, seed)
+    notes = _aggregate_notes(matrices, reps, seed)
+    files["aggregates.md"] = tables.aggregates_markdown(estimates, matrices.seeds, notes).encode()
+    files["aggregates.csv"] = tables.aggregates_csv(estimates, len(matrices.tasks), matrices.seeds).encode()
+    pairs = stats.probability_of_improvement(matrices, reps, seed)
+    files["prob_improvement.md"] = tables.improvement_markdown(
+        pairs, _improvement_notes(matrices, reps, seed)).encode()
+    evaluations = frame[frame.done & frame.normalized.notna()]
+    figures = {}
+    if not evaluations.empty:
+        figures["learning_curves"] = lambda: plots.learning_curves(evaluations, tasks, palette)
+    if estimates:
+        taus = stats.profile_thresholds(matrices)
+        profiles = stats.performance_profiles(matrices, taus, reps, seed)
+        figures["aggregate_intervals"] = lambda: plots.interval_estimates(estimates, palette)
+        figures["performance_profiles"] = lambda: plots.performance_profiles(taus, profiles, palette)
+    for name, build in figures.items():
+        for ext, data in plots.render(build).items():
+            files[f"{name}.{ext}"] = data
+    files["README.md"] = _readme(frame, files, run_notes, reps, seed).encode()
+    return files
+
+
+def _readme(frame: pd.DataFrame, files: dict[str, bytes], run_notes: list[str], reps: int, seed: int) -> str:
+    runs = frame.drop_duplicates("run_dir")
+    names = [n for n in DESCRIPTIONS if n in files or n in ("scores.csv", "provenance.json")]
+    lines = [
+        "# offdiff aggregate",
+        "",
+        "Everything here but provenance.json is derived from scores.csv alone: "
+        f"`offdiff aggregate --from-csv scores.csv --out DIR --reps {reps} --seed {seed}` regenerates it byte for "
+        "byte.",
+        "",
+        f"{len(runs)} run(s), {int(runs.done.sum())} finished; {frame.algorithm.nunique()} algorithm(s), "
+        f"{frame.dataset.nunique()} dataset(s), {int(frame.normalized.notna().sum())} evaluation(s).",
+        "Headline score: the last evaluation of each finished run. The best evaluation over training is online "
+        "model selection (optimistic) and is kept apart, in scores_best.*.",
+        "",
+        "| file | contents |",
+        "|:---|:---|",
+        *(f"| {n} | {DESCRIPTIONS[n]} |" for n in names),
+    ]
+    missing = [f"{name}.*" for name in FIGURES if f"{name}.png" not in files]
+    notes = run_notes + ([f"Not drawn (nothing finished to plot; see aggregates.md): {', '.join(missing)}"]
+                         if missing else [])
+    return "\n".join(lines + (["", "## Notes", "", *(f"- {n}" for n in notes)] if notes else [])) + "\n"
+
+
+def aggregate(out: Path, runs: Sequence[Path] = (), from_csv: Path | None = None, reps: int = 2000,
+              seed: int = 0, skip_bad: bool = False, command: str = "") -> Result:
+    """Collect `runs` (or read `from_csv`) into `out`/scores.csv, then write every derived output."""
+    if bool(runs) == (from_csv is not None):
+        raise OffdiffError("give run folders to collect, or --from-csv CSV, not both and not neither")
+    if reps < 1 or not 0 <= seed < 2**32:
+        raise OffdiffError(f"--reps must be at least 1 and --seed in [0, 2**32), got reps={reps} seed={seed}")
+    if out.exists() and not out.is_dir():
+        raise OffdiffError(f"--out {out} exists and is not a directory")
+    skipped: list[tuple[str, str]] = []
+    if from_csv is None:
+        collection = collect(runs, skip_bad=skip_bad)
+        skipped = collection.skipped
+        atomic_write_bytes(out / "scores.csv", to_csv_bytes(collection.rows))
+        from_csv = out / "scores.csv"
+    frame = read_scores(from_csv)  # the outputs come from the parsed file, whichever way it was made
+    files = {"scores.csv": from_csv.read_bytes(), **derive(frame, reps, seed)}
+    for name, data in files.items():
+        atomic_write_bytes(out / name, data)
+    atomic_write_json(out / "provenance.json", {
+        "offdiff_version": offdiff.__version__,
+        "git": git_state(),
+        "command": command,
+        "scores_csv_sha256": hashlib.sha256(files["scores.csv"]).hexdigest(),
+        "runs": sorted(frame.run_dir.unique().tolist()),
+        "skipped": [{"run_dir": path, "reason": reason} for path, reason in skipped],
+        "bootstrap": {"reps": reps, "seed": seed, "numpy": np.__version__},
+    })
+    for name in set(OUTPUTS) - set(files) - {"provenance.json"}:
+        (out / name).unlink(missing_ok=True)
+    return Result(out, sorted([*files, "provenance.json"]), skipped)

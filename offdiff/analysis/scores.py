@@ -1,0 +1,151 @@
+"""The tidy scores CSV (one row per evaluation) and the views every output is computed from.
+
+The CSV is written with exact float text (`repr`) and stable row order, so it parses back to the same
+numbers and a committed CSV regenerates every table and plot. Headline score of a run = its last
+evaluation, counted only once the run is DONE; the best evaluation over training is a separate view
+(online model selection, optimistic).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from offdiff.errors import OffdiffError
+
+INTS = ("seed", "stage_index", "step", "total_step", "episodes")
+FLOATS = ("normalized", "normalized_std", "return")
+BOOLS = ("is_last", "done")
+COLUMNS = ("algorithm", "algo", "dataset", "task", "seed", "stage", "stage_index", "step", "total_step",
+           "normalized", "normalized_std", "return", "episodes", "is_last", "done", "config_hash", "run_dir")
+OPTIONAL = ("stage", "stage_index", "step", "total_step", "normalized", "normalized_std", "return", "episodes")
+RUN_KEY = ["algorithm", "dataset", "seed"]
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _sort_key(row: dict[str, Any]) -> tuple:
+    return (row["algorithm"], row["dataset"], row["seed"], row["run_dir"],
+            -1 if row["stage_index"] is None else row["stage_index"], -1 if row["step"] is None else row["step"])
+
+
+def to_csv_bytes(rows: Iterable[dict[str, Any]]) -> bytes:
+    """The CSV text of collected rows, sorted by algorithm, dataset, seed, run and evaluation."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for row in sorted(rows, key=_sort_key):
+        writer.writerow([_text(row[c]) for c in COLUMNS])
+    return buffer.getvalue().encode()
+
+
+def _parse(column: str, cell: str, where: str) -> Any:
+    if cell == "":
+        if column in OPTIONAL:
+            return None
+        raise OffdiffError(f"{where}: empty {column}")
+    try:
+        if column in INTS:
+            return int(cell)
+        if column in FLOATS:
+            value = float(cell)
+            if not math.isfinite(value):
+                raise ValueError
+            return value
+    except ValueError:
+        raise OffdiffError(f"{where}: {column}={cell!r} is not a finite number") from None
+    if column in BOOLS:
+        if cell not in ("true", "false"):
+            raise OffdiffError(f"{where}: {column}={cell!r} is not true/false")
+        return cell == "true"
+    return cell
+
+
+def read_scores(path: Path) -> pd.DataFrame:
+    """Parse and check a scores CSV; anything that is not one is a clear error naming the file and line."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OffdiffError(f"cannot read scores CSV {path}: {exc}") from None
+    try:
+        header, *lines = list(csv.reader(io.StringIO(text))) or [[]]
+    except csv.Error as exc:
+        raise OffdiffError(f"{path} is not a readable CSV ({exc})") from None
+    if header != list(COLUMNS):
+        raise OffdiffError(f"{path} is not an offdiff scores CSV (expected the columns {','.join(COLUMNS)})")
+    records = []
+    for number, cells in enumerate(lines, start=2):
+        where = f"{path} line {number}"
+        if len(cells) != len(COLUMNS):
+            raise OffdiffError(f"{where}: {len(cells)} fields, expected {len(COLUMNS)}")
+        records.append({c: _parse(c, v, where) for c, v in zip(COLUMNS, cells, strict=True)})
+    if not records:
+        raise OffdiffError(f"{path} has no rows")
+    frame = pd.DataFrame.from_records(records, columns=list(COLUMNS))
+    heads = frame[frame.is_last & frame.done]
+    twice = heads[heads.duplicated(RUN_KEY, keep=False)]
+    if not twice.empty:
+        key = ", ".join(str(v) for v in twice.iloc[0][RUN_KEY])
+        raise OffdiffError(f"{path}: several final evaluations for ({key}); one run per algorithm, dataset and seed")
+    return frame
+
+
+def final_scores(frame: pd.DataFrame) -> pd.DataFrame:
+    """Headline: the last evaluation of each DONE run (columns algorithm, dataset, seed, score)."""
+    heads = frame[frame.is_last & frame.done]
+    return heads[RUN_KEY].assign(score=heads.normalized.astype(float)).sort_values(RUN_KEY, ignore_index=True)
+
+
+def best_scores(frame: pd.DataFrame) -> pd.DataFrame:
+    """Best evaluation over training of each DONE run: online model selection, optimistic."""
+    evaluated = frame[frame.done & frame.normalized.notna()]
+    best = evaluated.groupby(RUN_KEY, sort=True).normalized.max().astype(float)
+    return best.rename("score").reset_index()
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreMatrices:
+    """Per algorithm a (seeds x tasks) matrix of normalized scores (0-100) on the tasks every algorithm has."""
+
+    tasks: list[str]
+    seeds: dict[str, list[int]]
+    scores: dict[str, np.ndarray]
+    notes: list[str]
+
+
+def score_matrices(final: pd.DataFrame) -> ScoreMatrices:
+    """Rectangular matrices for rliable: the common tasks, and per algorithm the seeds done on all of them."""
+    algorithms = sorted(final.algorithm.unique())
+    task_sets = [set(final[final.algorithm == a].dataset) for a in algorithms]
+    tasks = sorted(set.intersection(*task_sets)) if task_sets else []
+    notes = []
+    left_out = sorted(set().union(*task_sets) - set(tasks))
+    if left_out:
+        notes.append(f"tasks left out of the aggregates (not done by every algorithm): {', '.join(left_out)}")
+    seeds, scores = {}, {}
+    for algorithm in algorithms:
+        mine = final[(final.algorithm == algorithm) & final.dataset.isin(tasks)]
+        table = mine.pivot(index="seed", columns="dataset", values="score").reindex(columns=tasks).dropna()
+        if len(table) < mine.seed.nunique():
+            notes.append(f"{algorithm}: seeds left out of the aggregates (not done on every task): "
+                         f"{', '.join(map(str, sorted(set(mine.seed) - set(table.index))))}")
+        if tasks and len(table):
+            seeds[algorithm] = [int(s) for s in table.index]
+            scores[algorithm] = table.to_numpy(dtype=float)
+        elif tasks:
+            notes.append(f"{algorithm}: left out of the aggregates (no seed done on every common task)")
+    return ScoreMatrices(tasks, seeds, scores, notes)
