@@ -12,8 +12,10 @@ import sys
 from pathlib import Path
 
 from offdiff.analysis.cli import register as register_aggregate
+from offdiff.collect.cli import register as register_collect
 from offdiff.config import parse_assignments
 from offdiff.errors import OffdiffError
+from offdiff.harness.cli import register as register_grid
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -100,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("algos", help="list registered algorithms (name, source, package, version)")
     a.set_defaults(func=_algos)
 
-    d = sub.add_parser("data", help="local datasets: list, info, fetch")
+    d = sub.add_parser("data", help="local datasets: list, info, fetch, collect")
     dsub = d.add_subparsers(dest="data_command", required=True)
     dsub.add_parser("list", help="datasets in the local Minari store")
     info = dsub.add_parser("info", help="shape, size, env and reference scores of a dataset source")
@@ -109,8 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     fetch = dsub.add_parser("fetch", help="download a Minari dataset (login node; never done by training)")
     fetch.add_argument("dataset_id")
     fetch.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
+    register_collect(dsub)
     d.set_defaults(func=_data)
     register_aggregate(sub)
+    register_grid(sub)
     return parser
 
 

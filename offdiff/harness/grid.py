@@ -1,0 +1,209 @@
+"""Grid specs (`benchmarks/grids/*.yaml`): datasets × algorithm entries (overrides, sweeps) × seeds -> runs.
+
+```yaml
+name: quickstart                 # the runs subfolder: runs/<name>/<algo>/<dataset>/<config-hash>/seed_<s>
+datasets: [toy:four_corners]     # a source, or {source: "hdf5:/data/hopper-medium-v2.hdf5", eval_env: Hopper-v5}
+seeds: [0, 1]
+algorithms:
+  - dql                          # the paper's defaults, then its preset for each task
+  - name: dql_bc                 # a named entry: the same plugin with its own overrides
+    algo: dql
+    overrides: {eta: 0.0}
+    sweep: {lr: [1.0e-4, 3.0e-4]}  # every combination of the listed values is a cell
+protocol: {steps: 2000, eval_every: 1000, eval_episodes: 100, checkpoint_every: 500}
+resources: {runs_per_job: 4, time_min: 60}   # job-shape keys of the profile, for this grid
+```
+
+Everything is checked on load, and a mistake names its file and line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+from pathlib import Path
+from typing import Any
+
+from offdiff.data.sources import resolve
+from offdiff.errors import OffdiffError
+from offdiff.harness.profile import job_shape
+from offdiff.harness.yamlspec import Located, LocatedList, check_keys, expect, load_yaml, typed, typed_fields
+from offdiff.registry import get_algorithm
+from offdiff.train.protocol import Protocol
+from offdiff.train.runner import PlannedRun, TrainRequest, plan
+
+GRID_KEYS = ("name", "datasets", "seeds", "algorithms", "protocol", "resources")
+ENTRY_KEYS = ("algo", "name", "overrides", "sweep")
+PROTOCOL_KEYS = ("steps", *(f.name for f in dataclasses.fields(Protocol)))
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    source: str
+    eval_env: str | None
+    where: str
+
+
+@dataclasses.dataclass(frozen=True)
+class AlgoEntry:
+    name: str
+    algo: str
+    overrides: dict[str, Any]
+    sweep: dict[str, list[Any]]
+    where: str
+
+    def combinations(self) -> list[dict[str, Any]]:
+        keys = list(self.sweep)
+        return [dict(zip(keys, values, strict=True)) for values in itertools.product(*self.sweep.values())]
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    path: Path
+    name: str
+    datasets: tuple[Dataset, ...]
+    seeds: tuple[int, ...]
+    algorithms: tuple[AlgoEntry, ...]
+    steps: int | None
+    protocol: dict[str, Any]
+    resources: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One run of a grid: its label (entry name and swept values) and its planned run folder."""
+
+    label: str
+    planned: PlannedRun
+    grid_root: Path
+
+    @property
+    def key(self) -> str:
+        """The run folder relative to the grid's folder: how the harness's records name a run."""
+        return self.planned.run_dir.path.relative_to(self.grid_root).as_posix()
+
+
+def _datasets(data: Located) -> tuple[Dataset, ...]:
+    items = expect(data["datasets"], list, data.where("datasets"), "datasets is a list of dataset sources")
+    found = []
+    for i, item in enumerate(items):
+        where = items.where(i)
+        if isinstance(item, dict):
+            check_keys(item, ("source", "eval_env"), "a dataset", required=("source",))
+            source, eval_env = item["source"], item.get("eval_env")
+            expect(eval_env, (str, type(None)), item.where("eval_env"), "eval_env is a gymnasium id")
+        else:
+            source, eval_env = item, None
+        expect(source, str, where, "a dataset is a source such as toy:four_corners or minari:<id>")
+        try:
+            resolve(source, eval_env).info()  # a dataset that is not local fails here, not on the cluster
+        except OffdiffError as exc:
+            raise OffdiffError(f"{where}: {exc}") from None
+        found.append(Dataset(source, eval_env, where))
+    if not found:
+        raise OffdiffError(f"{data.where('datasets')}: datasets is empty")
+    return tuple(found)
+
+
+def _seeds(data: Located) -> tuple[int, ...]:
+    items = expect(data["seeds"], list, data.where("seeds"), "seeds is a list of integers, e.g. [0, 1, 2]")
+    for i, seed in enumerate(items):
+        expect(seed, int, items.where(i), "a seed is a non-negative integer")
+        if seed < 0 or seed in items[:i]:
+            raise OffdiffError(f"{items.where(i)}: seed {seed} is negative or repeated")
+    if not items:
+        raise OffdiffError(f"{data.where('seeds')}: seeds is empty")
+    return tuple(items)
+
+
+def _entry(items: LocatedList, index: int) -> AlgoEntry:
+    item = items[index]
+    if isinstance(item, str):  # `- dql`: the plugin with its defaults
+        item = Located.at(items.path, items.lines[index], {"algo": item})
+    expect(item, dict, items.where(index), "an algorithm entry is a name or a mapping with `algo:`")
+    check_keys(item, ENTRY_KEYS, "an algorithm entry", required=("algo",))
+    algo = expect(item["algo"], str, item.where("algo"), "algo is a registered algorithm name (`offdiff algos`)")
+    try:
+        config = get_algorithm(algo).Config()
+    except OffdiffError as exc:
+        raise OffdiffError(f"{item.where('algo')}: {exc}") from None
+    name = expect(item.get("name", algo), str, item.where("name"), "name is a label")
+    overrides = item.get("overrides", {})
+    expect(overrides, dict, item.where("overrides"), "overrides is a mapping of config keys to values")
+    for key, value in overrides.items():
+        typed(config, key, value, overrides.where(key))
+    sweep = item.get("sweep", {})
+    expect(sweep, dict, item.where("sweep"), "sweep is a mapping of config keys to lists of values")
+    for key, values in sweep.items():
+        expect(values, list, sweep.where(key), f"sweep {key!r} is a non-empty list of values")
+        if not values or key in overrides:
+            raise OffdiffError(f"{sweep.where(key)}: sweep {key!r} is empty or also set in overrides")
+        for i, value in enumerate(values):
+            typed(config, key, value, values.where(i))
+    return AlgoEntry(name, algo, dict(overrides), {k: list(v) for k, v in sweep.items()}, item.where())
+
+
+def _algorithms(data: Located) -> tuple[AlgoEntry, ...]:
+    items = expect(data["algorithms"], list, data.where("algorithms"), "algorithms is a list of entries")
+    entries = [_entry(items, i) for i in range(len(items))]
+    names = [e.name for e in entries]
+    for entry in entries:
+        if names.count(entry.name) > 1:
+            raise OffdiffError(f"{entry.where}: two algorithm entries are named {entry.name!r}; "
+                               f"give each its own `name:`")
+    if not entries:
+        raise OffdiffError(f"{data.where('algorithms')}: algorithms is empty")
+    return tuple(entries)
+
+
+def _protocol(data: Located) -> tuple[int | None, dict[str, Any]]:
+    values = data.get("protocol", Located(data.path, data.line))
+    expect(values, dict, data.where("protocol"), "protocol is a mapping (steps, eval_every, ...)")
+    check_keys(values, PROTOCOL_KEYS, "protocol")
+    steps = values.get("steps")
+    if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
+        raise OffdiffError(f"{values.where('steps')}: steps is a positive integer, got {steps!r}")
+    fields = {k: v for k, v in values.items() if k != "steps"}
+    typed = typed_fields(Protocol(), fields, values, dict.fromkeys(fields, 1))
+    return steps, {key: getattr(typed, key) for key in fields}
+
+
+def load_grid(path: Path) -> Grid:
+    """Read and check a grid spec: keys, algorithms, config values, local datasets, protocol, resources."""
+    path = Path(path)
+    data = load_yaml(path, "grid spec")
+    check_keys(data, GRID_KEYS, "a grid spec", required=("name", "datasets", "seeds", "algorithms"))
+    name = expect(data["name"], str, data.where("name"), "name is the grid's runs subfolder")
+    if not NAME.fullmatch(name):
+        raise OffdiffError(f"{data.where('name')}: name {name!r} must be a plain folder name (letters, digits, ._-)")
+    steps, protocol = _protocol(data)
+    resources = data.get("resources", Located(path, data.line))
+    expect(resources, dict, data.where("resources"), "resources is a mapping of job-shape keys")
+    return Grid(path, name, _datasets(data), _seeds(data), _algorithms(data), steps, protocol, job_shape(resources))
+
+
+def expand(grid: Grid, runs_root: Path) -> list[Cell]:
+    """Every cell of the grid with its run folder under `runs_root/<grid name>` (no data is loaded)."""
+    grid_root = Path(runs_root) / grid.name
+    cells: dict[Path, Cell] = {}
+    for dataset, entry in itertools.product(grid.datasets, grid.algorithms):
+        for combo in entry.combinations():
+            label = entry.name + (f"[{','.join(f'{k}={v}' for k, v in combo.items())}]" if combo else "")
+            for seed in grid.seeds:
+                request = TrainRequest(
+                    algo=entry.algo, source=dataset.source, seed=seed, eval_env=dataset.eval_env,
+                    overrides={**entry.overrides, **combo}, protocol=grid.protocol, steps=grid.steps,
+                    runs_root=Path(runs_root), grid=grid.name,
+                )
+                try:
+                    planned = plan(request)
+                except OffdiffError as exc:
+                    raise OffdiffError(f"{entry.where}: {label} on {dataset.source}: {exc}") from None
+                path = planned.run_dir.path
+                if path in cells:
+                    raise OffdiffError(f"{entry.where}: {label} seed {seed} on {dataset.source} is the same run as "
+                                       f"{cells[path].label} (same resolved config); drop one of them")
+                cells[path] = Cell(f"{label} {dataset.source} seed={seed}", planned, grid_root)
+    return list(cells.values())

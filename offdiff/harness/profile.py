@@ -1,0 +1,81 @@
+"""Cluster profiles (`slurm/profiles/*.yaml`): where and how a grid's jobs run. Every key is documented in
+`slurm/profiles/example.yaml`."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from offdiff.errors import OffdiffError
+from offdiff.harness.yamlspec import Located, LocatedList, check_keys, expect, load_yaml, typed_fields
+
+Executor = Literal["slurm", "local", "debug"]
+EXECUTORS: tuple[str, ...] = ("slurm", "local", "debug")
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """One cluster (or this machine). Empty strings mean "not set"; `gpu_hours_per_step` 0 means unknown."""
+
+    executor: Executor = "slurm"
+    partition: str = ""
+    account: str = ""
+    qos: str = ""
+    constraint: str = ""
+    gpus: int = 1
+    cpus: int = 4
+    mem_gb: float = 16.0
+    time_min: int = 240
+    signal_delay_s: int = 120
+    max_requeues: int = 20
+    array_limit: int = 1000
+    array_parallelism: int = 64
+    runs_per_job: int = 1
+    gpu_hours_per_step: float = 0.0
+    device: str = "auto"
+    setup: tuple[str, ...] = ()
+    sbatch: Mapping[str, str | bool] = dataclasses.field(default_factory=dict)
+    path: str = ""
+
+
+# The shape of a job: a grid's `resources` may set these (they describe its runs, not the cluster).
+JOB_KEYS = ("gpus", "cpus", "mem_gb", "time_min", "runs_per_job", "gpu_hours_per_step")
+MINIMUM = {"gpus": 0, "cpus": 1, "mem_gb": 0.01, "time_min": 1, "signal_delay_s": 0, "max_requeues": 0,
+           "array_limit": 1, "array_parallelism": 1, "runs_per_job": 1, "gpu_hours_per_step": 0}
+_LIST_KEYS = ("setup", "sbatch")
+
+
+def job_shape(values: Located) -> dict[str, Any]:
+    """A grid's `resources` mapping, checked and typed (only the job-shape keys)."""
+    check_keys(values, JOB_KEYS, "resources")
+    typed = typed_fields(Profile(), values, values, MINIMUM)
+    return {key: getattr(typed, key) for key in values}
+
+
+def load_profile(path: Path, executor: str | None = None) -> Profile:
+    """Read and check a profile; `executor` (the command line's) overrides the profile's own."""
+    data = load_yaml(path, "profile")
+    keys = [f.name for f in dataclasses.fields(Profile) if f.name != "path"]
+    check_keys(data, keys, f"profile {path}")
+    scalars = {k: v for k, v in data.items() if k not in _LIST_KEYS}
+    profile = typed_fields(Profile(path=str(path)), scalars, data, MINIMUM)
+    setup = data.get("setup", LocatedList(Path(path), data.line))
+    expect(setup, list, data.where("setup"), "setup is a list of shell lines")
+    for i, line in enumerate(setup):
+        expect(line, str, setup.where(i), "each setup entry is one shell line (a string)")
+    sbatch = data.get("sbatch", Located(Path(path), data.line))
+    expect(sbatch, dict, data.where("sbatch"), "sbatch is a mapping of extra sbatch options (name: value)")
+    for key, value in sbatch.items():
+        expect(value, (str, int, float, bool), sbatch.where(key), f"sbatch option {key!r} needs a value")
+        if value is False:
+            raise OffdiffError(f"{sbatch.where(key)}: sbatch option {key!r}: leave it out instead of false")
+    options = {str(k): v if v is True else str(v) for k, v in sbatch.items()}  # true: a flag without a value
+    profile = dataclasses.replace(profile, setup=tuple(setup), sbatch=options)
+    if executor is not None:
+        profile = dataclasses.replace(profile, executor=executor)
+    if profile.executor == "slurm" and not profile.partition:
+        raise OffdiffError(f"{path}: the slurm executor needs `partition:` in the profile "
+                           f"(see slurm/profiles/example.yaml), or pick --executor local")
+    return profile

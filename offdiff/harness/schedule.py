@@ -1,0 +1,159 @@
+"""From the runs to submit to jobs and job arrays: the cache phase first, packing, chunking, the estimate.
+
+Runs whose leading cacheable stages share a key (e.g. an EDA beta sweep over one pretrained behavior model)
+form a group. A group of two or more runs to submit, none of them finished yet, gets a cache-phase job: its
+first run trains only those stages, storing the artifact in `runs/_cache`, and stops checkpointed. The
+group's runs (that one included, which resumes) go in train-phase jobs that wait for the cache phase (SLURM
+`afterok`), so the stages are trained once per key instead of once per run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import torch
+
+from offdiff.algorithm import EnvSpec, Stage
+from offdiff.config import config_dict, stable_hash
+from offdiff.errors import OffdiffError
+from offdiff.harness.grid import Cell
+from offdiff.harness.profile import Profile
+from offdiff.train.runner import PlannedRun
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """Runs trained one after another in one job; `phase` "cache" trains only their cacheable stages."""
+
+    phase: str
+    cells: tuple[Cell, ...]
+    steps: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Array:
+    """Jobs submitted as one job array; `after_cache` ones start only once every cache-phase job succeeded."""
+
+    phase: str
+    after_cache: bool
+    jobs: tuple[Job, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    arrays: tuple[Array, ...]
+
+    @property
+    def jobs(self) -> list[Job]:
+        return [job for array in self.arrays for job in array.jobs]
+
+    @property
+    def steps(self) -> int:
+        return sum(job.steps for job in self.jobs)
+
+
+class _Stages:
+    """The stages of planned runs, from the algorithm built on the CPU (no data), memoized per config."""
+
+    def __init__(self) -> None:
+        self.memo: dict[str, list[Stage]] = {}
+
+    def __call__(self, p: PlannedRun) -> list[Stage]:
+        key = stable_hash([p.request.algo, config_dict(p.config), p.info.obs_dim, p.info.act_dim])
+        if key not in self.memo:
+            spec = EnvSpec(p.info.obs_dim, p.info.act_dim, p.info.dataset_id, p.info.task)
+            algo = p.cls(p.config, spec, torch.device("cpu"), torch.Generator().manual_seed(0))
+            self.memo[key] = algo.stages()
+        return self.memo[key]
+
+
+def _leading_cacheable(stages: list[Stage]) -> list[Stage]:
+    lead = []
+    for stage in stages:
+        if not stage.cacheable:
+            break
+        lead.append(stage)
+    return lead
+
+
+def cache_key(p: PlannedRun, stages: list[Stage]) -> str | None:
+    """What the run's leading cacheable stages depend on (the runner's cache key, before the data is loaded)."""
+    lead = _leading_cacheable(stages)
+    if not lead:
+        return None
+    return stable_hash({
+        "algo": p.request.algo, "source": p.request.source, "eval_env": p.info.eval_env, "seed": p.request.seed,
+        "transforms": [p.config.obs_transform, p.config.reward_transform],
+        "stages": [[dataclasses.asdict(s), {k: getattr(p.config, k) for k in s.config_keys}] for s in lead],
+    })
+
+
+def _pack(phase: str, after_cache: bool, cells: Sequence[Cell], steps: dict[str, int], profile: Profile) -> list[Array]:
+    per_job = profile.runs_per_job
+    jobs = [Job(phase, tuple(cells[i:i + per_job]), sum(steps[c.key] for c in cells[i:i + per_job]))
+            for i in range(0, len(cells), per_job)]
+    limit = profile.array_limit
+    return [Array(phase, after_cache, tuple(jobs[i:i + limit])) for i in range(0, len(jobs), limit)]
+
+
+def _check_checkpoint_cadence(todo: Sequence[Cell], profile: Profile) -> None:
+    """A preempted or timed-out job loses the steps since the last checkpoint: they must fit well in a job."""
+    if not profile.gpu_hours_per_step:
+        return
+    every = max(c.planned.protocol.checkpoint_every for c in todo)
+    minutes = every * profile.gpu_hours_per_step * 60
+    if minutes > profile.time_min / 4:
+        raise OffdiffError(
+            f"protocol checkpoint_every={every} steps is about {minutes:.0f} min at gpu_hours_per_step="
+            f"{profile.gpu_hours_per_step:g}, more than a quarter of time_min={profile.time_min}: a requeued job "
+            f"would lose that much work each time; lower protocol.checkpoint_every in the grid"
+        )
+
+
+def make_schedule(todo: Sequence[Cell], cells: Sequence[Cell], profile: Profile) -> Schedule:
+    """Jobs and arrays for the runs in `todo` (`cells`: the whole grid, to see which cache keys are done)."""
+    stages = _Stages()
+    keys = {c.key: cache_key(c.planned, stages(c.planned)) for c in cells}
+    done_keys = {keys[c.key] for c in cells if c.planned.run_dir.is_done()}
+    groups: dict[str, list[Cell]] = {}
+    for cell in todo:
+        if keys[cell.key] is not None and keys[cell.key] not in done_keys:
+            groups.setdefault(keys[cell.key], []).append(cell)
+    shared = [group for group in groups.values() if len(group) > 1]
+    waiting = {c.key for group in shared for c in group}
+
+    total = {c.key: sum(s.steps for s in stages(c.planned)) for c in todo}
+    cached = {c.key: sum(s.steps for s in _leading_cacheable(stages(c.planned))) for c in todo}
+    after = {k: total[k] - cached[k] if k in waiting else total[k] for k in total}
+    if todo:
+        _check_checkpoint_cadence(todo, profile)
+    return Schedule(tuple(
+        _pack("cache", False, [group[0] for group in shared], cached, profile)
+        + _pack("train", False, [c for c in todo if c.key not in waiting], after, profile)
+        + _pack("train", True, [c for c in todo if c.key in waiting], after, profile)
+    ))
+
+
+def describe(schedule: Schedule, profile: Profile) -> list[str]:
+    """The dry-run lines: jobs and arrays per phase, and the estimated GPU-hours."""
+    lines = []
+    for array in schedule.arrays:
+        runs = sum(len(job.cells) for job in array.jobs)
+        wait = ", after the cache phase (afterok)" if array.after_cache else ""
+        lines.append(f"  {array.phase}-phase array: {len(array.jobs)} job(s), {runs} run(s){wait}")
+    jobs = schedule.jobs
+    lines.append(f"jobs: {len(jobs)} in {len(schedule.arrays)} array(s) (array_limit={profile.array_limit}, "
+                 f"runs_per_job={profile.runs_per_job}, executor={profile.executor})")
+    if profile.gpu_hours_per_step and jobs:
+        hours = schedule.steps * profile.gpu_hours_per_step
+        longest = max(job.steps for job in jobs) * profile.gpu_hours_per_step * 60
+        requeues = math.ceil(longest / profile.time_min) - 1
+        lines.append(f"estimated: {hours:.2f} GPU-hours for {schedule.steps} training steps "
+                     f"(gpu_hours_per_step={profile.gpu_hours_per_step:g}); longest job ≈ {longest:.0f} min"
+                     + (f", about {requeues} requeue(s) at time_min={profile.time_min}" if requeues > 0 else ""))
+    elif jobs:
+        lines.append(f"estimated: {schedule.steps} training steps (set gpu_hours_per_step in the profile "
+                     f"for GPU-hours)")
+    return lines

@@ -1,0 +1,122 @@
+"""`offdiff grid submit` / `resubmit`: expand the grid, drop finished and queued runs, schedule, submit.
+
+SLURM: the arrays are submitted at once (the train phase of cached groups with `afterok` on the cache phase
+and `--kill-on-invalid-dep`, so a failed cache phase cancels its dependents instead of leaving them pending
+forever) and the command returns. local/debug: the arrays run in order, each awaited, and the train phase
+of cached groups starts only if every cache-phase job succeeded: the same rule, kept by waiting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import time
+from pathlib import Path
+
+import submitit
+
+from offdiff.harness.grid import Grid, expand
+from offdiff.harness.job import GridJob
+from offdiff.harness.profile import Profile
+from offdiff.harness.record import JobEntry, Record, harness_dir, read_outcomes, submitting
+from offdiff.harness.schedule import Array, describe, make_schedule
+from offdiff.harness.status import counts, report, run_states
+
+
+def make_executor(profile: Profile, logs: Path, name: str, after: list[str]) -> submitit.Executor:
+    """The submitit executor the profile names (never auto-detected: that picks SLURM whenever srun exists)."""
+    if profile.executor == "debug":
+        return submitit.DebugExecutor(logs)
+    if profile.executor == "local":
+        executor = submitit.LocalExecutor(logs, max_num_timeout=profile.max_requeues)
+        executor.update_parameters(timeout_min=profile.time_min, gpus_per_node=profile.gpus,
+                                   signal_delay_s=profile.signal_delay_s, setup=list(profile.setup))
+        return executor
+    executor = submitit.SlurmExecutor(logs, max_num_timeout=profile.max_requeues)
+    optional = {k: getattr(profile, k) for k in ("account", "qos", "constraint") if getattr(profile, k)}
+    if profile.gpus:
+        optional["gpus_per_node"] = profile.gpus
+    extra: dict[str, str | bool] = {"requeue": True, **profile.sbatch}
+    if after:
+        optional["dependency"] = "afterok:" + ":".join(sorted({job_id.split("_")[0] for job_id in after}))
+        extra["kill-on-invalid-dep"] = "yes"
+    executor.update_parameters(
+        job_name=name, partition=profile.partition, time=profile.time_min, cpus_per_task=profile.cpus,
+        mem=f"{math.ceil(profile.mem_gb * 1024)}M", signal_delay_s=profile.signal_delay_s,
+        array_parallelism=profile.array_parallelism, setup=list(profile.setup), additional_parameters=extra,
+        **optional,
+    )
+    return executor
+
+
+def _cache_failed(folder: Path, cache_jobs: list[str]) -> list[str]:
+    """Cache-phase jobs (local/debug, all finished) that did not cache every one of their runs."""
+    bad = []
+    for job_id in cache_jobs:
+        outcomes = read_outcomes(folder, job_id)
+        if not outcomes or any(o["state"] != "cached" for o in outcomes.values()):
+            bad.append(job_id)
+    return bad
+
+
+def _launch(grid: Grid, arrays: tuple[Array, ...], profile: Profile, folder: Path) -> None:
+    record = Record(folder)
+    logs = folder / "logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}" / "%j"
+    submission = record.start(profile.executor, profile.path, logs)
+    cache_jobs: list[str] = []
+    for array in arrays:
+        after = cache_jobs if array.after_cache else []
+        failed = _cache_failed(folder, after) if profile.executor != "slurm" else []
+        if failed:
+            print(f"not started: {sum(len(j.cells) for j in array.jobs)} run(s) waiting on failed cache-phase "
+                  f"job(s) {', '.join(failed)}")
+            continue
+        executor = make_executor(profile, logs, f"offdiff-{grid.name}-{array.phase}", after)
+        with executor.batch():
+            jobs = [executor.submit(GridJob(
+                runs=[(c.key, dataclasses.replace(c.planned.request, device=profile.device)) for c in job.cells],
+                harness=folder, cache_only=array.phase == "cache", threads=profile.cpus,
+                raise_on_failure=profile.executor != "debug",
+            )) for job in array.jobs]
+        submission.jobs.extend(JobEntry(j.job_id, array.phase, [c.key for c in job.cells], list(after))
+                               for j, job in zip(jobs, array.jobs, strict=True))
+        record.save()  # after every array: a later failure must not hide jobs already queued
+        print(f"submitted {array.phase}-phase array: jobs {', '.join(j.job_id for j in jobs)}")
+        if array.phase == "cache":
+            cache_jobs += [j.job_id for j in jobs]
+        if profile.executor != "slurm":
+            for j in jobs:
+                j.wait()
+
+
+def submit(grid: Grid, profile: Profile, runs_root: Path, only_failed: bool = False, dry_run: bool = False) -> int:
+    """Submit the grid's runs that are not done and not queued (`only_failed`: just the failed ones).
+
+    Returns the exit status: 1 if runs failed in a local/debug submission (which waits for them), else 0.
+    """
+    runs_root = Path(runs_root).resolve()
+    cells = expand(grid, runs_root)
+    folder = harness_dir(runs_root, grid.name)
+    with contextlib.nullcontext() if dry_run else submitting(folder):
+        statuses = run_states(cells, folder)
+        wanted = ("failed",) if only_failed else ("failed", "not submitted")
+        todo = [s.cell for s in statuses if s.state in wanted]
+        print(f"grid {grid.name}: {len(cells)} runs ({counts(statuses)}); to submit: {len(todo)} "
+              f"({' or '.join(wanted)})")
+        if not todo:
+            print("nothing to submit")
+            return 0
+        schedule = make_schedule(todo, cells, profile)
+        print("\n".join(describe(schedule, profile)))
+        if dry_run:
+            print("\n".join(f"  {c.label}  {c.planned.run_dir.path}" for c in todo))
+            return 0
+        _launch(grid, schedule.arrays, profile, folder)
+        if profile.executor == "slurm":
+            print(f"follow with: offdiff grid status {grid.path} --runs-dir {runs_root}")
+            return 0
+        statuses = run_states(cells, folder)
+        print("\n".join(report(statuses, folder.parent)))
+        return int(any(s.state == "failed" for s in statuses))
