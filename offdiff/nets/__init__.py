@@ -1,9 +1,10 @@
-"""Network building blocks: MLPs, time embeddings, vectorized ensembles and target-network updates."""
+"""Network building blocks: MLPs, time embeddings, vectorized ensembles, target-network updates, policies."""
 
 from offdiff.nets.embeddings import GaussianFourierFeatures, SinusoidalEmbedding, TimeEmbedding
 from offdiff.nets.ensemble import EnsembleMLP, VectorizedLayerNorm, VectorizedLinear
 from offdiff.nets.mlp import ResidualBlock, ResidualMLP, mlp
-from offdiff.nets.targets import frozen_copy, hard_update_, polyak_update_
+from offdiff.nets.policies import TanhGaussian, TanhGaussianPolicy, softmax_choice
+from offdiff.nets.targets import frozen, frozen_copy, hard_update_, polyak_update_
 
 __all__ = [
     "EnsembleMLP",
@@ -11,11 +12,15 @@ __all__ = [
     "ResidualBlock",
     "ResidualMLP",
     "SinusoidalEmbedding",
+    "TanhGaussian",
+    "TanhGaussianPolicy",
     "TimeEmbedding",
     "VectorizedLayerNorm",
     "VectorizedLinear",
+    "frozen",
     "frozen_copy",
     "hard_update_",
     "polyak_update_",
     "mlp",
+    "softmax_choice",
 ]

@@ -1,8 +1,10 @@
-"""Target networks and EMA copies. An EMA with decay d is `polyak_update_` with τ = 1 − d."""
+"""Target networks, EMA copies and frozen use. An EMA with decay d is `polyak_update_` with τ = 1 − d."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -31,3 +33,15 @@ def _copy_buffers_(target: nn.Module, source: nn.Module) -> None:
 def frozen_copy(module: nn.Module) -> nn.Module:
     """A deep copy of `module` whose parameters do not require grad (a target network)."""
     return copy.deepcopy(module).requires_grad_(False)
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module) -> Iterator[nn.Module]:
+    """Use `module` without gradients to its parameters (they still flow to its inputs); flags restored after."""
+    flags = [p.requires_grad for p in module.parameters()]
+    module.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for param, flag in zip(module.parameters(), flags, strict=True):
+            param.requires_grad_(flag)

@@ -1,0 +1,55 @@
+"""The bottleneck diffusion model (BDM, Chen et al. 2024): a diffusion model whose network is a scalar energy.
+
+  f(a_t | s, t) ∈ R,   ε̂(a_t | s, t) = −σ_t·∇_{a_t} f(a_t | s, t)          (paper Eq. 9-11)
+  L(φ) = E_{t, a, z} ‖σ_t·∇_{a_t} f_φ(α_t a + σ_t z | s, t) + z‖²            (Eq. 10; Σ over action dims)
+
+At the optimum f(·|s, t) = log μ_t(·|s) + C(s, t), so `energy` compares (unnormalised) log densities, e.g.
+EDA's implied Q = β·(f_π − f_μ). The loss back-propagates through the input gradient (create_graph=True);
+sampling takes the same gradient without a graph, under `torch.enable_grad` even inside `no_grad`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from offdiff.diffusion.dpm_solver import dpm_solver_sample
+from offdiff.diffusion.vp_continuous import ContinuousVPSchedule
+
+
+class BottleneckDiffusion(nn.Module):
+    """A scalar energy network `net(x_t (B, A), t (B,), cond (B, S)) → (B,)` on a continuous VP schedule."""
+
+    def __init__(self, net: nn.Module, act_dim: int, schedule: ContinuousVPSchedule):
+        super().__init__()
+        self.net, self.act_dim, self.schedule = net, act_dim, schedule
+
+    def energy(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """f(x_t | s, t), (B,): one plain forward."""
+        return self.net(x_t, t, cond)
+
+    def noise(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
+        """ε̂ = −σ_t·∇_x f(x | s, t) at x = x_t, (B, A). Rows are independent, so ∇ of Σ_b f_b is per row."""
+        with torch.enable_grad():
+            x = x_t.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.net(x, t, cond).sum(), x, create_graph=create_graph)
+        return -self.schedule.sigma(t).to(grad.dtype)[:, None] * grad
+
+    def loss(self, x0: torch.Tensor, cond: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Denoising score matching through the energy gradient: mean_b Σ_j (ε̂_j − z_j)², t ~ U[ε, 1]."""
+        t = self.schedule.sample_time(x0.shape[0], generator, x0.device)
+        z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        eps = self.noise(self.schedule.perturb(x0, t, z), t, cond, create_graph=True)
+        return (eps - z).square().sum(dim=-1).mean()
+
+    def data_prediction(self, x_t: torch.Tensor, t: float, cond: torch.Tensor) -> torch.Tensor:
+        """x̂₀ = (x_t − σ_t·ε̂)/α_t for one time t shared by the batch (no graph: for sampling)."""
+        alpha, sigma = float(self.schedule.alpha(t)), float(self.schedule.sigma(t))
+        eps = self.noise(x_t, x_t.new_full(x_t.shape[:1], t), cond)
+        return (x_t - sigma * eps) / alpha
+
+    @torch.no_grad()
+    def sample(self, cond: torch.Tensor, generator: torch.Generator, nfe: int = 15, order: int = 2) -> torch.Tensor:
+        """One action per row of `cond`: x_1 ~ N(0, I), then DPM-Solver to t = ε; (B, S) → (B, A), unclipped."""
+        x = torch.randn(cond.shape[0], self.act_dim, generator=generator, device=cond.device, dtype=cond.dtype)
+        return dpm_solver_sample(lambda x_t, t: self.data_prediction(x_t, t, cond), x, self.schedule, nfe, order)

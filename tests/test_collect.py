@@ -1,0 +1,258 @@
+"""`offdiff data collect`: D4RL-style local datasets from a compact SAC, written as real Minari datasets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import minari
+import numpy as np
+import pytest
+import torch
+
+from offdiff.cli import main
+from offdiff.collect import KINDS, SAC, CollectRequest, SACConfig, collect, parse_kinds
+from offdiff.collect import collection as collect_module
+from offdiff.collect.envs import env_info
+from offdiff.collect.episodes import Episodes
+from offdiff.collect.rollout import evaluate_returns, uniform_policy
+from offdiff.collect.sac import sample_with_log_prob
+from offdiff.collect.train import SACRun, pick_medium, snapshot_steps
+from offdiff.data import sources
+from offdiff.errors import OffdiffError
+from offdiff.nets import TanhGaussian
+
+IDP = "InvertedDoublePendulum-v5"
+BUDGET = 800
+TINY_SAC = SACConfig(hidden=32, batch_size=64, lr=1e-3, learning_starts=100, snapshots=4, eval_episodes=5,
+                     checkpoint_every=100)
+CPU = torch.device("cpu")
+
+
+def _request(**fields) -> CollectRequest:
+    return CollectRequest(IDP, **{"budget": BUDGET, "episodes": 4, "sac": TINY_SAC, **fields})
+
+
+def _ids(env_slug: str = "inverteddoublependulum") -> dict[str, str]:
+    return {kind: f"local/{env_slug}/{kind}-v0" for kind in KINDS}
+
+
+def _read(store: Path, dataset_id: str) -> tuple[dict, list[dict[str, np.ndarray]]]:
+    """Metadata and episodes of a dataset in `store`."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINARI_DATASETS_PATH", str(store))
+        ds = minari.load_dataset(dataset_id)
+        fields = ("observations", "actions", "rewards", "terminations", "truncations")
+        return ds.storage.metadata, [{f: np.asarray(getattr(ep, f)) for f in fields} for ep in ds.iterate_episodes()]
+
+
+def _assert_same_datasets(store_a: Path, store_b: Path, ids: list[str]) -> None:
+    for dataset_id in ids:
+        (_, a), (_, b) = _read(store_a, dataset_id), _read(store_b, dataset_id)
+        assert len(a) == len(b), dataset_id
+        for ep_a, ep_b in zip(a, b, strict=True):
+            for field in ep_a:
+                np.testing.assert_array_equal(ep_a[field], ep_b[field], err_msg=f"{dataset_id} {field}")
+
+
+@pytest.fixture(scope="module")
+def idp_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Minari store with all five kinds for InvertedDoublePendulum-v5, seed 0 (collected once per module)."""
+    store = tmp_path_factory.mktemp("collect_store")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINARI_DATASETS_PATH", str(store))
+        mp.setenv("OFFDIFF_CACHE", str(tmp_path_factory.mktemp("collect_cache")))
+        results = collect(_request(), progress=False)
+    assert [(r.dataset_id, r.status) for r in results] == [(i, "written") for i in _ids().values()]
+    return store
+
+
+def test_every_kind_is_a_minari_dataset_that_offdiff_loads(idp_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(idp_store))
+    ids = _ids()
+    meta = {kind: _read(idp_store, i)[0] for kind, i in ids.items()}
+    prov = meta["medium"]["offdiff_collect"]
+    steps = [s for s, _ in prov["snapshots"]]
+    assert steps == snapshot_steps(BUDGET, TINY_SAC.snapshots) == [200, 400, 600, 800]
+    assert prov["expert_return"] == prov["snapshots"][-1][1] > prov["random_return"]
+    assert prov["medium_step"] == steps[pick_medium([r for _, r in prov["snapshots"]], prov["random_return"])]
+    data = {}
+    for kind, dataset_id in ids.items():
+        source = sources.resolve(f"minari:{dataset_id}")
+        info = source.info()
+        t = data[kind] = source.load()
+        n = len(t)
+        assert (info.obs_dim, info.act_dim, info.eval_env, info.num_transitions) == (9, 1, IDP, n)
+        assert t.observations.shape == t.next_observations.shape == (n, 9) and t.actions.shape == (n, 1)
+        assert not (t.terminals & t.timeouts).any()
+        ends = np.flatnonzero(t.terminals | t.timeouts)
+        assert ends[-1] == n - 1 and len(ends) == info.num_episodes
+        # Reference scores: not in D4RL's table, so the random policy's and the expert's mean returns, from metadata.
+        ref = source.ref_scores()
+        assert (ref.min, ref.max) == (prov["random_return"], prov["expert_return"])
+        assert (meta[kind]["ref_min_score"], meta[kind]["ref_max_score"]) == (ref.min, ref.max)
+        assert "metadata" in ref.source
+    assert {r["id"]: r["ref_scores"] is not None for r in sources.list_local()} == dict.fromkeys(ids.values(), True)
+    assert [len(_read(idp_store, ids[k])[1]) for k in ("random", "medium", "expert", "medium-expert")] == [4, 4, 4, 8]
+    # The random pendulum falls: true terminations, not timeouts.
+    assert data["random"].terminals.sum() == 4 and not data["random"].timeouts.any()
+    # medium-replay is SAC's buffer up to the medium snapshot; its unfinished last episode is cut (a timeout).
+    replay = data["medium-replay"]
+    assert len(replay) == prov["medium_step"] and replay.timeouts[-1] and not replay.terminals[-1]
+    # medium-expert is exactly medium followed by expert.
+    for field in ("observations", "actions", "rewards", "terminals", "timeouts"):
+        joined = np.concatenate([getattr(data["medium"], field), getattr(data["expert"], field)])
+        np.testing.assert_array_equal(getattr(data["medium-expert"], field), joined)
+
+
+def test_same_seed_gives_identical_datasets(idp_store: Path) -> None:
+    results = collect(_request(), progress=False)
+    assert {r.status for r in results} == {"written"}
+    _assert_same_datasets(Path(os.environ["MINARI_DATASETS_PATH"]), idp_store, list(_ids().values()))
+
+
+def test_resume_after_interruptions_gives_the_uninterrupted_result(
+    idp_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = {"n": 0}
+    update = SAC.update
+
+    def interrupted_update(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 550:
+            raise KeyboardInterrupt
+        return update(self, *args, **kwargs)
+
+    monkeypatch.setattr(SAC, "update", interrupted_update)
+    with pytest.raises(KeyboardInterrupt):
+        collect(_request(), progress=False)
+    assert not sources.list_local()  # nothing half-written
+
+    write = collect_module.write_dataset
+    written = []
+
+    def interrupted_write(dataset_id, *args, **kwargs):
+        if len(written) == 2:
+            raise KeyboardInterrupt
+        written.append(dataset_id)
+        return write(dataset_id, *args, **kwargs)
+
+    calls["n"] = 0
+    monkeypatch.setattr(collect_module, "write_dataset", interrupted_write)
+    with pytest.raises(KeyboardInterrupt):
+        collect(_request(), progress=False)
+    assert 0 < calls["n"] < 400  # continued from a checkpoint (from scratch would be 700 updates)
+    assert [r["id"] for r in sources.list_local()] == sorted(written)
+
+    monkeypatch.setattr(collect_module, "write_dataset", write)
+    calls["n"] = 0
+    statuses = {r.dataset_id: r.status for r in collect(_request(), progress=False)}
+    assert calls["n"] == 0  # SAC finished: no more training
+    assert statuses == {i: "skipped" if i in written else "written" for i in _ids().values()}
+    _assert_same_datasets(Path(os.environ["MINARI_DATASETS_PATH"]), idp_store, list(_ids().values()))
+
+
+def test_hopper_random_uses_d4rl_scores_and_cuts_at_transitions() -> None:
+    results = collect(CollectRequest("Hopper-v5", kinds=("random",), transitions=150), progress=False)
+    assert [(r.dataset_id, r.status) for r in results] == [("local/hopper/random-v0", "written")]
+    source = sources.resolve("minari:local/hopper/random-v0")
+    t = source.load()
+    assert len(t) == 150 and t.observations.shape == (150, 11) and t.actions.shape == (150, 3)
+    assert t.terminals.sum() >= 3 and t.timeouts.sum() == 1 and t.timeouts[-1]  # random hopper falls; cut at 150
+    assert (source.ref_scores().min, source.ref_scores().max) == (-20.272305, 3234.3)
+    meta = source.info().metadata
+    assert (meta["ref_min_score"], meta["ref_max_score"]) == (-20.272305, 3234.3)
+    assert "budget" not in meta["offdiff_collect"]  # D4RL's table has Hopper: no SAC needed for random data
+
+
+def test_existing_dataset_is_an_error_unless_overwrite(capsys: pytest.CaptureFixture) -> None:
+    args = ["data", "collect", "Hopper-v5", "--kinds", "random", "--transitions", "40", "--quiet"]
+    assert main(args) == 0
+    assert "written: local/hopper/random-v0" in capsys.readouterr().out
+    assert main(args) == 0  # the same collection again: recognised and skipped
+    assert "skipped: local/hopper/random-v0" in capsys.readouterr().out
+    _, before = _read(Path(os.environ["MINARI_DATASETS_PATH"]), "local/hopper/random-v0")
+    assert main([*args, "--seed", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("offdiff: error: dataset local/hopper/random-v0 already exists") and "--overwrite" in err
+    assert "\n" not in err
+    assert main([*args, "--seed", "1", "--overwrite"]) == 0
+    meta, after = _read(Path(os.environ["MINARI_DATASETS_PATH"]), "local/hopper/random-v0")
+    assert meta["offdiff_collect"]["seed"] == 1
+    assert not np.array_equal(before[0]["actions"], after[0]["actions"])  # another seed, other data
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["NoSuchEnv-v0"], "unknown env 'NoSuchEnv-v0'"),
+        (["CartPole-v1"], "collection needs a bounded 1-D Box"),
+        ([IDP, "--kinds", "medium,bogus"], "unknown dataset kind(s) ['bogus']"),
+        ([IDP, "--episodes", "0"], "dataset size must be positive"),
+        ([IDP, "--budget", "100"], "budget 100 must exceed learning_starts=5000"),
+        ([IDP, "--sac", "hiden=3"], "unknown config key(s) ['hiden']"),
+        ([IDP, "--sac", "snapshots=1"], "at least 2 snapshots, got snapshots=1"),
+        ([IDP, "--namespace", "a b"], "bad namespace 'a b'"),
+    ],
+)
+def test_bad_input_is_a_one_line_error(args: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
+    assert main(["data", "collect", *args, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not sources.list_local()
+
+
+def test_episodes_and_transitions_are_exclusive() -> None:
+    with pytest.raises(OffdiffError, match="give --episodes or --transitions, not both"):
+        collect(_request(transitions=10), progress=False)
+    assert parse_kinds("expert, random,expert") == ("random", "expert")
+
+
+def test_pick_medium_rule() -> None:
+    # target = 10 + (100 - 10) / 3 = 40; the first snapshot reaching it is 45 (index 2): 45 is closer than 30.
+    assert pick_medium([20, 30, 45, 41, 80, 100], random_return=10) == 2
+    assert pick_medium([20, 37, 45, 41, 100], random_return=10) == 1  # 37 is closer than 45
+    assert pick_medium([20, 35, 45, 100], random_return=10) == 1  # a tie goes to the earlier snapshot
+    assert pick_medium([30, 45, 39, 100], random_return=10) == 1  # 39 is closer but comes after 45 reached T
+    assert pick_medium([5, 20, 100], random_return=10) == 1  # none reached: the closest of all
+    with pytest.raises(OffdiffError, match="at least 2 snapshots"):
+        pick_medium([100], random_return=0)
+    assert snapshot_steps(10, 4) == [2, 5, 8, 10] and snapshot_steps(3, 5) == [1, 2, 3]
+
+
+def test_sac_log_prob_has_the_tanh_jacobian() -> None:
+    gen = torch.Generator().manual_seed(0)
+    mean = torch.randn(256, 3, generator=gen, dtype=torch.float64)
+    std = torch.rand(256, 3, generator=gen, dtype=torch.float64) + 0.1
+    action, log_prob = sample_with_log_prob(TanhGaussian(mean, std, 1.0), gen)
+    reference = torch.distributions.TransformedDistribution(
+        torch.distributions.Normal(mean, std), [torch.distributions.TanhTransform()]
+    )
+    torch.testing.assert_close(log_prob, reference.log_prob(action).sum(-1), rtol=1e-6, atol=1e-6)
+    without_jacobian = torch.distributions.Normal(mean, std).log_prob(torch.atanh(action)).sum(-1)
+    assert (log_prob > without_jacobian + 1e-3).all()  # −log(1 − a²) > 0 is added per dimension
+
+
+def test_episodes_from_steps_split_and_cut() -> None:
+    obs = np.arange(6, dtype=float)[:, None]
+    episodes = Episodes.from_steps(
+        obs=obs, act=np.zeros((6, 1)), reward=np.ones(6), next_obs=obs + 0.5,
+        terminated=np.array([0, 1, 0, 0, 0, 0], bool), truncated=np.array([0, 0, 0, 1, 0, 0], bool),
+    )
+    assert episodes.lengths.tolist() == [2, 2, 2] and episodes.returns().tolist() == [2, 2, 2]
+    assert episodes.truncations.tolist() == [0, 0, 0, 1, 0, 1]  # the open last episode is cut
+    first = episodes.buffers()[0]
+    assert np.asarray(first.observations)[:, 0].tolist() == [0, 0.5, 1.5]
+
+
+def test_sac_learns_inverted_pendulum() -> None:
+    """A real, short SAC run: the policy balances the pendulum clearly longer than a uniform random policy."""
+    env = env_info("InvertedPendulum-v5")
+    config = SACConfig(hidden=32, batch_size=64, lr=1e-3, learning_starts=200, snapshots=2, eval_episodes=10,
+                       checkpoint_every=10**6)
+    random_return = evaluate_returns(uniform_policy(env.act_dim), env, 10, 123, CPU)
+    work = Path(os.environ["OFFDIFF_CACHE"]) / "sac"
+    run = SACRun(env, config, 1200, seed=0, device=CPU, work_dir=work, random_return=random_return,
+                 progress=False).run()
+    print(f"InvertedPendulum-v5: random {random_return:.1f}, SAC after 1200 steps {run.returns[-1]:.1f}")
+    assert run.returns[-1] > 3 * random_return + 10
