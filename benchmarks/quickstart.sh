@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
-# The main job: set up (first time only), then train Diffusion-QL on the built-in four-corner bandit
-# and print its normalized score. Extra arguments go to `offdiff train`.
+# The main job: set up (first time only), run the quickstart grid (every algorithm on the built-in toy
+# bandits, 2 seeds) on this machine through the local executor, then aggregate it into
+# results/quickstart/ (scores CSV, rliable statistics, tables, plots) and print the table.
+# Finished runs are skipped, so running it again only re-aggregates. Extra arguments go to `grid submit`.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$OFFDIFF_ROOT"
-offdiff train --algo dql --dataset toy:four_corners --seed 0 --steps 2000 --runs-dir runs/quickstart "$@"
+offdiff grid submit benchmarks/grids/quickstart.yaml --profile slurm/profiles/local.yaml --runs-dir runs "$@"
+offdiff aggregate runs/quickstart --out results/quickstart
+echo
+cat results/quickstart/scores.md
+echo
+cat results/quickstart/aggregates.md

@@ -19,14 +19,13 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 
 from offdiff.algorithm import Algorithm, AlgorithmConfig, EnvSpec, Metrics, Stage
 from offdiff.config import budget
 from offdiff.critics import DoubleQ, td_target
 from offdiff.data.buffer import Batch
 from offdiff.diffusion import DiscreteVPSchedule, NoisePredictionMLP
-from offdiff.nets import frozen_copy, hard_update_, polyak_update_
+from offdiff.nets import frozen_copy, hard_update_, polyak_update_, softmax_choice
 from offdiff.optim import cosine_decay, optimizer_step
 from offdiff_dql.presets import PRESETS
 
@@ -151,5 +150,4 @@ class DiffusionQL(Algorithm):
         repeated = obs.repeat_interleave(k, dim=0)
         actions = self._sample(self.actor, repeated, generator)
         q = self.critic.target_q(repeated, actions).amin(dim=0).view(n, k)
-        pick = torch.multinomial(F.softmax(q, dim=1), 1, generator=generator)
-        return actions.view(n, k, -1).gather(1, pick[..., None].expand(-1, -1, actions.shape[-1])).squeeze(1)
+        return softmax_choice(actions.view(n, k, -1), q, generator)

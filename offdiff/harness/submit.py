@@ -12,12 +12,15 @@ import contextlib
 import dataclasses
 import math
 import os
+import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import submitit
+from tqdm import tqdm
 
-from offdiff.harness.grid import Grid, expand
+from offdiff.harness.grid import Cell, Grid, expand
 from offdiff.harness.job import GridJob
 from offdiff.harness.profile import Profile
 from offdiff.harness.record import JobEntry, Record, harness_dir, read_outcomes, submitting
@@ -61,7 +64,17 @@ def _cache_failed(folder: Path, cache_jobs: list[str]) -> list[str]:
     return bad
 
 
-def _launch(grid: Grid, arrays: tuple[Array, ...], profile: Profile, folder: Path) -> None:
+def _await_local(jobs: Sequence[submitit.Job], cells: Sequence[Cell], bar: tqdm) -> None:
+    """Wait for local jobs, advancing the progress bar as the grid's runs finish (their DONE markers)."""
+    while not all(j.done() for j in jobs):
+        bar.update(sum(c.planned.run_dir.is_done() for c in cells) - bar.n)
+        time.sleep(1.0)
+    bar.update(sum(c.planned.run_dir.is_done() for c in cells) - bar.n)
+
+
+def _launch(grid: Grid, arrays: tuple[Array, ...], profile: Profile, folder: Path, todo: Sequence[Cell]) -> None:
+    bar = tqdm(total=len(todo), desc=f"grid {grid.name}", unit="run",
+               disable=profile.executor != "local" or not sys.stderr.isatty())
     record = Record(folder)
     logs = folder / "logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}" / "%j"
     submission = record.start(profile.executor, profile.path, logs)
@@ -86,9 +99,12 @@ def _launch(grid: Grid, arrays: tuple[Array, ...], profile: Profile, folder: Pat
         print(f"submitted {array.phase}-phase array: jobs {', '.join(j.job_id for j in jobs)}")
         if array.phase == "cache":
             cache_jobs += [j.job_id for j in jobs]
-        if profile.executor != "slurm":
+        if profile.executor == "local":
+            _await_local(jobs, todo, bar)
+        elif profile.executor == "debug":
             for j in jobs:
                 j.wait()
+    bar.close()
 
 
 def submit(grid: Grid, profile: Profile, runs_root: Path, only_failed: bool = False, dry_run: bool = False) -> int:
@@ -113,7 +129,7 @@ def submit(grid: Grid, profile: Profile, runs_root: Path, only_failed: bool = Fa
         if dry_run:
             print("\n".join(f"  {c.label}  {c.planned.run_dir.path}" for c in todo))
             return 0
-        _launch(grid, schedule.arrays, profile, folder)
+        _launch(grid, schedule.arrays, profile, folder, todo)
         if profile.executor == "slurm":
             print(f"follow with: offdiff grid status {grid.path} --runs-dir {runs_root}")
             return 0
