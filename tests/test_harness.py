@@ -150,7 +150,7 @@ def test_shipped_grid_and_profiles_load(capsys, tmp_path):
     quickstart = REPO / "benchmarks/grids/quickstart.yaml"
     code, out = grid_cli(capsys, "submit", quickstart, "--profile", REPO / "slurm/profiles/example.yaml",
                          "--runs-dir", tmp_path / "runs", "--dry-run")
-    assert code == 0 and "to submit: 2" in out and "GPU-hours" in out
+    assert code == 0 and "to submit: 18" in out and "GPU-hours" in out  # 3 algorithms × 3 bandits × 2 seeds
 
 
 class CachedDQL(DiffusionQL):
