@@ -104,6 +104,15 @@ class Algorithm(ABC):
         """Every LR scheduler, by name."""
         return {}
 
+    def compilable(self, stage: str) -> Mapping[str, torch.nn.Module]:
+        """Networks the suite may compile in place (torch.compile) from `stage` on, when a run asks for it.
+
+        List networks that define their own `forward` (not a bare `nn.Sequential`), are called through it, hold
+        no random op (dropout) in training mode and are never differentiated twice (create_graph) in this or a
+        later stage. Default: none.
+        """
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue training bit-for-bit."""
         return {

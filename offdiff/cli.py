@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from offdiff.analysis.cli import register as register_aggregate
+from offdiff.bench.cli import register as register_bench
 from offdiff.collect.cli import register as register_collect
 from offdiff.config import parse_assignments
 from offdiff.errors import OffdiffError
@@ -27,7 +28,7 @@ def _train(args: argparse.Namespace) -> int:
     request = TrainRequest(
         algo=args.algo, source=args.dataset, seed=args.seed, eval_env=args.eval_env,
         overrides=parse_assignments(args.set), protocol=protocol, steps=args.steps, device=args.device,
-        runs_root=Path(args.runs_dir),
+        runs_root=Path(args.runs_dir), compile=args.compile,
     )
     planned = plan(request)
     if planned.run_dir.is_done():
@@ -95,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--log-every", type=int, help="read and log metrics every N steps")
     t.add_argument("--checkpoint-every", type=int, help="checkpoint every N steps (and at each stage end)")
     t.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    t.add_argument("--compile", action="store_true",
+                   help="torch.compile the networks (same math, float-rounding differences; see `offdiff bench speed`)")
     t.add_argument("--runs-dir", default="runs")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_train)
@@ -115,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_data)
     register_aggregate(sub)
     register_grid(sub)
+    register_bench(sub)
     return parser
 
 

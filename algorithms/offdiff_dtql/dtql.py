@@ -28,7 +28,7 @@ from offdiff.critics import IQLCritic
 from offdiff.data.buffer import Batch
 from offdiff.diffusion import EDMDenoiser, EDMSchedule, ScoreMLP
 from offdiff.errors import OffdiffError
-from offdiff.nets import TanhGaussianPolicy, frozen, softmax_choice
+from offdiff.nets import Mish, TanhGaussianPolicy, frozen, softmax_choice
 from offdiff.optim import cosine_decay, optimizer_step
 from offdiff_dtql.kl import KLDistillation
 from offdiff_dtql.presets import PRESETS
@@ -87,7 +87,7 @@ class DTQL(Algorithm):
         schedule = EDMSchedule(c.sigma_data, c.sigma_min, c.sigma_max)
         score = ScoreMLP(obs_dim, act_dim, c.diffusion_hidden, c.diffusion_layers, c.time_dim)
         self.diffusion = EDMDenoiser(score, schedule, MAX_ACTION if c.clip_denoised else None).to(self.device)
-        self.critic = IQLCritic(obs_dim, act_dim, (c.critic_hidden,) * 3, torch.nn.Mish, q_layer_norm=True,
+        self.critic = IQLCritic(obs_dim, act_dim, (c.critic_hidden,) * 3, Mish, q_layer_norm=True,
                                 v_layer_norm=False, value_from_target=c.value_from_target).to(self.device)
         self.opts = {"diffusion": torch.optim.Adam(self.diffusion.parameters(), lr=c.lr),
                      "critic": torch.optim.Adam(self.critic.parameters_to_train(), lr=c.critic_lr)}
@@ -120,6 +120,13 @@ class DTQL(Algorithm):
 
     def schedulers(self) -> Mapping[str, Any]:
         return self.scheds
+
+    def compilable(self, stage: str) -> Mapping[str, torch.nn.Module]:
+        q = self.critic.q
+        nets = {"score": self.diffusion.net, "q": q.online, "q_target": q.target, "v": self.critic.v}
+        if isinstance(self.actor, KLDistillation):
+            return {**nets, "generator": self.actor.generator, "fake_score": self.actor.fake.net}
+        return {**nets, "policy": self.actor}
 
     # -- the cacheable pretraining artifact: diffusion model, critic, their optimizers, the generator ----------
     def stage_artifact(self, stage: str) -> dict[str, Any]:
@@ -194,7 +201,7 @@ class DTQL(Algorithm):
         repeated = obs.repeat_interleave(k, dim=0)
         if isinstance(self.actor, KLDistillation):
             actions = self.actor.sample(repeated, generator).clamp(-MAX_ACTION, MAX_ACTION)
-        else:
-            actions = self.actor(repeated).rsample(generator)
+        else:  # π_θ(·|s) once per state, then k samples of it
+            actions = self.actor(obs).repeat_interleave(k).rsample(generator)
         q = self.critic.target_q_min(repeated, actions).view(n, k)
         return softmax_choice(actions.view(n, k, -1), q, generator)

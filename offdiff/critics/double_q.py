@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from offdiff.nets import EnsembleMLP, frozen_copy, polyak_update_
+from offdiff.nets import EnsembleMLP, Mish, frozen_copy, polyak_update_
 
 
 class DoubleQ(nn.Module):
@@ -23,7 +23,7 @@ class DoubleQ(nn.Module):
         obs_dim: int,
         act_dim: int,
         hidden: Sequence[int] = (256, 256, 256),
-        activation: type[nn.Module] = nn.Mish,
+        activation: type[nn.Module] = Mish,
         layer_norm: bool = False,
         num_q: int = 2,
     ):

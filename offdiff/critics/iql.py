@@ -18,7 +18,7 @@ from torch import nn
 
 from offdiff.critics.double_q import DoubleQ, td_target
 from offdiff.data.buffer import Batch
-from offdiff.nets import mlp
+from offdiff.nets import Mish, mlp
 
 
 def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
@@ -34,7 +34,7 @@ class ValueNet(nn.Module):
         self,
         obs_dim: int,
         hidden: Sequence[int] = (256, 256, 256),
-        activation: type[nn.Module] = nn.Mish,
+        activation: type[nn.Module] = Mish,
         layer_norm: bool = False,
     ):
         super().__init__()

@@ -15,6 +15,7 @@ from torch import nn
 
 from offdiff.diffusion.dpm_solver import dpm_solver_sample
 from offdiff.diffusion.vp_continuous import ContinuousVPSchedule
+from offdiff.nets import frozen
 
 
 class BottleneckDiffusion(nn.Module):
@@ -50,6 +51,10 @@ class BottleneckDiffusion(nn.Module):
 
     @torch.no_grad()
     def sample(self, cond: torch.Tensor, generator: torch.Generator, nfe: int = 15, order: int = 2) -> torch.Tensor:
-        """One action per row of `cond`: x_1 ~ N(0, I), then DPM-Solver to t = ε; (B, S) → (B, A), unclipped."""
+        """One action per row of `cond`: x_1 ~ N(0, I), then DPM-Solver to t = ε; (B, S) → (B, A), unclipped.
+
+        The parameters are frozen meanwhile: the input gradients need no graph to the weights.
+        """
         x = torch.randn(cond.shape[0], self.act_dim, generator=generator, device=cond.device, dtype=cond.dtype)
-        return dpm_solver_sample(lambda x_t, t: self.data_prediction(x_t, t, cond), x, self.schedule, nfe, order)
+        with frozen(self):
+            return dpm_solver_sample(lambda x_t, t: self.data_prediction(x_t, t, cond), x, self.schedule, nfe, order)

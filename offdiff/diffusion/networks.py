@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from offdiff.nets import TimeEmbedding, mlp
+from offdiff.nets import Mish, TimeEmbedding, mlp
 
 
 class NoisePredictionMLP(nn.Module):
@@ -18,7 +18,7 @@ class NoisePredictionMLP(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, hidden: int = 256, time_dim: int = 16):
         super().__init__()
         self.time_embedding = TimeEmbedding(time_dim)
-        self.net = mlp(act_dim + time_dim + obs_dim, (hidden, hidden, hidden), act_dim, nn.Mish)
+        self.net = mlp(act_dim + time_dim + obs_dim, (hidden, hidden, hidden), act_dim, Mish)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """x_t: (B, A), t: (B,) long, cond: (B, S) → ε̂: (B, A)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from offdiff.nets import TimeEmbedding, mlp
+from offdiff.nets import Mish, TimeEmbedding, mlp
 
 
 class ScoreMLP(nn.Module):
@@ -21,7 +21,7 @@ class ScoreMLP(nn.Module):
         self.time_embedding = TimeEmbedding(time_dim)
         self.net = nn.Sequential(
             nn.Linear(act_dim + obs_dim + time_dim, hidden),  # no activation here (the paper's code)
-            *mlp(hidden, (hidden,) * (num_layers - 1), act_dim, nn.Mish),
+            *mlp(hidden, (hidden,) * (num_layers - 1), act_dim, Mish),
         )
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:

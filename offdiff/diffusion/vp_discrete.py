@@ -80,7 +80,6 @@ class DiscreteVPSchedule(nn.Module):
         }
         for name, value in coefficients.items():
             self.register_buffer(name, value.float(), persistent=False)
-        self.register_buffer("steps", torch.arange(n_steps), persistent=False)
 
     @staticmethod
     def _at(coef: torch.Tensor, t: torch.Tensor | int, x: torch.Tensor) -> torch.Tensor:
@@ -128,7 +127,8 @@ class DiscreteVPSchedule(nn.Module):
         batch = cond.shape[0]
         x = torch.randn(batch, act_dim, generator=generator, device=cond.device, dtype=cond.dtype)
         for t in reversed(range(self.n_steps)):
-            x0 = self.predict_x0(x, t, model(x, self.steps[t].expand(batch), cond))
+            steps = torch.full((batch,), t, dtype=torch.long, device=cond.device)  # contiguous, as in `loss`
+            x0 = self.predict_x0(x, t, model(x, steps, cond))
             if clip is not None:
                 x0 = x0.clamp(-clip, clip)
             x = self.posterior_mean(x0, x, t)

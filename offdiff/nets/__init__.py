@@ -1,5 +1,6 @@
 """Network building blocks: MLPs, time embeddings, vectorized ensembles, target-network updates, policies."""
 
+from offdiff.nets.activations import Mish, mish_one_exp
 from offdiff.nets.embeddings import GaussianFourierFeatures, SinusoidalEmbedding, TimeEmbedding
 from offdiff.nets.ensemble import EnsembleMLP, VectorizedLayerNorm, VectorizedLinear
 from offdiff.nets.mlp import ResidualBlock, ResidualMLP, mlp
@@ -9,6 +10,7 @@ from offdiff.nets.targets import frozen, frozen_copy, hard_update_, polyak_updat
 __all__ = [
     "EnsembleMLP",
     "GaussianFourierFeatures",
+    "Mish",
     "ResidualBlock",
     "ResidualMLP",
     "SinusoidalEmbedding",
@@ -21,6 +23,7 @@ __all__ = [
     "frozen_copy",
     "hard_update_",
     "polyak_update_",
+    "mish_one_exp",
     "mlp",
     "softmax_choice",
 ]

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from offdiff.nets.activations import Mish
+
 
 def _column(t: torch.Tensor) -> torch.Tensor:
     """(B,) or (B, 1) → (B, 1)."""
@@ -35,7 +37,7 @@ class TimeEmbedding(nn.Sequential):
 
     def __init__(self, dim: int = 16):
         super().__init__(
-            SinusoidalEmbedding(dim), nn.Linear(dim, 2 * dim), nn.Mish(), nn.Linear(2 * dim, dim)
+            SinusoidalEmbedding(dim), nn.Linear(dim, 2 * dim), Mish(), nn.Linear(2 * dim, dim)
         )
 
 

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from offdiff.nets.activations import Mish
+
 
 class VectorizedLinear(nn.Module):
     """E independent Linear layers: (E, B, in) → (E, B, out) with one `baddbmm`.
@@ -54,7 +56,7 @@ class EnsembleMLP(nn.Module):
         in_dim: int,
         hidden: Sequence[int],
         out_dim: int,
-        activation: type[nn.Module] = nn.Mish,
+        activation: type[nn.Module] = Mish,
         layer_norm: bool = False,
     ):
         super().__init__()

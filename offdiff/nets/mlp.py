@@ -7,12 +7,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from offdiff.nets.activations import Mish
+
 
 def mlp(
     in_dim: int,
     hidden: Sequence[int],
     out_dim: int,
-    activation: type[nn.Module] = nn.Mish,
+    activation: type[nn.Module] = Mish,
     layer_norm: bool = False,
 ) -> nn.Sequential:
     """Linear → [LayerNorm] → activation for each hidden width, then a final Linear (PyTorch default init)."""

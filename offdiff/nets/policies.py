@@ -33,7 +33,13 @@ class TanhGaussian:
         BC term (the paper's "entropy" term).
         """
         z = torch.atanh(actions / (self.max_action + ATANH_MARGIN))
-        return -torch.distributions.Normal(self.mean, self.std).log_prob(z).sum(dim=-1)
+        # No argument validation: it reads tensors on the host, a device sync inside every training step.
+        return -torch.distributions.Normal(self.mean, self.std, validate_args=False).log_prob(z).sum(dim=-1)
+
+    def repeat_interleave(self, k: int) -> TanhGaussian:
+        """Each row's distribution k times in a row, (B, A) → (B·k, A): sample k actions per state from one
+        forward pass on the B states."""
+        return TanhGaussian(self.mean.repeat_interleave(k, 0), self.std.repeat_interleave(k, 0), self.max_action)
 
 
 class TanhGaussianPolicy(nn.Module):

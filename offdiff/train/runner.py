@@ -31,6 +31,7 @@ from offdiff.errors import OffdiffError
 from offdiff.eval import evaluate
 from offdiff.provenance import provenance
 from offdiff.registry import get_algorithm, plugins
+from offdiff.train.compile import check_compile_available, compile_networks
 from offdiff.train.protocol import Protocol, default_protocol
 from offdiff.train.run_dir import RunDir, atomic_torch_save, atomic_write_json, torch_load
 
@@ -49,6 +50,7 @@ class TrainRequest:
     device: str = "auto"
     runs_root: Path = Path("runs")
     grid: str = "train"
+    compile: bool = False  # torch.compile the plugin's `compilable` networks (float-rounding differences only)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +133,8 @@ class Trainer:
         self.progress = progress
         self.stop_after_cacheable = stop_after_cacheable  # a grid's cache phase: checkpoint, stop, no DONE
         self.device = resolve_device(planned.request.device)
+        if planned.request.compile:
+            check_compile_available(self.device)
 
     # -- set-up ------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -160,6 +164,7 @@ class Trainer:
             "transforms": self.data.transforms,
             "protocol": dataclasses.asdict(p.protocol),
             "stages": [dataclasses.asdict(s) for s in self.stages],
+            "compile": p.request.compile,
             **provenance(self.device, plugin.package if plugin else None),
         }
 
@@ -251,6 +256,8 @@ class Trainer:
 
     def _run_stage(self, index: int, stage: Stage, start: int) -> None:
         protocol = self.p.protocol
+        if self.p.request.compile:
+            compile_networks(self.algo, stage.name)
         self.algo.begin_stage(stage.name, self.data.buffer)
         bar = _Progress(stage.steps, start, f"{self.p.request.algo}:{stage.name}", self.progress)
         sums: dict[str, torch.Tensor] = {}

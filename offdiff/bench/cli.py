@@ -1,0 +1,94 @@
+"""`offdiff bench speed`: the speed benchmark, printed as a table and written as JSON (and Markdown)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+from pathlib import Path
+
+from offdiff.errors import OffdiffError
+
+DEFAULT_ALGOS = ("dql", "dtql", "eda")
+MODES = ("eager", "compile")
+GRAPHS_LEFT_OUT = ("mode 'graphs' (captured CUDA graphs) is left out: a training step is not one static graph "
+                   "(LR schedules, step-dependent branches, generator draws; see offdiff/train/compile.py); "
+                   "use 'compile'")
+
+
+def _names(values: list[str]) -> list[str]:
+    """`a,b c` -> [a, b, c], without duplicates."""
+    names = [n for v in values for n in v.split(",") if n]
+    return list(dict.fromkeys(names))
+
+
+def _modes(values: list[str]) -> list[str]:
+    modes = _names(values)
+    if "graphs" in modes:
+        raise OffdiffError(GRAPHS_LEFT_OUT)
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes:
+        raise OffdiffError(f"unknown mode(s) {unknown or modes}; choose from {', '.join(MODES)}")
+    return modes
+
+
+def _command(args: argparse.Namespace, algos: list[str], modes: list[str]) -> str:
+    """The command line that measures this again, in a canonical form."""
+    words = ["offdiff", "bench", "speed", "--algos", ",".join(algos), "--device", args.device,
+             "--modes", ",".join(modes)]
+    words += ["--quick"] if args.quick else []
+    words += ["--threads", str(args.threads)] if args.threads is not None else []
+    return shlex.join(words + (["--out", str(args.out)] if args.out is not None else []))
+
+
+def _speed(args: argparse.Namespace) -> int:
+    import torch
+
+    from offdiff.bench.machine import describe_machine, load_average
+    from offdiff.bench.report import rows, table, write
+    from offdiff.bench.speed import ACT_DIM, FULL, OBS_DIM, QUICK, TASK, run_speed
+    from offdiff.registry import get_algorithm
+    from offdiff.train.compile import check_compile_available
+    from offdiff.train.runner import resolve_device
+
+    algos, modes = _names(args.algos), _modes(args.modes)
+    for name in algos:
+        get_algorithm(name)  # an unknown name is a one-line error before anything runs
+    if args.threads is not None:
+        if args.threads < 1:
+            raise OffdiffError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    if "compile" in modes:
+        check_compile_available(device)
+    budget = QUICK if args.quick else FULL
+    machine = describe_machine(device)
+    results = run_speed(algos, modes, device, budget, progress=lambda s: print(f"[bench] {s}", file=sys.stderr))
+    machine["load_average_end"] = load_average()
+    payload = {
+        "command": _command(args, algos, modes),
+        "machine": machine,
+        "settings": {"task": TASK, "obs_dim": OBS_DIM, "act_dim": ACT_DIM, "quick": args.quick,
+                     "budget": dataclasses.asdict(budget), "algos": algos, "modes": modes},
+        "results": rows(results, cpu=device.type == "cpu"),
+    }
+    print(table(payload), end="")
+    if args.out is not None:
+        print(f"wrote {', '.join(map(str, write(args.out, payload)))}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `bench speed` to the `offdiff` parser."""
+    bench = subparsers.add_parser("bench", help="benchmarks: `offdiff bench speed`")
+    sub = bench.add_subparsers(dest="bench_command", required=True)
+    p = sub.add_parser("speed", help="steps/s, actions/s, EDA alignment-set states/s and peak memory per algorithm",
+                       description=__doc__.splitlines()[0])
+    p.add_argument("--algos", nargs="+", default=list(DEFAULT_ALGOS), help="algorithms (space- or comma-separated)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--modes", nargs="+", default=["eager"], help="eager and/or compile (comma-separated)")
+    p.add_argument("--quick", action="store_true", help="tiny repeats: checks that it runs, in seconds")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--out", type=Path, help="write the JSON here (and the table as Markdown next to it)")
+    p.set_defaults(func=_speed)

@@ -1,0 +1,197 @@
+"""The speed benchmark and the fast path: the quick benchmark's table and JSON, compiled vs eager updates (same
+losses and parameters to float tolerance), Mish's compile form, no host sync in a step (CUDA), `--compile`.
+
+Compiling takes tens of seconds on a 2-core CPU, so the compiled-vs-eager check runs Diffusion-QL in CI; DTQL
+and EDA run with OFFDIFF_COMPILE_TESTS=all. No test asserts a speed: figures live in the benchmark.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch._dynamo.utils import counters
+
+from offdiff.algorithm import Algorithm, EnvSpec
+from offdiff.bench.report import REFERENCES
+from offdiff.cli import main
+from offdiff.config import apply_overrides, budget_fields
+from offdiff.data.buffer import DeviceBuffer
+from offdiff.errors import OffdiffError
+from offdiff.nets import Mish, mish_one_exp
+from offdiff.registry import get_algorithm
+from offdiff.testing import random_transitions
+from offdiff.train.compile import compile_networks
+from offdiff.train.runner import TrainRequest, plan, train
+
+CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))
+TINY = {
+    "dql": {"hidden": 32, "batch_size": 16, "eval_candidates": 4},
+    "dtql": {"diffusion_hidden": 32, "policy_hidden": 32, "critic_hidden": 32, "batch_size": 16,
+             "eval_candidates": 4},
+    "eda": {"hidden": 32, "time_dim": 8, "num_blocks": 1, "critic_hidden": 16, "behavior_batch_size": 16,
+            "critic_batch_size": 16, "align_batch_size": 4, "num_candidates": 4, "solver_nfe": 3,
+            "eval_candidates": 2},
+}
+NOISE_GRADIENT = 1e-6
+ALL_COMPILE = os.environ.get("OFFDIFF_COMPILE_TESTS") == "all"
+SLOW_COMPILE = pytest.mark.skipif(not ALL_COMPILE, reason="compiling it takes minutes on 2 cores; "
+                                                          "set OFFDIFF_COMPILE_TESTS=all")
+
+
+@pytest.fixture
+def restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_quick_benchmark_prints_a_table_and_writes_json(tmp_path, capsys, restore_threads):
+    out = tmp_path / "speed" / "quick.json"
+    assert main(["bench", "speed", "--quick", "--threads", "1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    payload = json.loads(out.read_text())
+    machine = payload["machine"]
+    assert machine["threads"] == 1 and machine["torch"] == torch.__version__ and machine["cpu_cores"] >= 1
+    assert len(machine["load_average_start"]) == 3 and machine["cpu_model"]
+    assert payload["command"].startswith("offdiff bench speed --algos dql,dtql,eda --device cpu --modes eager")
+    rows = payload["results"]
+    found = {(r["algo"], r["measure"], r["label"]) for r in rows}
+    for algo in ("dql", "dtql", "eda"):
+        assert {(algo, "act", f"{n} envs") for n in (1, 10, 20)} <= found
+    assert {k for k in REFERENCES} <= found, "every reference figure is measured"
+    assert ("eda", "alignment_set", "4 states") in found
+    for r in rows:
+        numbers = [r["value"], r["peak_memory_mb"], *r["repeats"]]
+        assert all(isinstance(x, float) and math.isfinite(x) and x > 0 for x in numbers), r
+        assert r["warmup_s"] >= 0 and r["unit"] in ("steps/s", "actions/s", "states/s")
+        if r["reference"] is not None:
+            assert r["ratio_to_reference"] == pytest.approx(r["value"] / r["reference"])
+    table = [line for line in printed.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(table) == len(rows) + 1 and "ratio" in table[0]
+    assert out.with_suffix(".md").read_text().splitlines()[0] == printed.splitlines()[0]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--modes", "graphs"], "left out"),
+    (["--modes", "eager,fast"], "unknown mode"),
+    (["--algos", "nope"], "nope"),
+    (["--threads", "0"], "--threads"),
+])
+def test_bad_benchmark_arguments_are_one_line_errors(capsys, argv, message):
+    assert main(["bench", "speed", "--quick", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("offdiff: error:") and message in err and "\n" not in err
+
+
+def test_mish_compile_form_is_mish():
+    x = torch.cat([torch.linspace(-100, 100, 20001), torch.tensor([-20.0, 20.0, 20.5, 0.0, 88.0, 1e4, -1e4])])
+    torch.testing.assert_close(mish_one_exp(x), F.mish(x), rtol=2e-6, atol=2e-6)
+    grad = x.clone().requires_grad_(True)
+    (fast,) = torch.autograd.grad(mish_one_exp(grad).sum(), grad)
+    (ref,) = torch.autograd.grad(F.mish(grad).sum(), grad)
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
+    assert torch.equal(Mish()(x), torch.nn.Mish()(x)), "eager Mish is nn.Mish to the bit"
+
+
+def _build(name: str, device: str) -> tuple[Algorithm, DeviceBuffer]:
+    cls = get_algorithm(name)
+    config = apply_overrides(cls.Config(), {**{k: 2 for k in budget_fields(cls.Config)}, **TINY[name]})
+    torch.manual_seed(0)
+    spec = EnvSpec(obs_dim=5, act_dim=3, dataset_id="conformance/random-v0", task="conformance")
+    algo = cls(config, spec, torch.device(device), torch.Generator(device).manual_seed(0))
+    return algo, DeviceBuffer(random_transitions(n=64), device)
+
+
+def _drive(algo: Algorithm, data: DeviceBuffer, compiled: bool) -> list[dict[str, torch.Tensor]]:
+    """Every stage for its 2 steps, as the runner does (compile first, then begin_stage); the metrics of each."""
+    sampler = torch.Generator(data.device).manual_seed(1)
+    torch.manual_seed(1)  # the global stream: EDA's dropout while pretraining
+    seen = []
+    for stage in algo.stages():
+        if compiled:
+            compile_networks(algo, stage.name)
+        algo.begin_stage(stage.name, data)
+        for step in range(stage.steps):
+            seen.append(algo.update(stage.name, data.sample(stage.batch_size, sampler), step))
+    return seen
+
+
+def _compiled_equals_eager(name: str, device: str) -> None:
+    eager, data = _build(name, device)
+    compiled, _ = _build(name, device)
+    assert compiled.compilable(compiled.stages()[0].name), "the plugin lists networks to compile"
+    graphs = counters["stats"]["unique_graphs"]
+    for a, b in zip(_drive(eager, data, False), _drive(compiled, data, True), strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5, msg=lambda m, k=key: f"{k}: {m}")
+    for module_name, module in eager.modules().items():
+        other = dict(compiled.modules()[module_name].named_parameters())
+        for key, param in module.named_parameters():
+            # Adam moves a parameter by about ±lr whatever its gradient's size, so a gradient that is zero but
+            # for float noise (EDA's last energy bias: the alignment loss is shift-invariant) moves it randomly.
+            if param.grad is None or param.grad.abs().max() > NOISE_GRADIENT:
+                torch.testing.assert_close(other[key], param, rtol=1e-4, atol=1e-5, msg=lambda m, k=key: f"{k}: {m}")
+    assert counters["stats"]["unique_graphs"] > graphs, "the compiled run ran compiled graphs"
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+def test_compiled_updates_equal_eager_dql(device):
+    _compiled_equals_eager("dql", device)
+
+
+@SLOW_COMPILE
+@pytest.mark.parametrize("name", ["dtql", "eda"])
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+def test_compiled_updates_equal_eager(name, device):
+    _compiled_equals_eager(name, device)
+
+
+def test_compilable_must_name_networks_with_their_own_forward():
+    algo, _ = _build("dql", "cpu")
+    algo.compilable = lambda stage: {"trunk": algo.actor.net}  # a bare nn.Sequential: Module.compile skips it
+    with pytest.raises(TypeError, match="its own forward"):
+        compile_networks(algo, "main")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="host syncs are only detectable on CUDA")
+@pytest.mark.parametrize("name", ["dql", "dtql", "eda"])
+def test_no_host_sync_inside_a_training_step(name):
+    algo, data = _build(name, "cuda")
+    sampler = torch.Generator("cuda").manual_seed(1)
+    for stage in algo.stages():
+        algo.begin_stage(stage.name, data)
+        algo.update(stage.name, data.sample(stage.batch_size, sampler), 0)  # first steps may allocate state
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            algo.update(stage.name, data.sample(stage.batch_size, sampler), 1)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+
+
+def test_train_with_compile_compiles_each_stage_and_records_it(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr("offdiff.train.runner.compile_networks", lambda algo, stage: calls.append(stage))
+    request = TrainRequest(algo="dtql", source="toy:grid25_far", steps=2, overrides=TINY["dtql"], device="cpu",
+                           protocol={"eval_episodes": 2, "eval_envs": 2, "log_every": 2}, runs_root=tmp_path,
+                           compile=True)
+    train(request, progress=False)
+    assert calls == ["pretrain", "main"], "the plugin's networks are compiled as each stage starts"
+    assert json.loads(plan(request).run_dir.manifest.read_text())["compile"] is True
+    eager = dataclasses.replace(request, compile=False)
+    assert plan(eager).run_dir.path == plan(request).run_dir.path, "compiling is how a run executes, not what it is"
+
+
+def test_compile_without_a_cpp_compiler_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr("offdiff.train.compile.shutil.which", lambda name: None)
+    request = TrainRequest(algo="dql", source="toy:four_corners", steps=2, device="cpu", runs_root=tmp_path,
+                           compile=True)
+    with pytest.raises(OffdiffError, match="C\\+\\+ compiler"):
+        train(request, progress=False)
