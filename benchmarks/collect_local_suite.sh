@@ -1,47 +1,58 @@
 #!/usr/bin/env bash
-# The local D4RL-style suite: for Hopper, HalfCheetah, Walker2d (SAC budget 1M steps, as D4RL's experts)
-# and InvertedDoublePendulum (100k steps), train SAC and write random / medium / expert / medium-replay /
-# medium-expert into the local Minari store as $NAMESPACE/<env>/<kind>-v0 (1M transitions per
-# random/medium/expert dataset, as D4RL). Then `offdiff data list` shows them with their reference scores.
+# The built-in local suite: D4RL-style datasets for Hopper-v5, HalfCheetah-v5, Walker2d-v5 (SAC 150k
+# steps each) and InvertedDoublePendulum-v5 (SAC 30k steps), written into the local Minari store as
+# $NAMESPACE/<env>/<kind>-v0 for kinds random / medium / expert / medium-replay / medium-expert, with
+# 100k transitions per random / medium / expert dataset. SAC uses 128-unit networks, 20 evaluated
+# snapshots (5 episodes each) to pick "medium". Sized so the whole suite takes under an hour on a 2-core
+# CPU (all four envs at once, one core-thread each); D4RL's experts had 1M steps and 256-unit networks,
+# so these behaviour policies are weaker (the README of results/local-suite states the returns reached).
 #
 # Resumable: run it again after an interruption and every env continues from its last SAC checkpoint
-# (under $OFFDIFF_CACHE/collect/); finished datasets are skipped. Cost: one SAC update with the default
-# 256x256 nets takes ~10 ms on one CPU core, so a 1M-step env needs a few hours of CPU (much less with
-# DEVICE=cuda, but then the datasets are not bit-reproducible). PARALLEL=1 runs the four envs at once
-# (one core each), logging to $LOG_DIR/<env>.log. Extra arguments go to every `offdiff data collect`,
-# e.g. `--sac eval_episodes=20`.
+# (under $OFFDIFF_CACHE/collect/); finished datasets are skipped. PARALLEL=1 (default) runs the four
+# envs at once, logging to $LOG_DIR/<env>.log; PARALLEL=0 runs them one after another with progress
+# bars. ENVS picks envs. TINY=1 is the seconds-long budget of the tests (tiny SAC, 2k transitions; a smoke
+# test, not data to benchmark on; the expert may not beat random on every env). Extra arguments go to every `offdiff data collect`, e.g. `--sac eval_episodes=10`.
 #
-#   bash benchmarks/collect_local_suite.sh                    # sequential, seed 0, namespace "local"
-#   PARALLEL=1 SEED=1 NAMESPACE=local-s1 bash benchmarks/collect_local_suite.sh
+#   bash benchmarks/collect_local_suite.sh                    # seed 0, namespace "local"
+#   PARALLEL=0 SEED=1 NAMESPACE=local-s1 bash benchmarks/collect_local_suite.sh
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$OFFDIFF_ROOT"
 
 SEED="${SEED:-0}"
 NAMESPACE="${NAMESPACE:-local}"
-TRANSITIONS="${TRANSITIONS:-1000000}"
+TINY="${TINY:-0}"
+TRANSITIONS="${TRANSITIONS:-100000}"
 DEVICE="${DEVICE:-cpu}"
-PARALLEL="${PARALLEL:-0}"
-LOG_DIR="${LOG_DIR:-results/collect_logs}"
+PARALLEL="${PARALLEL:-1}"
+LOG_DIR="${LOG_DIR:-runs/collect_logs}"
 KINDS="random,medium,expert,medium-replay,medium-expert"
 export OMP_NUM_THREADS=1  # small nets: one thread per process is fastest, and leaves cores to the others
 
 declare -A BUDGET=(
-  [Hopper-v5]=1000000
-  [HalfCheetah-v5]=1000000
-  [Walker2d-v5]=1000000
-  [InvertedDoublePendulum-v5]=100000
+  [Hopper-v5]=150000
+  [HalfCheetah-v5]=150000
+  [Walker2d-v5]=150000
+  [InvertedDoublePendulum-v5]=30000
 )
+SAC=(--sac hidden=128 --sac snapshots=20 --sac eval_episodes=5)
+if [ "$TINY" = 1 ]; then  # tests/test_collect.py's setting
+  for env in "${!BUDGET[@]}"; do BUDGET[$env]=800; done
+  TRANSITIONS=2000
+  SAC=(--sac hidden=32 --sac batch_size=64 --sac lr=1e-3 --sac learning_starts=100 --sac snapshots=4
+       --sac eval_episodes=5)
+fi
+ENVS="${ENVS:-InvertedDoublePendulum-v5 Hopper-v5 Walker2d-v5 HalfCheetah-v5}"
 
 collect() {
   offdiff data collect "$1" --kinds "$KINDS" --budget "${BUDGET[$1]}" --transitions "$TRANSITIONS" \
-    --seed "$SEED" --namespace "$NAMESPACE" --device "$DEVICE" "${@:2}"
+    --seed "$SEED" --namespace "$NAMESPACE" --device "$DEVICE" "${SAC[@]}" "${@:2}"
 }
 
 if [ "$PARALLEL" = 1 ]; then
   mkdir -p "$LOG_DIR"
   pids=()
-  for env in "${!BUDGET[@]}"; do
+  for env in $ENVS; do
     echo "[collect] $env -> $LOG_DIR/$env.log"
     collect "$env" --quiet "$@" >"$LOG_DIR/$env.log" 2>&1 &
     pids+=("$!")
@@ -50,7 +61,7 @@ if [ "$PARALLEL" = 1 ]; then
   for pid in "${pids[@]}"; do wait "$pid" || status=1; done
   [ "$status" = 0 ] || { echo "[collect] some envs failed; see $LOG_DIR" >&2; exit 1; }
 else
-  for env in InvertedDoublePendulum-v5 Hopper-v5 Walker2d-v5 HalfCheetah-v5; do
+  for env in $ENVS; do
     collect "$env" "$@"
   done
 fi

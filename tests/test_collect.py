@@ -152,32 +152,38 @@ def test_resume_after_interruptions_gives_the_uninterrupted_result(
     _assert_same_datasets(Path(os.environ["MINARI_DATASETS_PATH"]), idp_store, list(_ids().values()))
 
 
-def test_hopper_random_uses_d4rl_scores_and_cuts_at_transitions() -> None:
-    results = collect(CollectRequest("Hopper-v5", kinds=("random",), transitions=150), progress=False)
-    assert [(r.dataset_id, r.status) for r in results] == [("local/hopper/random-v0", "written")]
-    source = sources.resolve("minari:local/hopper/random-v0")
+def test_reference_scores_are_its_own_random_and_expert_and_size_cuts_at_transitions() -> None:
+    results = collect(_request(kinds=("random",), episodes=None, transitions=150), progress=False)
+    dataset = _ids()["random"]
+    assert [(r.dataset_id, r.status) for r in results] == [(dataset, "written")]
+    source = sources.resolve(f"minari:{dataset}")
     t = source.load()
-    assert len(t) == 150 and t.observations.shape == (150, 11) and t.actions.shape == (150, 3)
-    assert t.terminals.sum() >= 3 and t.timeouts.sum() == 1 and t.timeouts[-1]  # random hopper falls; cut at 150
-    assert (source.ref_scores().min, source.ref_scores().max) == (-20.272305, 3234.3)
+    assert len(t) == 150 and t.observations.shape == (150, 9) and t.actions.shape == (150, 1)
+    assert t.terminals.sum() >= 3 and t.timeouts.sum() == 1 and t.timeouts[-1]  # random IDP falls; cut at 150
     meta = source.info().metadata
-    assert (meta["ref_min_score"], meta["ref_max_score"]) == (-20.272305, 3234.3)
-    assert "budget" not in meta["offdiff_collect"]  # D4RL's table has Hopper: no SAC needed for random data
+    recipe = meta["offdiff_collect"]
+    assert recipe["expert_return"] > recipe["random_return"]
+    assert (meta["ref_min_score"], meta["ref_max_score"]) == (recipe["random_return"], recipe["expert_return"])
+    assert (source.ref_scores().min, source.ref_scores().max) == (recipe["random_return"], recipe["expert_return"])
 
 
 def test_existing_dataset_is_an_error_unless_overwrite(capsys: pytest.CaptureFixture) -> None:
-    args = ["data", "collect", "Hopper-v5", "--kinds", "random", "--transitions", "40", "--quiet"]
+    tiny_sac = [f"--sac={k}={v}" for k, v in (("hidden", 32), ("batch_size", 64), ("lr", 1e-3),
+                                               ("learning_starts", 100), ("snapshots", 4), ("eval_episodes", 5))]
+    args = ["data", "collect", IDP, "--kinds", "random", "--transitions", "40", "--budget", str(BUDGET), *tiny_sac,
+            "--quiet"]
     assert main(args) == 0
-    assert "written: local/hopper/random-v0" in capsys.readouterr().out
+    assert "written: local/inverteddoublependulum/random-v0" in capsys.readouterr().out
     assert main(args) == 0  # the same collection again: recognised and skipped
-    assert "skipped: local/hopper/random-v0" in capsys.readouterr().out
-    _, before = _read(Path(os.environ["MINARI_DATASETS_PATH"]), "local/hopper/random-v0")
+    assert "skipped: local/inverteddoublependulum/random-v0" in capsys.readouterr().out
+    _, before = _read(Path(os.environ["MINARI_DATASETS_PATH"]), "local/inverteddoublependulum/random-v0")
     assert main([*args, "--seed", "1"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("offdiff: error: dataset local/hopper/random-v0 already exists") and "--overwrite" in err
+    assert err.startswith("offdiff: error: dataset local/inverteddoublependulum/random-v0 already exists")
+    assert "--overwrite" in err
     assert "\n" not in err
     assert main([*args, "--seed", "1", "--overwrite"]) == 0
-    meta, after = _read(Path(os.environ["MINARI_DATASETS_PATH"]), "local/hopper/random-v0")
+    meta, after = _read(Path(os.environ["MINARI_DATASETS_PATH"]), "local/inverteddoublependulum/random-v0")
     assert meta["offdiff_collect"]["seed"] == 1
     assert not np.array_equal(before[0]["actions"], after[0]["actions"])  # another seed, other data
 

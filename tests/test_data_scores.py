@@ -29,8 +29,14 @@ from offdiff.errors import OffdiffError
     ],
 )
 def test_reference_table(dataset_id: str, low: float, high: float) -> None:
-    ref = reference_scores(dataset_id, {"ref_min_score": 123.0, "ref_max_score": 456.0})
+    ref = reference_scores(dataset_id, {"ref_min_score": None, "ref_max_score": 456.0})
     assert (ref.min, ref.max) == (low, high)
+
+
+def test_metadata_wins_over_the_table() -> None:
+    """A locally collected hopper dataset is normalized by its own random policy and expert, not D4RL's."""
+    ref = reference_scores("local/hopper/medium-v0", {"ref_min_score": 12.5, "ref_max_score": 2100.0})
+    assert (ref.min, ref.max) == (12.5, 2100.0) and "metadata" in ref.source
 
 
 def test_metadata_fallback_and_missing() -> None:

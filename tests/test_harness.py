@@ -151,6 +151,10 @@ def test_shipped_grid_and_profiles_load(capsys, tmp_path):
     code, out = grid_cli(capsys, "submit", quickstart, "--profile", REPO / "slurm/profiles/example.yaml",
                          "--runs-dir", tmp_path / "runs", "--dry-run")
     assert code == 0 and "to submit: 18" in out and "GPU-hours" in out  # 3 algorithms × 3 bandits × 2 seeds
+    local_suite = REPO / "benchmarks/grids/local-suite.yaml"  # its datasets are not collected in this store
+    code, out = grid_cli(capsys, "submit", local_suite, "--profile", REPO / "slurm/profiles/local.yaml", "--dry-run")
+    assert code == 2 and "local/hopper/medium-v0 is not in the local Minari store" in out
+    assert "bash benchmarks/collect_local_suite.sh" in out
 
 
 class CachedDQL(DiffusionQL):

@@ -6,16 +6,16 @@ D4RL's recipe, with offdiff's SAC (`offdiff.collect.sac`) as the online learner:
 - `medium-replay`: that run's replay buffer up to the medium snapshot (uniform warm-up steps included);
 - `random`: a uniform random policy;
 - `medium-expert`: the medium and the expert episodes together.
-Behaviour policies act stochastically (as SAC acts while training). Reference scores: offdiff's D4RL table
-where it has the task (Hopper, HalfCheetah, Walker2d, Ant), else the random policy's and the expert's
-mean evaluation returns; both are written into the Minari metadata.
+Behaviour policies act stochastically (as SAC acts while training). Reference scores, as D4RL defines
+them: the random policy's and the expert's mean evaluation returns (ref_min_score, ref_max_score in the
+Minari metadata), so a normalized score of 100 is this collection's own expert.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from offdiff.collect.sac import SACConfig
 from offdiff.collect.store import dataset_id, recorded_fingerprint, write_dataset
 from offdiff.collect.train import BehaviourRun, SACRun, check_budget
 from offdiff.config import apply_overrides, config_dict, stable_hash
-from offdiff.data.scores import RefScores, reference_scores
+from offdiff.data.scores import RefScores
 from offdiff.data.transitions import cache_dir
 from offdiff.errors import OffdiffError
 from offdiff.train.run_dir import atomic_write_json
@@ -79,13 +79,6 @@ def _size(request: CollectRequest) -> dict[str, int]:
     return size
 
 
-def _table_scores(dataset: str) -> RefScores | None:
-    try:
-        return reference_scores(dataset)
-    except OffdiffError:
-        return None
-
-
 class Collection:
     """One request resolved: dataset ids, fingerprints, work folder; `run` does what is left to do."""
 
@@ -99,25 +92,19 @@ class Collection:
             raise OffdiffError(f"--budget must be positive, got {self.budget}")
         self.device = resolve_device(request.device)
         self.ids = {kind: dataset_id(request.namespace, self.env, kind) for kind in self.kinds}
-        self.table_ref = _table_scores(next(iter(self.ids.values())))
-        if self.needs_sac(self.kinds):
-            check_budget(self.budget, request.sac)
+        check_budget(self.budget, request.sac)
         self.train_spec = {"env": self.env.env_id, "seed": request.seed, "budget": self.budget,
                            "sac": config_dict(request.sac), "device": self.device.type}
         self.train_key = stable_hash(self.train_spec)
         self.root = cache_dir() / "collect" / self.env.env_id / f"seed_{request.seed}"
         self.work = self.root / f"sac-{self.train_key}"
 
-    def needs_sac(self, kinds: Iterable[str]) -> bool:
-        """SAC makes every kind but random, and the expert's return is the reference max off D4RL's table."""
-        return self.table_ref is None or any(k != "random" for k in kinds)
-
     def fingerprint(self, kind: str) -> str:
         """A hash of everything that determines the dataset's content."""
         return stable_hash({
             "env": self.env.env_id, "seed": self.request.seed, "kind": kind,
             "size": None if kind == "medium-replay" else self.size,
-            "sac": self.train_key if self.needs_sac([kind]) else None,
+            "sac": self.train_key,  # random data too: its reference max is this run's expert
         }, length=16)
 
     def pending(self) -> list[str]:
@@ -157,13 +144,11 @@ class Collection:
         eval_episodes, seed = self.request.sac.eval_episodes, self.request.seed
         random_return = evaluate_returns(uniform_policy(self.env.act_dim), self.env, eval_episodes,
                                          derive_seed(seed, "collect-eval"), self.device)
-        sac_run = None
-        if self.needs_sac(todo):
-            atomic_write_json(self.work / "request.json", self.train_spec)
-            self.log(f"training SAC on {self.env.env_id} for {self.budget} steps (work folder {self.work})")
-            sac_run = SACRun(self.env, self.request.sac, self.budget, seed, self.device, self.work, random_return,
-                             self.progress, self.log).run()
-        ref = self.table_ref or _measured_scores(random_return, sac_run, eval_episodes)
+        atomic_write_json(self.work / "request.json", self.train_spec)
+        self.log(f"training SAC on {self.env.env_id} for {self.budget} steps (work folder {self.work})")
+        sac_run = SACRun(self.env, self.request.sac, self.budget, seed, self.device, self.work, random_return,
+                         self.progress, self.log).run()
+        ref = _measured_scores(random_return, sac_run, eval_episodes)
         build = self._builders(sac_run)
         out = []
         for kind, dataset in self.ids.items():
@@ -180,13 +165,12 @@ class Collection:
             out.append(Collected(dataset, "written", path))
         return out
 
-    def _builders(self, run: BehaviourRun | None) -> Callable[[str], Episodes]:
+    def _builders(self, run: BehaviourRun) -> Callable[[str], Episodes]:
         @functools.cache
         def build(kind: str) -> Episodes:
             if kind == "random":
                 return self._episodes("random", lambda: self._rollout("random", uniform_policy(self.env.act_dim)),
                                       self.root)
-            assert run is not None
             if kind == "medium-replay":
                 return run.replay_episodes(run.steps[run.medium])
             if kind == "medium-expert":
@@ -196,23 +180,18 @@ class Collection:
 
         return build
 
-    def _provenance(self, kind: str, random_return: float, run: BehaviourRun | None) -> dict[str, Any]:
-        out: dict[str, Any] = {
+    def _provenance(self, kind: str, random_return: float, run: BehaviourRun) -> dict[str, Any]:
+        return {
             "fingerprint": self.fingerprint(kind), "kind": kind, "env": self.env.env_id, "seed": self.request.seed,
             "size": None if kind == "medium-replay" else self.size, "random_return": random_return,
+            "budget": self.budget, "sac": config_dict(self.request.sac),
+            "snapshots": [[s, r] for s, r in zip(run.steps, run.returns, strict=True)],
+            "medium_step": run.steps[run.medium], "medium_return": run.returns[run.medium],
+            "expert_return": run.returns[-1],
         }
-        if run is not None:
-            out.update({
-                "budget": self.budget, "sac": config_dict(self.request.sac),
-                "snapshots": [[s, r] for s, r in zip(run.steps, run.returns, strict=True)],
-                "medium_step": run.steps[run.medium], "medium_return": run.returns[run.medium],
-                "expert_return": run.returns[-1],
-            })
-        return out
 
 
-def _measured_scores(random_return: float, run: BehaviourRun | None, episodes: int) -> RefScores:
-    assert run is not None
+def _measured_scores(random_return: float, run: BehaviourRun, episodes: int) -> RefScores:
     expert = run.returns[-1]
     if expert <= random_return:
         raise OffdiffError(

@@ -25,6 +25,8 @@ from offdiff.data.scores import task_key
 from offdiff.data.transitions import Transitions, load_cached
 from offdiff.errors import OffdiffError
 
+LOCAL_SUITE_SCRIPT = "benchmarks/collect_local_suite.sh"  # collects `local/<env>/<kind>-v0`
+
 
 def flatten_observations(space: gym.Space, obs: np.ndarray | dict) -> np.ndarray:
     """(T, ...) observations -> (T, flatdim) float32, in `gymnasium.spaces.flatten`'s order."""
@@ -48,9 +50,11 @@ class MinariSource(DataSource):
         self.eval_env = eval_env
         self.path = get_dataset_path(dataset_id)
         if not (self.path / "data").is_dir():
+            how = (f"make it with `offdiff data collect` (the built-in local suite: bash {LOCAL_SUITE_SCRIPT})"
+                   if dataset_id.startswith("local/") else
+                   f"fetch it on a machine with network: offdiff data fetch {dataset_id}")
             raise OffdiffError(
-                f"dataset {dataset_id} is not in the local Minari store ({get_dataset_path()}); "
-                f"fetch it on a machine with network: offdiff data fetch {dataset_id}"
+                f"dataset {dataset_id} is not in the local Minari store ({get_dataset_path()}); {how}"
             )
 
     @cached_property

@@ -76,20 +76,24 @@ def task_key(dataset_id: str) -> str:
 
 
 def reference_scores(dataset_id: str, metadata: dict[str, Any] | None = None) -> RefScores:
-    """offdiff's table first (by task, then env family), else Minari metadata, else OffdiffError."""
+    """The dataset's own Minari metadata first, else offdiff's D4RL table (by task, then env family), else error.
+
+    Metadata wins because it describes the data at hand: Minari's D4RL datasets carry D4RL's numbers, and
+    a dataset from `offdiff data collect` carries its own random policy's and expert's returns.
+    """
     family, name = _family_and_name(dataset_id)
     if family == "toy":
         task = toy_task(name)
         return RefScores(task.ref_min, task.ref_max, f"offdiff toy task {task.name}")
+    meta = metadata or {}
+    low, high = meta.get("ref_min_score"), meta.get("ref_max_score")
+    if low is not None and high is not None:
+        return RefScores(float(low), float(high), "Minari metadata ref_min_score/ref_max_score")
     key = task_key(dataset_id)
     if key in _TASK_SCORES:
         return RefScores(*_TASK_SCORES[key], D4RL_SOURCE)
     if family in _FAMILY_SCORES:
         return RefScores(*_FAMILY_SCORES[family], D4RL_SOURCE)
-    meta = metadata or {}
-    low, high = meta.get("ref_min_score"), meta.get("ref_max_score")
-    if low is not None and high is not None:
-        return RefScores(float(low), float(high), "Minari metadata ref_min_score/ref_max_score")
     raise OffdiffError(
         f"no reference score for dataset {dataset_id}: {key!r} is not in offdiff's table and the dataset "
         "metadata has no ref_min_score/ref_max_score; recreate it with both scores"
