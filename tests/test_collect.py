@@ -164,6 +164,7 @@ def test_reference_scores_are_its_own_random_and_expert_and_size_cuts_at_transit
     recipe = meta["offdiff_collect"]
     assert recipe["expert_return"] > recipe["random_return"]
     assert (meta["ref_min_score"], meta["ref_max_score"]) == (recipe["random_return"], recipe["expert_return"])
+    assert meta["num_episodes_average_score"] == TINY_SAC.eval_episodes
     assert (source.ref_scores().min, source.ref_scores().max) == (recipe["random_return"], recipe["expert_return"])
 
 

@@ -157,7 +157,8 @@ class Collection:
                 continue
             episodes = build(kind)
             provenance = self._provenance(kind, random_return, sac_run)
-            path = write_dataset(dataset, episodes, self.env, ref, _description(kind, self.env, episodes, provenance),
+            path = write_dataset(dataset, episodes, self.env, ref, eval_episodes,
+                                 _description(kind, self.env, episodes, provenance),
                                  "uniform-random" if kind == "random" else "offdiff-SAC", provenance,
                                  self.request.overwrite)
             self.log(f"{dataset}: {len(episodes)} episodes, {episodes.num_steps} steps, "

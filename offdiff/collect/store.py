@@ -64,10 +64,11 @@ def _minari_root(path: Path) -> Iterator[None]:
 
 
 def write_dataset(
-    dataset: str, episodes: Episodes, env: EnvInfo, ref: RefScores, description: str, algorithm: str,
-    provenance: dict[str, Any], overwrite: bool,
+    dataset: str, episodes: Episodes, env: EnvInfo, ref: RefScores, ref_episodes: int, description: str,
+    algorithm: str, provenance: dict[str, Any], overwrite: bool,
 ) -> Path:
-    """Write `episodes` as the Minari dataset `dataset` (hdf5) with eval_env and both reference scores."""
+    """Write `episodes` as the Minari dataset `dataset` (hdf5) with eval_env and both reference scores, each
+    the mean return of `ref_episodes` episodes."""
     target = get_dataset_path(dataset)
     if target.exists() and not overwrite:
         raise OffdiffError(f"dataset {dataset} already exists at {target}; pass --overwrite to replace it")
@@ -81,7 +82,8 @@ def write_dataset(
                 dataset_id=dataset, buffer=episodes.buffers(), env=env.env_id, eval_env=env.env_id,
                 algorithm_name=algorithm, author="offdiff data collect",
                 author_email="offdiff-collect@localhost", code_permalink="offdiff/collect",
-                description=description, ref_min_score=ref.min, ref_max_score=ref.max, data_format="hdf5",
+                description=description, ref_min_score=ref.min, ref_max_score=ref.max,
+                num_episodes_average_score=ref_episodes, data_format="hdf5",
             ).storage.update_metadata({METADATA_KEY: {**provenance, "ref_scores_source": ref.source}})
         if target.exists():
             target.rename(staging / "replaced")
