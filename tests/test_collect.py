@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import minari
@@ -263,3 +266,18 @@ def test_sac_learns_inverted_pendulum() -> None:
                  progress=False).run()
     print(f"InvertedPendulum-v5: random {random_return:.1f}, SAC after 1200 steps {run.returns[-1]:.1f}")
     assert run.returns[-1] > 3 * random_return + 10
+
+
+def test_local_suite_dataset_table(idp_store: Path, tmp_path: Path) -> None:
+    """benchmarks/local_suite_datasets.py: one row per dataset with the recipe and the returns in the data."""
+    script = Path(__file__).parents[1] / "benchmarks" / "local_suite_datasets.py"
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(idp_store)}
+    subprocess.run([sys.executable, str(script), "--out", str(tmp_path)], env=env, check=True, capture_output=True)
+    rows = {row["kind"]: row for row in csv.DictReader((tmp_path / "datasets.csv").open())}
+    assert set(rows) == set(KINDS)
+    assert [int(rows[k]["episodes"]) for k in ("random", "medium", "expert", "medium-expert")] == [4, 4, 4, 8]
+    medium = _read(idp_store, _ids()["medium"])[0]["offdiff_collect"]
+    assert int(rows["medium"]["medium_step"]) == medium["medium_step"]
+    assert float(rows["expert"]["expert_return"]) == round(medium["expert_return"], 1)
+    assert float(rows["random"]["data_normalized"]) < float(rows["expert"]["data_normalized"])
+    assert (tmp_path / "datasets.md").read_text().count("| local/inverteddoublependulum/") == 5
