@@ -168,6 +168,15 @@ def test_from_csv_regenerates_every_output_byte_for_byte(grid, tmp_path):
     aggregate(tmp_path / "b", from_csv=tmp_path / "b" / "scores.csv", reps=REPS, seed=SEED)  # in place
     assert outputs(tmp_path / "b") == first
 
+    # A hand-written ABOUT.md in the output folder opens the README, and is kept as it is.
+    about = "# The toy comparison\n\nBudgets: 40 steps per stage. Not the papers' numbers.\n"
+    (tmp_path / "b" / "ABOUT.md").write_text(about)
+    aggregate(tmp_path / "b", from_csv=tmp_path / "b" / "scores.csv", reps=REPS, seed=SEED)
+    readme = (tmp_path / "b" / "README.md").read_text()
+    assert readme.startswith(about + "\n## offdiff aggregate\n") and (tmp_path / "b" / "ABOUT.md").read_text() == about
+    assert {k: v for k, v in outputs(tmp_path / "b").items() if k not in ("README.md", "ABOUT.md")} == {
+        k: v for k, v in first.items() if k != "README.md"}
+
 
 def test_tables_mark_best_missing_and_fewer_seeds(tmp_path):
     runs = tmp_path / "runs"

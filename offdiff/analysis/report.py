@@ -42,6 +42,7 @@ DESCRIPTIONS = {
     "provenance.json": "offdiff version, git commit, command, runs collected, runs skipped",
 }
 OUTPUTS = (*DESCRIPTIONS, "README.md")
+ABOUT = "ABOUT.md"  # written by hand, never by `aggregate`: when --out holds it, it opens README.md
 HEADLINE = ("Normalized score (0 and 100 = the dataset's reference min and max, e.g. random and expert) of the "
             "last evaluation of each finished run (DONE): mean ± std over seeds (n seeds).")
 BEST = ("Best evaluation over training of each finished run (DONE), i.e. online model selection, optimistic: "
@@ -90,8 +91,9 @@ def _improvement_notes(matrices: ScoreMatrices, reps: int, seed: int) -> list[st
             "no CI where an algorithm has one seed."]
 
 
-def derive(frame: pd.DataFrame, reps: int, seed: int) -> dict[str, bytes]:
-    """Every output but the CSV and provenance, from the parsed CSV: file name -> bytes."""
+def derive(frame: pd.DataFrame, reps: int, seed: int, about: str = "") -> dict[str, bytes]:
+    """Every output but the CSV and provenance, from the parsed CSV: file name -> bytes. `about` (Markdown,
+    e.g. what was run and with which budgets) opens the README."""
     algorithms, tasks = sorted(frame.algorithm.unique()), sorted(frame.dataset.unique())
     palette = plots.colors(algorithms)
     final, run_notes = final_scores(frame), _run_notes(frame)
@@ -120,15 +122,17 @@ def derive(frame: pd.DataFrame, reps: int, seed: int) -> dict[str, bytes]:
     for name, build in figures.items():
         for ext, data in plots.render(build).items():
             files[f"{name}.{ext}"] = data
-    files["README.md"] = _readme(frame, files, run_notes, reps, seed).encode()
+    files["README.md"] = (about + _readme(frame, files, run_notes, reps, seed, heading="#" * (1 + bool(about))))
+    files["README.md"] = files["README.md"].encode()
     return files
 
 
-def _readme(frame: pd.DataFrame, files: dict[str, bytes], run_notes: list[str], reps: int, seed: int) -> str:
+def _readme(frame: pd.DataFrame, files: dict[str, bytes], run_notes: list[str], reps: int, seed: int,
+            heading: str) -> str:
     runs = frame.drop_duplicates("run_dir")
     names = [n for n in DESCRIPTIONS if n in files or n in ("scores.csv", "provenance.json")]
     lines = [
-        "# offdiff aggregate",
+        f"{heading} offdiff aggregate",
         "",
         "Everything here but provenance.json is derived from scores.csv alone: "
         f"`offdiff aggregate --from-csv scores.csv --out DIR --reps {reps} --seed {seed}` regenerates it byte for "
@@ -146,7 +150,8 @@ def _readme(frame: pd.DataFrame, files: dict[str, bytes], run_notes: list[str], 
     missing = [f"{name}.*" for name in FIGURES if f"{name}.png" not in files]
     notes = run_notes + ([f"Not drawn (nothing finished to plot; see aggregates.md): {', '.join(missing)}"]
                          if missing else [])
-    return "\n".join(lines + (["", "## Notes", "", *(f"- {n}" for n in notes)] if notes else [])) + "\n"
+    notes_part = ["", f"{heading}# Notes", "", *(f"- {n}" for n in notes)] if notes else []
+    return "\n".join(lines + notes_part) + "\n"
 
 
 def aggregate(out: Path, runs: Sequence[Path] = (), from_csv: Path | None = None, reps: int = 2000,
@@ -165,7 +170,8 @@ def aggregate(out: Path, runs: Sequence[Path] = (), from_csv: Path | None = None
         atomic_write_bytes(out / "scores.csv", to_csv_bytes(collection.rows))
         from_csv = out / "scores.csv"
     frame = read_scores(from_csv)  # the outputs come from the parsed file, whichever way it was made
-    files = {"scores.csv": from_csv.read_bytes(), **derive(frame, reps, seed)}
+    about = (out / ABOUT).read_text() + "\n" if (out / ABOUT).is_file() else ""
+    files = {"scores.csv": from_csv.read_bytes(), **derive(frame, reps, seed, about)}
     for name, data in files.items():
         atomic_write_bytes(out / name, data)
     atomic_write_json(out / "provenance.json", {
