@@ -23,7 +23,7 @@ from offdiff.cli import main
 from offdiff.config import apply_overrides, budget_fields
 from offdiff.data.buffer import DeviceBuffer
 from offdiff.errors import OffdiffError
-from offdiff.nets import Mish, mish_one_exp
+from offdiff.nets import Mish, in_row_chunks, mish, mish_one_exp, rows_per_call
 from offdiff.registry import get_algorithm
 from offdiff.testing import random_transitions
 from offdiff.train.compile import compile_networks
@@ -89,14 +89,39 @@ def test_bad_benchmark_arguments_are_one_line_errors(capsys, argv, message):
     assert err.startswith("offdiff: error:") and message in err and "\n" not in err
 
 
-def test_mish_compile_form_is_mish():
+@pytest.mark.parametrize("form", [mish, mish_one_exp], ids=["eager", "compile-form"])
+def test_fast_mish_is_mish_with_its_gradients(form):
     x = torch.cat([torch.linspace(-100, 100, 20001), torch.tensor([-20.0, 20.0, 20.5, 0.0, 88.0, 1e4, -1e4])])
-    torch.testing.assert_close(mish_one_exp(x), F.mish(x), rtol=2e-6, atol=2e-6)
+    torch.testing.assert_close(form(x), F.mish(x), rtol=2e-6, atol=2e-6)
     grad = x.clone().requires_grad_(True)
-    (fast,) = torch.autograd.grad(mish_one_exp(grad).sum(), grad)
+    (fast,) = torch.autograd.grad(form(grad).sum(), grad)
     (ref,) = torch.autograd.grad(F.mish(grad).sum(), grad)
     torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
-    assert torch.equal(Mish()(x), torch.nn.Mish()(x)), "eager Mish is nn.Mish to the bit"
+    inner = torch.linspace(-15, 15, 3001, dtype=torch.float64, requires_grad=True)  # second derivative (float64)
+    (fast,) = torch.autograd.grad(torch.autograd.grad(form(inner).sum(), inner, create_graph=True)[0].sum(), inner)
+    (ref,) = torch.autograd.grad(torch.autograd.grad(F.mish(inner).sum(), inner, create_graph=True)[0].sum(), inner)
+    torch.testing.assert_close(fast, ref, rtol=1e-9, atol=1e-9)
+
+
+def test_mish_module_backpropagates_through_the_fused_function():
+    x = torch.randn(64, 32, requires_grad=True)
+    y = Mish()(x)
+    assert y.grad_fn is not None and "Mish" in type(y.grad_fn).__name__
+    (grad,) = torch.autograd.grad(y.square().sum(), x)
+    (ref,) = torch.autograd.grad(F.mish(x).square().sum(), x)
+    torch.testing.assert_close(grad, ref, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(Mish()(x), F.mish(x), rtol=2e-6, atol=2e-6)
+
+
+def test_row_chunks_equal_one_call():
+    net = torch.nn.Sequential(torch.nn.Linear(5, 16), Mish(), torch.nn.Linear(16, 1))
+    a, b = torch.randn(1000, 3), torch.randn(1000, 2)
+    whole = net(torch.cat([a, b], dim=1)).squeeze(-1)
+    chunked = in_row_chunks(lambda x, y: net(torch.cat([x, y], dim=1)).squeeze(-1), a, b, rows=128)
+    assert chunked.shape == whole.shape
+    torch.testing.assert_close(chunked, whole, rtol=1e-6, atol=1e-6)
+    assert rows_per_call(torch.device("cpu")) and rows_per_call(torch.device("meta")) is None
 
 
 def _build(name: str, device: str) -> tuple[Algorithm, DeviceBuffer]:

@@ -28,7 +28,7 @@ from offdiff.critics import IQLCritic
 from offdiff.data.buffer import Batch
 from offdiff.diffusion import EDMDenoiser, EDMSchedule, ScoreMLP
 from offdiff.errors import OffdiffError
-from offdiff.nets import Mish, TanhGaussianPolicy, frozen, softmax_choice
+from offdiff.nets import Mish, TanhGaussianPolicy, frozen, in_row_chunks, rows_per_call, softmax_choice
 from offdiff.optim import cosine_decay, optimizer_step
 from offdiff_dtql.kl import KLDistillation
 from offdiff_dtql.presets import PRESETS
@@ -203,5 +203,5 @@ class DTQL(Algorithm):
             actions = self.actor.sample(repeated, generator).clamp(-MAX_ACTION, MAX_ACTION)
         else:  # π_θ(·|s) once per state, then k samples of it
             actions = self.actor(obs).repeat_interleave(k).rsample(generator)
-        q = self.critic.target_q_min(repeated, actions).view(n, k)
+        q = in_row_chunks(self.critic.target_q_min, repeated, actions, rows=rows_per_call(self.device)).view(n, k)
         return softmax_choice(actions.view(n, k, -1), q, generator)

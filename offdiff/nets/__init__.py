@@ -1,6 +1,7 @@
 """Network building blocks: MLPs, time embeddings, vectorized ensembles, target-network updates, policies."""
 
-from offdiff.nets.activations import Mish, mish_one_exp
+from offdiff.nets.activations import Mish, mish, mish_one_exp
+from offdiff.nets.chunks import in_row_chunks, rows_per_call
 from offdiff.nets.embeddings import GaussianFourierFeatures, SinusoidalEmbedding, TimeEmbedding
 from offdiff.nets.ensemble import EnsembleMLP, VectorizedLayerNorm, VectorizedLinear
 from offdiff.nets.mlp import ResidualBlock, ResidualMLP, mlp
@@ -22,7 +23,10 @@ __all__ = [
     "frozen",
     "frozen_copy",
     "hard_update_",
+    "in_row_chunks",
     "polyak_update_",
+    "rows_per_call",
+    "mish",
     "mish_one_exp",
     "mlp",
     "softmax_choice",
