@@ -11,6 +11,7 @@ algorithms:
     overrides: {eta: 0.0}
     sweep: {lr: [1.0e-4, 3.0e-4]}  # every combination of the listed values is a cell
 protocol: {steps: 2000, eval_every: 1000, eval_episodes: 100, checkpoint_every: 500}
+compile: false                   # torch.compile every run's networks (`offdiff train --compile`; see the README)
 resources: {runs_per_job: 4, time_min: 60}   # job-shape keys of the profile, for this grid
 ```
 
@@ -33,7 +34,7 @@ from offdiff.registry import get_algorithm
 from offdiff.train.protocol import Protocol
 from offdiff.train.runner import PlannedRun, TrainRequest, plan
 
-GRID_KEYS = ("name", "datasets", "seeds", "algorithms", "protocol", "resources")
+GRID_KEYS = ("name", "datasets", "seeds", "algorithms", "protocol", "compile", "resources")
 ENTRY_KEYS = ("algo", "name", "overrides", "sweep")
 PROTOCOL_KEYS = ("steps", *(f.name for f in dataclasses.fields(Protocol)))
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -68,6 +69,7 @@ class Grid:
     algorithms: tuple[AlgoEntry, ...]
     steps: int | None
     protocol: dict[str, Any]
+    compile: bool
     resources: dict[str, Any]
 
 
@@ -179,9 +181,11 @@ def load_grid(path: Path) -> Grid:
     if not NAME.fullmatch(name):
         raise OffdiffError(f"{data.where('name')}: name {name!r} must be a plain folder name (letters, digits, ._-)")
     steps, protocol = _protocol(data)
+    compiled = expect(data.get("compile", False), bool, data.where("compile"), "compile is true or false")
     resources = data.get("resources", Located(path, data.line))
     expect(resources, dict, data.where("resources"), "resources is a mapping of job-shape keys")
-    return Grid(path, name, _datasets(data), _seeds(data), _algorithms(data), steps, protocol, job_shape(resources))
+    return Grid(path, name, _datasets(data), _seeds(data), _algorithms(data), steps, protocol, compiled,
+                job_shape(resources))
 
 
 def expand(grid: Grid, runs_root: Path) -> list[Cell]:
@@ -195,7 +199,7 @@ def expand(grid: Grid, runs_root: Path) -> list[Cell]:
                 request = TrainRequest(
                     algo=entry.algo, source=dataset.source, seed=seed, eval_env=dataset.eval_env,
                     overrides={**entry.overrides, **combo}, protocol=grid.protocol, steps=grid.steps,
-                    runs_root=Path(runs_root), grid=grid.name,
+                    runs_root=Path(runs_root), grid=grid.name, compile=grid.compile,
                 )
                 try:
                     planned = plan(request)
