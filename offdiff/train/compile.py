@@ -3,9 +3,10 @@
 The suite compiles, in place, the networks a plugin lists in `Algorithm.compilable(stage)` (`nn.Module.compile`,
 so state-dict keys and checkpoints do not change). Everything else stays eager: the sampler, the plugin's random
 draws on its generators, losses, optimizers, schedules and target updates. So a compiled run draws the same
-random numbers as an eager one, and the two differ only by float rounding (fused kernels, and `offdiff.nets.Mish`'s
-one-exponential form). A compiled run resumes to float tolerance, not to the bit: which graphs Dynamo holds (static
-or dynamic shapes) depends on the calls it has seen. Hence off by default, on CPU and CUDA alike.
+random numbers as an eager one, and the two differ only by float rounding (fused kernels reorder the
+arithmetic). A compiled run resumes to float tolerance, not to the bit: which graphs Dynamo holds (static or
+dynamic shapes) depends on the calls it has seen. Hence off by default, on CPU and CUDA alike; a grid turns it on
+for all its runs with `compile: true`.
 
 Captured CUDA graphs are not offered. A step is not one static graph: LR schedules write Python floats into the
 optimizers, branches depend on the step (EMA warm-up, DTQL-KL's initialisation), each plugin's generators would
