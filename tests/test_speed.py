@@ -82,11 +82,32 @@ def test_quick_benchmark_prints_a_table_and_writes_json(tmp_path, capsys, restor
     (["--modes", "eager,fast"], "unknown mode"),
     (["--algos", "nope"], "nope"),
     (["--threads", "0"], "--threads"),
+    (["--reference", "missing.json"], "not a JSON file"),
+    (["--reference", "{\"figures\": {\"dql train mian\": 3}}"], "unknown figure(s) ['dql train mian']"),
+    (["--reference", "{\"figures\": {\"dql train main\": -1}}"], "non-positive value(s) ['dql train main']"),
 ])
-def test_bad_benchmark_arguments_are_one_line_errors(capsys, argv, message):
+def test_bad_benchmark_arguments_are_one_line_errors(tmp_path, capsys, argv, message):
+    if argv[0] == "--reference" and argv[1].startswith("{"):
+        (tmp_path / "ref.json").write_text(argv[1])
+        argv = ["--reference", str(tmp_path / "ref.json")]
     assert main(["bench", "speed", "--quick", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("offdiff: error:") and message in err and "\n" not in err
+
+
+def test_reference_file_replaces_the_issue_figures(tmp_path, capsys, restore_threads):
+    ref = tmp_path / "official-here.json"
+    ref.write_text(json.dumps({"machine": "this one", "figures": {"dql train main": 8.0, "dql act 10 envs": 50.0}}))
+    out = tmp_path / "quick.json"
+    assert main(["bench", "speed", "--quick", "--algos", "dql", "--threads", "1", "--reference", str(ref),
+                 "--out", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert payload["reference"] == str(ref) and "--reference" in payload["command"]
+    by_label = {(r["measure"], r["label"]): r for r in payload["results"]}
+    assert by_label[("train", "main")]["reference"] == 8.0 and by_label[("train", "main")]["goal_ratio"] == 1.5
+    act10 = by_label[("act", "10 envs")]
+    assert act10["ratio_to_reference"] == pytest.approx(act10["value"] / 50)
+    assert by_label[("act", "20 envs")]["reference"] is None  # not in the file: no issue figure slips in
 
 
 @pytest.mark.parametrize("form", [mish, mish_one_exp], ids=["eager", "compile-form"])

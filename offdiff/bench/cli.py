@@ -39,6 +39,7 @@ def _command(args: argparse.Namespace, algos: list[str], modes: list[str]) -> st
              "--modes", ",".join(modes)]
     words += ["--quick"] if args.quick else []
     words += ["--threads", str(args.threads)] if args.threads is not None else []
+    words += ["--reference", str(args.reference)] if args.reference is not None else []
     return shlex.join(words + (["--out", str(args.out)] if args.out is not None else []))
 
 
@@ -46,13 +47,14 @@ def _speed(args: argparse.Namespace) -> int:
     import torch
 
     from offdiff.bench.machine import describe_machine, load_average
-    from offdiff.bench.report import rows, table, write
+    from offdiff.bench.report import load_references, rows, table, write
     from offdiff.bench.speed import ACT_DIM, FULL, OBS_DIM, QUICK, TASK, run_speed
     from offdiff.registry import get_algorithm
     from offdiff.train.compile import check_compile_available
     from offdiff.train.runner import resolve_device
 
     algos, modes = _names(args.algos), _modes(args.modes)
+    references = load_references(args.reference) if args.reference is not None else None
     for name in algos:
         get_algorithm(name)  # an unknown name is a one-line error before anything runs
     if args.threads is not None:
@@ -71,7 +73,8 @@ def _speed(args: argparse.Namespace) -> int:
         "machine": machine,
         "settings": {"task": TASK, "obs_dim": OBS_DIM, "act_dim": ACT_DIM, "quick": args.quick,
                      "budget": dataclasses.asdict(budget), "algos": algos, "modes": modes},
-        "results": rows(results, cpu=device.type == "cpu"),
+        "reference": str(args.reference) if args.reference is not None else "the issue's official figures",
+        "results": rows(results, cpu=device.type == "cpu", references=references),
     }
     print(table(payload), end="")
     if args.out is not None:
@@ -90,5 +93,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--modes", nargs="+", default=["eager"], help="eager and/or compile (comma-separated)")
     p.add_argument("--quick", action="store_true", help="tiny repeats: checks that it runs, in seconds")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--reference", type=Path, help="JSON of reference figures measured on this machine (e.g. the "
+                   "official code; see offdiff/bench/report.py), instead of the issue's")
     p.add_argument("--out", type=Path, help="write the JSON here (and the table as Markdown next to it)")
     p.set_defaults(func=_speed)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 from pathlib import Path
 from typing import Any
 
 from offdiff.bench.speed import Measured
+from offdiff.errors import OffdiffError
 from offdiff.train.run_dir import atomic_write_bytes, atomic_write_json
 
 
@@ -33,14 +36,35 @@ REFERENCES: dict[tuple[str, str, str], Reference] = {
 }
 
 
-def rows(results: list[Measured], cpu: bool) -> list[dict[str, Any]]:
-    """Each figure with its reference, ratio and goal (CPU only: the references are CPU figures) and, for a
-    non-eager mode, its speed-up over eager."""
+def load_references(path: Path) -> dict[tuple[str, str, str], Reference]:
+    """Reference figures measured elsewhere (e.g. the official code on this machine), with the issue's goals.
+
+    The file is JSON: `{"figures": {"dql train main": 20.1, "dtql act 10 envs": 50.3, ...}, ...}`, keys
+    "<algo> <measure> <label>" as in the benchmark's table; any other top-level keys describe the measurement.
+    """
+    try:
+        figures = json.loads(Path(path).read_text())["figures"]
+        items = {tuple(key.split(" ", 2)): float(value) for key, value in figures.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise OffdiffError(f"--reference {path}: not a JSON file with a `figures` mapping of numbers ({exc})") from None
+    unknown = sorted(" ".join(k) for k in items if k not in REFERENCES)
+    bad = sorted(" ".join(k) for k, v in items.items() if not (math.isfinite(v) and v > 0))
+    if unknown or bad:
+        raise OffdiffError(f"--reference {path}: unknown figure(s) {unknown} (known: "
+                           f"{', '.join(' '.join(k) for k in REFERENCES)}) or non-positive value(s) {bad}")
+    return {key: Reference(value, REFERENCES[key].goal) for key, value in items.items()}
+
+
+def rows(results: list[Measured], cpu: bool,
+         references: dict[tuple[str, str, str], Reference] | None = None) -> list[dict[str, Any]]:
+    """Each figure with its reference (the issue's by default), ratio and goal (CPU only: the references are CPU
+    figures) and, for a non-eager mode, its speed-up over eager."""
+    references = REFERENCES if references is None else references
     eager = {(m.algo, m.measure, m.label): m.value for m in results if m.mode == "eager"}
     out = []
     for m in results:
         key = (m.algo, m.measure, m.label)
-        ref = REFERENCES.get(key) if cpu else None
+        ref = references.get(key) if cpu else None
         base = eager.get(key) if m.mode != "eager" else None
         out.append({**dataclasses.asdict(m),
                     "reference": ref.value if ref else None,
