@@ -15,6 +15,7 @@ from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
+import submitit
 import torch
 
 import offdiff.registry
@@ -121,7 +122,8 @@ def test_dry_run_plans_sweeps_packing_arrays_and_gpu_hours(tmp_path, capsys):
     assert code == 2 and "checkpoint_every=50 steps is about 30 min" in out
 
 
-def test_sbatch_script_of_a_dependent_array(tmp_path):
+def test_sbatch_script_of_a_dependent_array(tmp_path, monkeypatch):
+    monkeypatch.setattr(submitit.SlurmExecutor, "affinity", classmethod(lambda cls: 2))  # srun need not exist here
     profile = load_profile(profile_file(tmp_path, """\
         partition: gpu
         account: lab
@@ -139,6 +141,13 @@ def test_sbatch_script_of_a_dependent_array(tmp_path):
                  "--kill-on-invalid-dep=yes", "--mail-type=FAIL", "--exclusive", "--job-name=offdiff-g-train"):
         assert f"#SBATCH {line}\n" in script, line
     assert "source /shared/venv/bin/activate" in script
+
+
+def test_slurm_executor_without_slurm_is_a_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(submitit.SlurmExecutor, "affinity", classmethod(lambda cls: -1))
+    profile = load_profile(profile_file(tmp_path, "partition: gpu\n"))
+    with pytest.raises(OffdiffError, match=r"profile.yaml: the slurm executor needs SLURM's commands .* on PATH"):
+        make_executor(profile, tmp_path / "logs" / "%j", "offdiff-g-train", after=[])
 
 
 def test_shipped_grid_and_profiles_load(capsys, tmp_path):

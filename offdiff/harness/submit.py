@@ -2,8 +2,9 @@
 
 SLURM: the arrays are submitted at once (the train phase of cached groups with `afterok` on the cache phase
 and `--kill-on-invalid-dep`, so a failed cache phase cancels its dependents instead of leaving them pending
-forever) and the command returns. local/debug: the arrays run in order, each awaited, and the train phase
-of cached groups starts only if every cache-phase job succeeded: the same rule, kept by waiting.
+forever) and the command returns. local/debug: the phases run in order, each awaited, and the train phase
+of cached groups starts only if every cache-phase job succeeded: the same rule, kept by waiting. The local
+executor keeps `array_limit` jobs running and starts the next job of a phase as soon as one ends.
 """
 
 from __future__ import annotations
@@ -14,17 +15,18 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import submitit
 from tqdm import tqdm
 
+from offdiff.errors import OffdiffError
 from offdiff.harness.grid import Cell, Grid, expand
 from offdiff.harness.job import GridJob
 from offdiff.harness.profile import Profile
 from offdiff.harness.record import JobEntry, Record, harness_dir, read_outcomes, submitting
-from offdiff.harness.schedule import Array, describe, make_schedule
+from offdiff.harness.schedule import Array, Job, describe, make_schedule
 from offdiff.harness.status import counts, report, run_states
 
 
@@ -37,6 +39,9 @@ def make_executor(profile: Profile, logs: Path, name: str, after: list[str]) -> 
         executor.update_parameters(timeout_min=profile.time_min, gpus_per_node=profile.gpus,
                                    signal_delay_s=profile.signal_delay_s, setup=list(profile.setup))
         return executor
+    if submitit.SlurmExecutor.affinity() <= 0:
+        raise OffdiffError(f"{profile.path}: the slurm executor needs SLURM's commands (srun, sbatch) on PATH; submit "
+                           "from a login node, or pick the local executor (slurm/profiles/local.yaml)")
     executor = submitit.SlurmExecutor(logs, max_num_timeout=profile.max_requeues)
     optional = {k: getattr(profile, k) for k in ("account", "qos", "constraint") if getattr(profile, k)}
     if profile.gpus:
@@ -64,12 +69,28 @@ def _cache_failed(folder: Path, cache_jobs: list[str]) -> list[str]:
     return bad
 
 
-def _await_local(jobs: Sequence[submitit.Job], cells: Sequence[Cell], bar: tqdm) -> None:
-    """Wait for local jobs, advancing the progress bar as the grid's runs finish (their DONE markers)."""
-    while not all(j.done() for j in jobs):
-        bar.update(sum(c.planned.run_dir.is_done() for c in cells) - bar.n)
+def _local_window(submit_one: Callable[[Job], submitit.Job], jobs: Sequence[Job], limit: int, cells: Sequence[Cell],
+                  bar: tqdm) -> None:
+    """Run local jobs `limit` at a time, starting the next as soon as one ends (no core idles at an array's end);
+    the progress bar advances as the grid's runs finish (their DONE markers)."""
+    pending, running = list(jobs), []
+    while pending or running:
+        while pending and len(running) < limit:
+            running.append(submit_one(pending.pop(0)))
         time.sleep(1.0)
-    bar.update(sum(c.planned.run_dir.is_done() for c in cells) - bar.n)
+        running = [j for j in running if not j.done()]
+        bar.update(sum(c.planned.run_dir.is_done() for c in cells) - bar.n)
+
+
+def _phases(arrays: tuple[Array, ...]) -> list[list[Array]]:
+    """Consecutive arrays of the same phase: on this machine (local/debug) each such group runs as one queue."""
+    groups: list[list[Array]] = []
+    for array in arrays:
+        if groups and (groups[-1][0].phase, groups[-1][0].after_cache) == (array.phase, array.after_cache):
+            groups[-1].append(array)
+        else:
+            groups.append([array])
+    return groups
 
 
 def _launch(grid: Grid, arrays: tuple[Array, ...], profile: Profile, folder: Path, todo: Sequence[Cell]) -> None:
@@ -79,30 +100,39 @@ def _launch(grid: Grid, arrays: tuple[Array, ...], profile: Profile, folder: Pat
     logs = folder / "logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}" / "%j"
     submission = record.start(profile.executor, profile.path, logs)
     cache_jobs: list[str] = []
-    for array in arrays:
-        after = cache_jobs if array.after_cache else []
+    groups = [[a] for a in arrays] if profile.executor == "slurm" else _phases(arrays)
+    for group in groups:
+        phase, after = group[0].phase, cache_jobs if group[0].after_cache else []
         failed = _cache_failed(folder, after) if profile.executor != "slurm" else []
         if failed:
-            print(f"not started: {sum(len(j.cells) for j in array.jobs)} run(s) waiting on failed cache-phase "
-                  f"job(s) {', '.join(failed)}")
+            print(f"not started: {sum(len(j.cells) for a in group for j in a.jobs)} run(s) waiting on failed "
+                  f"cache-phase job(s) {', '.join(failed)}")
             continue
-        executor = make_executor(profile, logs, f"offdiff-{grid.name}-{array.phase}", after)
-        with executor.batch():
-            jobs = [executor.submit(GridJob(
-                runs=[(c.key, dataclasses.replace(c.planned.request, device=profile.device)) for c in job.cells],
-                harness=folder, cache_only=array.phase == "cache", threads=profile.cpus,
-                raise_on_failure=profile.executor != "debug",
-            )) for job in array.jobs]
-        submission.jobs.extend(JobEntry(j.job_id, array.phase, [c.key for c in job.cells], list(after))
-                               for j, job in zip(jobs, array.jobs, strict=True))
-        record.save()  # after every array: a later failure must not hide jobs already queued
-        print(f"submitted {array.phase}-phase array: jobs {', '.join(j.job_id for j in jobs)}")
-        if array.phase == "cache":
-            cache_jobs += [j.job_id for j in jobs]
+        executor = make_executor(profile, logs, f"offdiff-{grid.name}-{phase}", after)
+
+        def submit_jobs(jobs: Sequence[Job], executor: submitit.Executor = executor, phase: str = phase,
+                        after: list[str] = after) -> list[submitit.Job]:
+            with executor.batch():
+                submitted = [executor.submit(GridJob(
+                    runs=[(c.key, dataclasses.replace(c.planned.request, device=profile.device)) for c in job.cells],
+                    harness=folder, cache_only=phase == "cache", threads=profile.cpus,
+                    raise_on_failure=profile.executor != "debug",
+                )) for job in jobs]
+            submission.jobs.extend(JobEntry(j.job_id, phase, [c.key for c in job.cells], list(after))
+                                   for j, job in zip(submitted, jobs, strict=True))
+            record.save()  # after every submission: a later failure must not hide jobs already queued
+            print(f"submitted {phase}-phase job(s): {', '.join(j.job_id for j in submitted)}")
+            if phase == "cache":
+                cache_jobs.extend(j.job_id for j in submitted)
+            return submitted
+
         if profile.executor == "local":
-            _await_local(jobs, todo, bar)
-        elif profile.executor == "debug":
-            for j in jobs:
+            _local_window(lambda job: submit_jobs([job])[0], [j for a in group for j in a.jobs], profile.array_limit,
+                          todo, bar)
+            continue
+        submitted = submit_jobs([j for a in group for j in a.jobs])
+        if profile.executor == "debug":
+            for j in submitted:
                 j.wait()
     bar.close()
 
