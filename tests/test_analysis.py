@@ -299,3 +299,31 @@ def test_collects_a_real_run_folder(tmp_path):
     assert set(frame.task) == {"toy-four_corners"} and set(frame.run_dir) == {run.path.as_posix()}
     assert frame[frame.is_last].normalized.item() == summary["final_normalized_score"]
     assert "toy/four_corners" in (tmp_path / "out" / "scores.md").read_text()
+
+
+@pytest.mark.parametrize("name", ["quickstart", "local-suite"])
+def test_committed_results_regenerate_from_their_csv(name, tmp_path):
+    """results/<name>/ is what `aggregate --from-csv` makes of its scores.csv (text outputs to the byte)."""
+    committed = Path(__file__).resolve().parents[1] / "results" / name
+    for keep in ("scores.csv", "ABOUT.md"):
+        if (committed / keep).is_file():
+            (tmp_path / keep).write_bytes((committed / keep).read_bytes())
+    aggregate(tmp_path, from_csv=tmp_path / "scores.csv")  # the defaults the committed files were made with
+    texts = sorted(p.name for p in committed.iterdir() if p.suffix in (".md", ".csv", ".tex") and
+                   (tmp_path / p.name).exists())
+    assert {"README.md", "scores.md", "aggregates.md", "prob_improvement.md"} <= set(texts)
+    for text in texts:
+        assert (tmp_path / text).read_bytes() == (committed / text).read_bytes(), text
+    for plot in ("learning_curves", "aggregate_intervals", "performance_profiles"):
+        assert (committed / f"{plot}.png").stat().st_size > 0 and (committed / f"{plot}.pdf").stat().st_size > 0
+
+
+def test_local_suite_table_has_every_algorithm_on_every_task():
+    root = Path(__file__).resolve().parents[1]
+    frame = read_scores(root / "results/local-suite/scores.csv")
+    final = frame[frame.done]
+    grid = (root / "benchmarks/grids/local-suite.yaml").read_text()
+    tasks = {line.strip()[len("- minari:"):] for line in grid.splitlines() if line.strip().startswith("- minari:")}
+    assert len(tasks) == 4 and set(final.dataset) == tasks
+    seeds = final.groupby(["algorithm", "dataset"]).seed.nunique()
+    assert set(final.algorithm) == {"dql", "dtql", "eda"} and len(seeds) == 12 and (seeds >= 3).all()

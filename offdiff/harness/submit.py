@@ -121,7 +121,8 @@ def _launch(grid: Grid, arrays: tuple[Array, ...], profile: Profile, folder: Pat
             submission.jobs.extend(JobEntry(j.job_id, phase, [c.key for c in job.cells], list(after))
                                    for j, job in zip(submitted, jobs, strict=True))
             record.save()  # after every submission: a later failure must not hide jobs already queued
-            print(f"submitted {phase}-phase job(s): {', '.join(j.job_id for j in submitted)}")
+            what = "job" if profile.executor == "local" else "array: jobs"  # local jobs start one at a time
+            print(f"submitted {phase}-phase {what} {', '.join(j.job_id for j in submitted)}")
             if phase == "cache":
                 cache_jobs.extend(j.job_id for j in submitted)
             return submitted
