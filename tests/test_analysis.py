@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from rliable import library, metrics
 
 from offdiff.analysis import stats
@@ -322,8 +323,8 @@ def test_local_suite_table_has_every_algorithm_on_every_task():
     root = Path(__file__).resolve().parents[1]
     frame = read_scores(root / "results/local-suite/scores.csv")
     final = frame[frame.done]
-    grid = (root / "benchmarks/grids/local-suite.yaml").read_text()
-    tasks = {line.strip()[len("- minari:"):] for line in grid.splitlines() if line.strip().startswith("- minari:")}
+    grid = yaml.safe_load((root / "benchmarks/grids/local-suite.yaml").read_text())
+    tasks = {source.removeprefix("minari:") for source in grid["datasets"]}
     assert len(tasks) == 4 and set(final.dataset) == tasks
     seeds = final.groupby(["algorithm", "dataset"]).seed.nunique()
     assert set(final.algorithm) == {"dql", "dtql", "eda"} and len(seeds) == 12 and (seeds >= 3).all()
