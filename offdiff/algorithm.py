@@ -104,14 +104,13 @@ class Algorithm(ABC):
         """Every LR scheduler, by name."""
         return {}
 
-    def compilable(self, stage: str) -> Mapping[str, torch.nn.Module]:
-        """Networks the suite may compile in place (torch.compile) from `stage` on, when a run asks for it.
+    def compile_update(self, stage: str) -> bool:
+        """Whether the suite may torch.compile `update` for `stage` as a whole, when a run asks for compiling.
 
-        List networks that define their own `forward` (not a bare `nn.Sequential`), are called through it, hold
-        no random op (dropout) in training mode and are never differentiated twice (create_graph) in this or a
-        later stage. Default: none.
+        Say False for a stage that differentiates twice (create_graph: compiled graphs have no double backward)
+        or draws from the global random stream (dropout: a compiled graph draws other numbers). Default: True.
         """
-        return {}
+        return True
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue training bit-for-bit."""

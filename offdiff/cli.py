@@ -96,8 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--log-every", type=int, help="read and log metrics every N steps")
     t.add_argument("--checkpoint-every", type=int, help="checkpoint every N steps (and at each stage end)")
     t.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    t.add_argument("--compile", action="store_true",
-                   help="torch.compile the networks (same math, float-rounding differences; see `offdiff bench speed`)")
+    t.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile each step (same math, float-rounding differences); default: on for runs of "
+                        ">= 50k steps where the device can compile (see README, Speed)")
     t.add_argument("--runs-dir", default="runs")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_train)

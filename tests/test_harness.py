@@ -207,7 +207,7 @@ def test_cache_phase_trains_shared_stages_once(tmp_path, capsys, cached_dql):
 
 def test_grid_compile_reaches_every_run(tmp_path):
     path = grid_file(tmp_path, ONE_ENTRY)
-    assert not any(c.planned.request.compile for c in expand(load_grid(path), tmp_path / "runs"))
+    assert all(c.planned.request.compile is None for c in expand(load_grid(path), tmp_path / "runs")), "auto"
     path.write_text(path.read_text() + "compile: true\n")
     cells = expand(load_grid(path), tmp_path / "runs")
     assert len(cells) == 2 and all(c.planned.request.compile for c in cells)
@@ -236,7 +236,7 @@ def test_grid_compile_reaches_every_run(tmp_path):
     ("name: ../g\ndatasets: [toy:four_corners]\nseeds: [0]\nalgorithms: [dql]\n",
      r"grid.yaml:1: name '../g' must be a plain folder name"),
     ("name: g\ndatasets: [toy:four_corners]\nseeds: [0]\nalgorithms: [dql]\ncompile: fast\n",
-     r"grid.yaml:5: compile is true or false, got 'fast'"),
+     r"grid.yaml:5: compile is true, false or auto, got 'fast'"),
 ])
 def test_bad_grid_is_a_one_line_error_at_its_line(tmp_path, body, message):
     path = tmp_path / "grid.yaml"

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import os
+import platform
 
 import pytest
 import torch
@@ -26,7 +27,7 @@ from offdiff.errors import OffdiffError
 from offdiff.nets import Mish, in_row_chunks, mish, mish_one_exp, rows_per_call
 from offdiff.registry import get_algorithm
 from offdiff.testing import random_transitions
-from offdiff.train.compile import compile_networks
+from offdiff.train.compile import AUTO_MIN_STEPS, compile_steps, resolve_compile
 from offdiff.train.runner import TrainRequest, plan, train
 
 CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))
@@ -59,6 +60,7 @@ def test_quick_benchmark_prints_a_table_and_writes_json(tmp_path, capsys, restor
     machine = payload["machine"]
     assert machine["threads"] == 1 and machine["torch"] == torch.__version__ and machine["cpu_cores"] >= 1
     assert len(machine["load_average_start"]) == 3 and machine["cpu_model"]
+    assert machine["malloc"] != "default" or platform.libc_ver()[0] != "glibc", "the bench tunes malloc as train does"
     assert payload["command"].startswith("offdiff bench speed --algos dql,dtql,eda --device cpu --modes eager")
     rows = payload["results"]
     found = {(r["algo"], r["measure"], r["label"]) for r in rows}
@@ -158,10 +160,10 @@ def _drive(algo: Algorithm, data: DeviceBuffer, compiled: bool) -> list[dict[str
     """Every stage for its 2 steps, as the runner does (compile first, then begin_stage); the metrics of each."""
     sampler = torch.Generator(data.device).manual_seed(1)
     torch.manual_seed(1)  # the global stream: EDA's dropout while pretraining
+    if compiled:
+        compile_steps(algo)
     seen = []
     for stage in algo.stages():
-        if compiled:
-            compile_networks(algo, stage.name)
         algo.begin_stage(stage.name, data)
         for step in range(stage.steps):
             seen.append(algo.update(stage.name, data.sample(stage.batch_size, sampler), step))
@@ -171,7 +173,6 @@ def _drive(algo: Algorithm, data: DeviceBuffer, compiled: bool) -> list[dict[str
 def _compiled_equals_eager(name: str, device: str) -> None:
     eager, data = _build(name, device)
     compiled, _ = _build(name, device)
-    assert compiled.compilable(compiled.stages()[0].name), "the plugin lists networks to compile"
     graphs = counters["stats"]["unique_graphs"]
     for a, b in zip(_drive(eager, data, False), _drive(compiled, data, True), strict=True):
         assert a.keys() == b.keys()
@@ -199,13 +200,6 @@ def test_compiled_updates_equal_eager(name, device):
     _compiled_equals_eager(name, device)
 
 
-def test_compilable_must_name_networks_with_their_own_forward():
-    algo, _ = _build("dql", "cpu")
-    algo.compilable = lambda stage: {"trunk": algo.actor.net}  # a bare nn.Sequential: Module.compile skips it
-    with pytest.raises(TypeError, match="its own forward"):
-        compile_networks(algo, "main")
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="host syncs are only detectable on CUDA")
 @pytest.mark.parametrize("name", ["dql", "dtql", "eda"])
 def test_no_host_sync_inside_a_training_step(name):
@@ -224,15 +218,46 @@ def test_no_host_sync_inside_a_training_step(name):
 
 def test_train_with_compile_compiles_each_stage_and_records_it(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr("offdiff.train.runner.compile_networks", lambda algo, stage: calls.append(stage))
+    monkeypatch.setattr("offdiff.train.runner.compile_steps", lambda algo: calls.append(type(algo).__name__))
     request = TrainRequest(algo="dtql", source="toy:grid25_far", steps=2, overrides=TINY["dtql"], device="cpu",
                            protocol={"eval_episodes": 2, "eval_envs": 2, "log_every": 2}, runs_root=tmp_path,
                            compile=True)
     train(request, progress=False)
-    assert calls == ["pretrain", "main"], "the plugin's networks are compiled as each stage starts"
+    assert calls == ["DTQL", "DTQL"], "the plugin's steps are compiled as each stage starts (once: idempotent)"
     assert json.loads(plan(request).run_dir.manifest.read_text())["compile"] is True
     eager = dataclasses.replace(request, compile=False)
     assert plan(eager).run_dir.path == plan(request).run_dir.path, "compiling is how a run executes, not what it is"
+
+
+def test_a_stage_that_must_not_compile_runs_eagerly_and_compiling_twice_is_once():
+    algo, data = _build("dql", "cpu")
+    algo.compile_update = lambda stage: False
+    compile_steps(algo)
+    update = algo.update
+    compile_steps(algo)
+    assert algo.update is update, "compiling again keeps the compiled methods"
+    graphs = counters["stats"]["unique_graphs"]
+    algo.update("main", data.sample(16, torch.Generator().manual_seed(0)), 0)
+    assert counters["stats"]["unique_graphs"] == graphs, "compile_update(stage) False: update ran eagerly"
+
+
+def test_auto_compile_is_on_for_long_runs_where_the_device_can_compile(monkeypatch):
+    cpu = torch.device("cpu")
+    assert resolve_compile(None, cpu, AUTO_MIN_STEPS - 1) is False and resolve_compile(False, cpu, 10**7) is False
+    monkeypatch.setattr("offdiff.train.compile.shutil.which", lambda name: "/usr/bin/g++")
+    assert resolve_compile(None, cpu, AUTO_MIN_STEPS) is True
+    monkeypatch.setattr("offdiff.train.compile.shutil.which", lambda name: None)
+    assert resolve_compile(None, cpu, 10**7) is False, "auto falls back to eager where compiling cannot work"
+    with pytest.raises(OffdiffError, match="C\\+\\+ compiler"):
+        resolve_compile(True, cpu, 10)
+
+
+def test_a_short_run_does_not_compile_by_default_and_records_it(tmp_path, monkeypatch):
+    monkeypatch.setattr("offdiff.train.runner.compile_steps", lambda algo: pytest.fail("a short run compiled"))
+    request = TrainRequest(algo="dql", source="toy:four_corners", steps=2, overrides=TINY["dql"], device="cpu",
+                           protocol={"eval_episodes": 2, "eval_envs": 2, "log_every": 2}, runs_root=tmp_path)
+    train(request, progress=False)
+    assert json.loads(plan(request).run_dir.manifest.read_text())["compile"] is False
 
 
 def test_compile_without_a_cpp_compiler_is_a_clear_error(tmp_path, monkeypatch):

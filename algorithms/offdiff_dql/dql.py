@@ -96,10 +96,6 @@ class DiffusionQL(Algorithm):
     def schedulers(self) -> Mapping[str, Any]:
         return {"actor": self.actor_sched, "critic": self.critic_sched}
 
-    def compilable(self, stage: str) -> Mapping[str, torch.nn.Module]:
-        return {"actor": self.actor, "ema_actor": self.ema_actor, "critic": self.critic.online,
-                "critic_target": self.critic.target}
-
     def _sample(self, actor: torch.nn.Module, obs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return self.diffusion.sample(actor, obs, self.spec.act_dim, generator, clip=1.0)
 

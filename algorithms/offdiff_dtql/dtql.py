@@ -121,13 +121,6 @@ class DTQL(Algorithm):
     def schedulers(self) -> Mapping[str, Any]:
         return self.scheds
 
-    def compilable(self, stage: str) -> Mapping[str, torch.nn.Module]:
-        q = self.critic.q
-        nets = {"score": self.diffusion.net, "q": q.online, "q_target": q.target, "v": self.critic.v}
-        if isinstance(self.actor, KLDistillation):
-            return {**nets, "generator": self.actor.generator, "fake_score": self.actor.fake.net}
-        return {**nets, "policy": self.actor}
-
     # -- the cacheable pretraining artifact: diffusion model, critic, their optimizers, the generator ----------
     def stage_artifact(self, stage: str) -> dict[str, Any]:
         return {"diffusion": self.diffusion.state_dict(), "critic": self.critic.state_dict(),

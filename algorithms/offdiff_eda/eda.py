@@ -145,11 +145,8 @@ class EDA(Algorithm):
     def optimizers(self) -> Mapping[str, torch.optim.Optimizer]:
         return {"behavior": self.behavior_opt, "critic": self.critic_opt, "policy": self.policy_opt}
 
-    def compilable(self, stage: str) -> Mapping[str, torch.nn.Module]:
-        q = self.critic.q
-        nets = {"q": q.online, "q_target": q.target, "v": self.critic.v, "policy": self.policy.net}
-        # The behavior loss differentiates through an input gradient (create_graph) and uses dropout.
-        return nets if stage == "behavior" else {**nets, "behavior": self.behavior.net}
+    def compile_update(self, stage: str) -> bool:
+        return stage != "behavior"  # its loss differentiates an input gradient (create_graph) and uses dropout
 
     # -- state: the alignment set is rebuilt from its seed, not stored ------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -40,6 +40,7 @@ def _command(args: argparse.Namespace, algos: list[str], modes: list[str]) -> st
     words += ["--quick"] if args.quick else []
     words += ["--threads", str(args.threads)] if args.threads is not None else []
     words += ["--reference", str(args.reference)] if args.reference is not None else []
+    words += ["--default-malloc"] if args.default_malloc else []
     return shlex.join(words + (["--out", str(args.out)] if args.out is not None else []))
 
 
@@ -50,6 +51,7 @@ def _speed(args: argparse.Namespace) -> int:
     from offdiff.bench.report import load_references, rows, table, write
     from offdiff.bench.speed import ACT_DIM, FULL, OBS_DIM, QUICK, TASK, run_speed
     from offdiff.registry import get_algorithm
+    from offdiff.runtime import keep_freed_memory
     from offdiff.train.compile import check_compile_available
     from offdiff.train.runner import resolve_device
 
@@ -65,6 +67,8 @@ def _speed(args: argparse.Namespace) -> int:
     if "compile" in modes:
         check_compile_available(device)
     budget = QUICK if args.quick else FULL
+    if not args.default_malloc:
+        keep_freed_memory()  # as `offdiff train` does
     machine = describe_machine(device)
     results = run_speed(algos, modes, device, budget, progress=lambda s: print(f"[bench] {s}", file=sys.stderr))
     machine["load_average_end"] = load_average()
@@ -95,5 +99,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--reference", type=Path, help="JSON of reference figures measured on this machine (e.g. the "
                    "official code; see offdiff/bench/report.py), instead of the issue's")
+    p.add_argument("--default-malloc", action="store_true", help="leave glibc's malloc as it is, unlike `offdiff "
+                   "train` (see offdiff/runtime.py): measures what that setting is worth")
     p.add_argument("--out", type=Path, help="write the JSON here (and the table as Markdown next to it)")
     p.set_defaults(func=_speed)

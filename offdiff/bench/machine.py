@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from offdiff.provenance import describe_device, git_state
+from offdiff.runtime import allocator_setting
 
 MB = 2**20
 
@@ -40,6 +41,7 @@ def describe_machine(device: torch.device) -> dict[str, Any]:
         "cpu_cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "interop_threads": torch.get_num_interop_threads(),
+        "malloc": allocator_setting(),
         "device": describe_device(device),
         "torch": torch.__version__,
         "python": platform.python_version(),

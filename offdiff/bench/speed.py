@@ -25,7 +25,7 @@ from offdiff.config import apply_overrides
 from offdiff.data.buffer import DeviceBuffer
 from offdiff.registry import get_algorithm
 from offdiff.testing import random_transitions
-from offdiff.train.compile import compile_networks
+from offdiff.train.compile import compile_steps
 
 TASK, OBS_DIM, ACT_DIM = "halfcheetah-medium", 17, 6
 ENVS = (1, 10, 20)
@@ -114,9 +114,9 @@ class AlgorithmBench:
 
     def run(self) -> list[Measured]:
         results = []
+        if self.mode == "compile":
+            compile_steps(self.algo)
         for stage in self.algo.stages():
-            if self.mode == "compile":
-                compile_networks(self.algo, stage.name)
             data = self.data
             if SET_STAGES.get(self.name) == stage.name:
                 data = self.data.subset(torch.arange(self.budget.set_states, device=self.device))

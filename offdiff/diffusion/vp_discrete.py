@@ -38,6 +38,17 @@ def cosine_betas(n_steps: int, s: float = 0.008) -> torch.Tensor:
     return (1 - alphas_cumprod[1:] / alphas_cumprod[:-1]).clamp(0, 0.999)
 
 
+@torch.compiler.disable
+def _draw_normal(count: int, shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generator
+                 ) -> list[torch.Tensor]:
+    """`count` draws of N(0, I) of `shape`, one call each in order: x_N first, then the noise of steps N−1 … 1.
+
+    Drawn before the chain, so the chain itself has no generator call and torch.compile traces it as one
+    graph; the draws are the ones sampling step by step would make, in the same order.
+    """
+    return [torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype) for _ in range(count)]
+
+
 class DiscreteVPSchedule(nn.Module):
     """The N-step DDPM schedule with its forward process, ε-prediction loss and ancestral sampler.
 
@@ -124,15 +135,13 @@ class DiscreteVPSchedule(nn.Module):
         the result is clamped too. Differentiable end to end: under grad it back-propagates through the
         whole chain (Diffusion-QL's actor loss); wrap the call in `torch.no_grad()` for targets/eval.
         """
-        batch = cond.shape[0]
-        x = torch.randn(batch, act_dim, generator=generator, device=cond.device, dtype=cond.dtype)
+        x, *step_noise = _draw_normal(self.n_steps, (cond.shape[0], act_dim), cond, generator)
         for t in reversed(range(self.n_steps)):
-            steps = torch.full((batch,), t, dtype=torch.long, device=cond.device)  # contiguous, as in `loss`
+            steps = torch.full(x.shape[:1], t, dtype=torch.long, device=cond.device)  # contiguous, as in `loss`
             x0 = self.predict_x0(x, t, model(x, steps, cond))
             if clip is not None:
                 x0 = x0.clamp(-clip, clip)
             x = self.posterior_mean(x0, x, t)
             if t > 0:
-                z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-                x = torch.addcmul(x, self.posterior_std[t], z)
+                x = torch.addcmul(x, self.posterior_std[t], step_noise.pop(0))
         return x if clip is None else x.clamp(-clip, clip)

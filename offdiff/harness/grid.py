@@ -11,7 +11,7 @@ algorithms:
     overrides: {eta: 0.0}
     sweep: {lr: [1.0e-4, 3.0e-4]}  # every combination of the listed values is a cell
 protocol: {steps: 2000, eval_every: 1000, eval_episodes: 100, checkpoint_every: 500}
-compile: false                   # torch.compile every run's networks (`offdiff train --compile`; see the README)
+compile: auto                    # torch.compile each run's steps: true, false, or auto (on from 50k steps)
 resources: {runs_per_job: 4, time_min: 60}   # job-shape keys of the profile, for this grid
 ```
 
@@ -69,7 +69,7 @@ class Grid:
     algorithms: tuple[AlgoEntry, ...]
     steps: int | None
     protocol: dict[str, Any]
-    compile: bool
+    compile: bool | None  # None: auto
     resources: dict[str, Any]
 
 
@@ -181,7 +181,9 @@ def load_grid(path: Path) -> Grid:
     if not NAME.fullmatch(name):
         raise OffdiffError(f"{data.where('name')}: name {name!r} must be a plain folder name (letters, digits, ._-)")
     steps, protocol = _protocol(data)
-    compiled = expect(data.get("compile", False), bool, data.where("compile"), "compile is true or false")
+    compiled = data.get("compile", "auto")
+    compiled = None if compiled == "auto" else expect(compiled, bool, data.where("compile"),
+                                                      "compile is true, false or auto")
     resources = data.get("resources", Located(path, data.line))
     expect(resources, dict, data.where("resources"), "resources is a mapping of job-shape keys")
     return Grid(path, name, _datasets(data), _seeds(data), _algorithms(data), steps, protocol, compiled,

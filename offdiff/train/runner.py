@@ -31,7 +31,8 @@ from offdiff.errors import OffdiffError
 from offdiff.eval import evaluate
 from offdiff.provenance import provenance
 from offdiff.registry import get_algorithm, plugins
-from offdiff.train.compile import check_compile_available, compile_networks
+from offdiff.runtime import keep_freed_memory
+from offdiff.train.compile import check_compile_available, compile_steps, resolve_compile
 from offdiff.train.protocol import Protocol, default_protocol
 from offdiff.train.run_dir import RunDir, atomic_torch_save, atomic_write_json, torch_load
 
@@ -50,7 +51,7 @@ class TrainRequest:
     device: str = "auto"
     runs_root: Path = Path("runs")
     grid: str = "train"
-    compile: bool = False  # torch.compile the plugin's `compilable` networks (float-rounding differences only)
+    compile: bool | None = None  # torch.compile the plugin's steps; None: auto (offdiff/train/compile.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,8 +134,9 @@ class Trainer:
         self.progress = progress
         self.stop_after_cacheable = stop_after_cacheable  # a grid's cache phase: checkpoint, stop, no DONE
         self.device = resolve_device(planned.request.device)
+        keep_freed_memory()
         if planned.request.compile:
-            check_compile_available(self.device)
+            check_compile_available(self.device)  # before any data is read
 
     # -- set-up ------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -149,6 +151,7 @@ class Trainer:
         spec = EnvSpec(p.info.obs_dim, p.info.act_dim, p.info.dataset_id, p.info.task)
         self.algo = p.cls(p.config, spec, self.device, generator)
         self.stages = self.algo.stages()
+        self.compiled = resolve_compile(p.request.compile, self.device, sum(s.steps for s in self.stages))
         self.eval_seed = derive_seed(seed, "eval")
 
     def _manifest(self) -> dict[str, Any]:
@@ -164,7 +167,7 @@ class Trainer:
             "transforms": self.data.transforms,
             "protocol": dataclasses.asdict(p.protocol),
             "stages": [dataclasses.asdict(s) for s in self.stages],
-            "compile": p.request.compile,
+            "compile": self.compiled,
             **provenance(self.device, plugin.package if plugin else None),
         }
 
@@ -256,8 +259,8 @@ class Trainer:
 
     def _run_stage(self, index: int, stage: Stage, start: int) -> None:
         protocol = self.p.protocol
-        if self.p.request.compile:
-            compile_networks(self.algo, stage.name)
+        if self.compiled:
+            compile_steps(self.algo)
         self.algo.begin_stage(stage.name, self.data.buffer)
         bar = _Progress(stage.steps, start, f"{self.p.request.algo}:{stage.name}", self.progress)
         sums: dict[str, torch.Tensor] = {}
