@@ -10,7 +10,7 @@ that the chain stays one graph.) The two runs differ by float rounding only: fus
 A compiled run resumes to float tolerance, not to the bit.
 
 Default ("auto", `compile=None`): on for runs of at least `AUTO_MIN_STEPS` steps, where compiling (about a
-minute on 2 CPU cores) is a small part of the run and the compiled step is 1.1–1.6× faster (results/speed), if
+minute on 2 CPU cores) is a small part of the run and the compiled step is 1.0–1.7× faster (results/speed), if
 the device can compile; off for shorter runs, such as the quickstart's. `True` forces it (an error where it
 cannot work), `False` turns it off.
 
