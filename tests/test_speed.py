@@ -1,5 +1,6 @@
-"""The speed benchmark and the fast path: the quick benchmark's table and JSON, compiled vs eager updates (same
-losses and parameters to float tolerance), Mish's compile form, no host sync in a step (CUDA), `--compile`.
+"""The speed benchmark and the fast path: the quick benchmark's table and JSON, compiled vs eager steps (same
+losses, parameters and actions to float tolerance), Mish's compile form, no host sync in a step (CUDA), `--compile`
+and its auto default, the malloc setting in the benchmark's machine record.
 
 Compiling takes tens of seconds on a 2-core CPU, so the compiled-vs-eager check runs Diffusion-QL in CI; DTQL
 and EDA run with OFFDIFF_COMPILE_TESTS=all. No test asserts a speed: figures live in the benchmark.
@@ -185,6 +186,10 @@ def _compiled_equals_eager(name: str, device: str) -> None:
             # for float noise (EDA's last energy bias: the alignment loss is shift-invariant) moves it randomly.
             if param.grad is None or param.grad.abs().max() > NOISE_GRADIENT:
                 torch.testing.assert_close(other[key], param, rtol=1e-4, atol=1e-5, msg=lambda m, k=key: f"{k}: {m}")
+    obs = torch.randn(3, 5, generator=torch.Generator().manual_seed(2)).to(device)
+    with torch.no_grad():
+        acted = [algo.act(obs, torch.Generator(device).manual_seed(3)) for algo in (eager, compiled)]
+    torch.testing.assert_close(acted[1], acted[0], rtol=1e-4, atol=1e-5, msg=lambda m: f"act: {m}")
     assert counters["stats"]["unique_graphs"] > graphs, "the compiled run ran compiled graphs"
 
 
