@@ -32,7 +32,7 @@ from offdiff.eval import evaluate
 from offdiff.provenance import provenance
 from offdiff.registry import get_algorithm, plugins
 from offdiff.runtime import keep_freed_memory
-from offdiff.train.compile import check_compile_available, compile_steps, resolve_compile
+from offdiff.train.compile import AUTO_MIN_STEPS, check_compile_available, compile_steps, resolve_compile
 from offdiff.train.protocol import Protocol, default_protocol
 from offdiff.train.run_dir import RunDir, atomic_torch_save, atomic_write_json, torch_load
 
@@ -152,6 +152,10 @@ class Trainer:
         self.algo = p.cls(p.config, spec, self.device, generator)
         self.stages = self.algo.stages()
         self.compiled = resolve_compile(p.request.compile, self.device, sum(s.steps for s in self.stages))
+        if self.compiled:
+            why = "requested" if p.request.compile else f"auto: >= {AUTO_MIN_STEPS} steps"
+            print(f"[{p.request.algo}] torch.compile on ({why}); the first steps of each stage compile",
+                  file=sys.stderr)
         self.eval_seed = derive_seed(seed, "eval")
 
     def _manifest(self) -> dict[str, Any]:
