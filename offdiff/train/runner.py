@@ -156,6 +156,7 @@ class Trainer:
             why = "requested" if p.request.compile else f"auto: >= {AUTO_MIN_STEPS} steps"
             print(f"[{p.request.algo}] torch.compile on ({why}); the first steps of each stage compile",
                   file=sys.stderr)
+            compile_steps(self.algo)  # lazily: graphs are built at the first calls
         self.eval_seed = derive_seed(seed, "eval")
 
     def _manifest(self) -> dict[str, Any]:
@@ -263,8 +264,6 @@ class Trainer:
 
     def _run_stage(self, index: int, stage: Stage, start: int) -> None:
         protocol = self.p.protocol
-        if self.compiled:
-            compile_steps(self.algo)
         self.algo.begin_stage(stage.name, self.data.buffer)
         bar = _Progress(stage.steps, start, f"{self.p.request.algo}:{stage.name}", self.progress)
         sums: dict[str, torch.Tensor] = {}
