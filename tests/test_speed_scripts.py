@@ -1,0 +1,50 @@
+"""The speed scripts in benchmarks/: paired rounds against a reference command, and their collation."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pairs_alternate_sides_and_carry_each_pairs_reference(tmp_path):
+    log = tmp_path / "order.log"
+    fake = tmp_path / "fake_reference.py"  # figures 10, then 20 steps/s; logs when it ran
+    fake.write_text(textwrap.dedent("""
+        import json, pathlib, sys
+        log, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+        done = len(list(out.parent.glob("dql-offdiff-*.json")))  # offdiff's JSONs already written
+        with log.open("a") as f:
+            f.write(f"{done}\\n")
+        value = 10.0 * (1 + len(list(out.parent.glob("dql-official-*.json"))))
+        out.write_text(json.dumps({"figures": {"dql train main": value}}))
+        """))
+    out = tmp_path / "pairs"
+    _load("speed_pairs").main(["dql", "2", str(out), "--reference-cmd", f"{sys.executable} {fake} {log}", "--",
+                               "--quick", "--threads", "1"])
+    # pair 1: the reference ran first (no offdiff JSON yet); pair 2: offdiff first (its JSON was there)
+    assert log.read_text().split() == ["0", "2"]
+    for pair, ref in ((1, 10.0), (2, 20.0)):
+        payload = json.loads((out / f"dql-offdiff-{pair}.json").read_text())
+        assert payload["reference"] == str(out / f"dql-official-{pair}.json")
+        train = next(r for r in payload["results"] if r["measure"] == "train")
+        assert train["reference"] == ref and train["goal_ratio"] == 1.5
+        assert train["ratio_to_reference"] == train["value"] / ref
+        assert all(r["reference"] is None for r in payload["results"] if r["measure"] != "train")
+        assert f"| {ref:.3g} |" in (out / f"dql-offdiff-{pair}.md").read_text()
+
+    table = _load("speed_rounds").collate(sorted(out.glob("dql-offdiff-*.json")))
+    header, _, row = table.splitlines()
+    assert header.startswith("| figure | official | offdiff eager | eager / official |")
+    assert row.startswith("| dql train main (steps/s) | 10 / 20 |") and row.endswith("| 1.5x |")
