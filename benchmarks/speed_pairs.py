@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from offdiff.bench.report import load_references, write
+from offdiff.bench.report import load_references, reference_fields, write
 
 
 def with_reference(offdiff_json: Path, reference_json: Path) -> None:
@@ -32,9 +32,7 @@ def with_reference(offdiff_json: Path, reference_json: Path) -> None:
         raise SystemExit(f"{offdiff_json}: the reference figures are CPU figures; it ran on {device}")
     references = load_references(reference_json)
     for row in payload["results"]:
-        ref = references.get((row["algo"], row["measure"], row["label"]))
-        row.update(reference=ref.value if ref else None, goal_ratio=ref.goal if ref else None,
-                   ratio_to_reference=row["value"] / ref.value if ref else None)
+        row.update(reference_fields(row["value"], references.get((row["algo"], row["measure"], row["label"]))))
     payload["reference"] = str(reference_json)
     write(offdiff_json, payload)
 

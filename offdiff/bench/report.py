@@ -55,6 +55,12 @@ def load_references(path: Path) -> dict[tuple[str, str, str], Reference]:
     return {key: Reference(value, REFERENCES[key].goal) for key, value in items.items()}
 
 
+def reference_fields(value: float, ref: Reference | None) -> dict[str, float | None]:
+    """A figure's reference, ratio to it and goal ratio (all None without a reference)."""
+    return {"reference": ref.value if ref else None, "ratio_to_reference": value / ref.value if ref else None,
+            "goal_ratio": ref.goal if ref else None}
+
+
 def rows(results: list[Measured], cpu: bool,
          references: dict[tuple[str, str, str], Reference] | None = None) -> list[dict[str, Any]]:
     """Each figure with its reference (the issue's by default), ratio and goal (CPU only: the references are CPU
@@ -66,10 +72,7 @@ def rows(results: list[Measured], cpu: bool,
         key = (m.algo, m.measure, m.label)
         ref = references.get(key) if cpu else None
         base = eager.get(key) if m.mode != "eager" else None
-        out.append({**dataclasses.asdict(m),
-                    "reference": ref.value if ref else None,
-                    "ratio_to_reference": m.value / ref.value if ref else None,
-                    "goal_ratio": ref.goal if ref else None,
+        out.append({**dataclasses.asdict(m), **reference_fields(m.value, ref),
                     "speedup_over_eager": m.value / base if base else None})
     return out
 
