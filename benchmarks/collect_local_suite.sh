@@ -16,8 +16,8 @@
 #   bash benchmarks/collect_local_suite.sh                    # seed 0, namespace "local"
 #   PARALLEL=0 SEED=1 NAMESPACE=local-s1 bash benchmarks/collect_local_suite.sh
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
-cd "$OFFDIFF_ROOT"
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source benchmarks/env.sh
 
 SEED="${SEED:-0}"
 NAMESPACE="${NAMESPACE:-local}"

@@ -7,8 +7,8 @@
 # (benchmarks/grids/quickstart.yaml, 2 seeds, ~7 minutes). GRID=quickstart or GRID=local-suite picks one.
 # Finished runs are skipped, so running it again only re-aggregates. Extra arguments go to `grid submit`.
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
-cd "$OFFDIFF_ROOT"
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source benchmarks/env.sh
 PROFILE=slurm/profiles/local.yaml
 
 if [ -z "${GRID:-}" ]; then

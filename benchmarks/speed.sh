@@ -5,6 +5,6 @@
 #   bash benchmarks/speed.sh --modes eager,compile --threads 2 --out speed.json
 #   bash benchmarks/speed.sh --device cuda --modes eager,compile --out results/speed/cuda.json
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
-cd "$OFFDIFF_ROOT"
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source benchmarks/env.sh
 exec offdiff bench speed "$@"
