@@ -16,6 +16,7 @@ from offdiff.bench.cli import register as register_bench
 from offdiff.collect.cli import register as register_collect
 from offdiff.config import parse_assignments
 from offdiff.errors import OffdiffError
+from offdiff.eval.cli import register as register_eval
 from offdiff.harness.cli import register as register_grid
 
 
@@ -28,7 +29,7 @@ def _train(args: argparse.Namespace) -> int:
     request = TrainRequest(
         algo=args.algo, source=args.dataset, seed=args.seed, eval_env=args.eval_env,
         overrides=parse_assignments(args.set), protocol=protocol, steps=args.steps, device=args.device,
-        runs_root=Path(args.runs_dir), compile=args.compile,
+        runs_root=Path(args.runs_dir), compile=args.compile, keep=args.keep,
     )
     planned = plan(request)
     if planned.run_dir.is_done():
@@ -100,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch.compile each step (same math, float-rounding differences); default: on for runs of "
                         ">= 50k steps where the device can compile (see README, Speed)")
     t.add_argument("--runs-dir", default="runs")
+    t.add_argument("--keep", choices=("all", "final"), default="all",
+                   help="final: once done, replace checkpoint.pt by weights.pt, the final weights only (no resume "
+                        "state; offdiff eval and load_run use either)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_train)
 
@@ -117,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
     register_collect(dsub)
     d.set_defaults(func=_data)
+    register_eval(sub)
     register_aggregate(sub)
     register_grid(sub)
     register_bench(sub)

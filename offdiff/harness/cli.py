@@ -17,6 +17,8 @@ def _grid(args: argparse.Namespace) -> int:
     from offdiff.harness.submit import submit
 
     grid = load_grid(Path(args.grid))
+    if getattr(args, "keep", None):
+        grid = dataclasses.replace(grid, keep=args.keep)
     runs_root = Path(args.runs_dir).resolve()
     if args.grid_command == "status":
         folder = harness_dir(runs_root, grid.name)
@@ -38,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--executor", choices=EXECUTORS, help="overrides the profile's executor")
         p.add_argument("--dry-run", action="store_true", help="print the plan (runs, jobs, arrays, GPU-hours) only")
         p.add_argument("--runs-dir", default="runs")
+        p.add_argument("--keep", choices=("all", "final"),
+                       help="final: finished runs keep only their final weights (weights.pt; default: the grid's "
+                            "`keep:`, else all)")
     s = commands.add_parser("status", help="done / running / pending / failed runs, with the failures' last errors")
     s.add_argument("grid")
     s.add_argument("--runs-dir", default="runs")

@@ -12,6 +12,7 @@ algorithms:
     sweep: {lr: [1.0e-4, 3.0e-4]}  # every combination of the listed values is a cell
 protocol: {steps: 2000, eval_every: 1000, eval_episodes: 100, checkpoint_every: 500}
 compile: auto                    # torch.compile each run's steps: true, false, or auto (on from 50k steps)
+keep: all                        # final: a finished run keeps only its final weights (weights.pt), not checkpoint.pt
 resources: {runs_per_job: 4, time_min: 60}   # job-shape keys of the profile, for this grid
 ```
 
@@ -34,7 +35,8 @@ from offdiff.registry import get_algorithm
 from offdiff.train.protocol import Protocol
 from offdiff.train.runner import PlannedRun, TrainRequest, plan
 
-GRID_KEYS = ("name", "datasets", "seeds", "algorithms", "protocol", "compile", "resources")
+GRID_KEYS = ("name", "datasets", "seeds", "algorithms", "protocol", "compile", "keep", "resources")
+KEEP = ("all", "final")
 ENTRY_KEYS = ("algo", "name", "overrides", "sweep")
 PROTOCOL_KEYS = ("steps", *(f.name for f in dataclasses.fields(Protocol)))
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -71,6 +73,7 @@ class Grid:
     protocol: dict[str, Any]
     compile: bool | None  # None: auto
     resources: dict[str, Any]
+    keep: str = "all"  # TrainRequest.keep of every run; `grid submit --keep` overrides it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,10 +187,13 @@ def load_grid(path: Path) -> Grid:
     compiled = data.get("compile", "auto")
     compiled = None if compiled == "auto" else expect(compiled, bool, data.where("compile"),
                                                       "compile is true, false or auto")
+    keep = data.get("keep", "all")
+    if keep not in KEEP:
+        raise OffdiffError(f"{data.where('keep')}: keep is all or final, got {keep!r}")
     resources = data.get("resources", Located(path, data.line))
     expect(resources, dict, data.where("resources"), "resources is a mapping of job-shape keys")
     return Grid(path, name, _datasets(data), _seeds(data), _algorithms(data), steps, protocol, compiled,
-                job_shape(resources))
+                job_shape(resources), keep)
 
 
 def expand(grid: Grid, runs_root: Path) -> list[Cell]:
@@ -201,7 +207,7 @@ def expand(grid: Grid, runs_root: Path) -> list[Cell]:
                 request = TrainRequest(
                     algo=entry.algo, source=dataset.source, seed=seed, eval_env=dataset.eval_env,
                     overrides={**entry.overrides, **combo}, protocol=grid.protocol, steps=grid.steps,
-                    runs_root=Path(runs_root), grid=grid.name, compile=grid.compile,
+                    runs_root=Path(runs_root), grid=grid.name, compile=grid.compile, keep=grid.keep,
                 )
                 try:
                     planned = plan(request)

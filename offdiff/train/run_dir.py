@@ -90,6 +90,7 @@ class RunDir:
     metrics = property(lambda self: self.path / "metrics.jsonl")
     evals = property(lambda self: self.path / "evals.jsonl")
     checkpoint = property(lambda self: self.path / "checkpoint.pt")
+    weights = property(lambda self: self.path / "weights.pt")  # what `--keep final` leaves of the checkpoint
     done_marker = property(lambda self: self.path / "DONE")
 
     def is_done(self) -> bool:
@@ -97,6 +98,17 @@ class RunDir:
 
     def done_summary(self) -> dict[str, Any]:
         return json.loads(self.done_marker.read_text())
+
+    def keep_final(self) -> None:
+        """Replace a finished run's checkpoint by its final weights: the modules and the algorithm's generator,
+        without optimizer and scheduler state or RNG streams (the run is done and never resumes)."""
+        if not (self.is_done() and self.checkpoint.exists()):
+            return
+        state = torch_load(self.checkpoint, "checkpoint")
+        algorithm = state["algorithm"]
+        atomic_torch_save(self.weights, {"position": state["position"], "modules": algorithm["modules"],
+                                         "generator": algorithm["generator"]})
+        self.checkpoint.unlink()
 
     def lock(self) -> None:
         """Take an exclusive lock for this process; another live process holding it is an error."""

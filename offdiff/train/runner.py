@@ -52,6 +52,7 @@ class TrainRequest:
     runs_root: Path = Path("runs")
     grid: str = "train"
     compile: bool | None = None  # torch.compile the plugin's steps; None: auto (offdiff/train/compile.py)
+    keep: str = "all"  # "final": once DONE, prune the checkpoint to the final weights (RunDir.keep_final)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,8 +214,12 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------
     def run_all(self) -> dict[str, Any]:
-        if self.run.is_done():
-            return self.run.done_summary()
+        summary = self.run.done_summary() if self.run.is_done() else self._train()
+        if self.p.request.keep == "final":
+            self.run.keep_final()
+        return summary
+
+    def _train(self) -> dict[str, Any]:
         self._build()  # data and reference scores first: bad input fails before anything is written
         self.run.lock()
         try:

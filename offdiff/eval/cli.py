@@ -1,0 +1,52 @@
+"""`offdiff eval RUN_DIR`: evaluate a trained run again, optionally rendering one episode to a video."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+EPILOG = """examples:
+  offdiff eval runs/train/dql/toy-four_corners/1a2b3c4d5e/seed_0                 # repeats the last evaluation
+  offdiff eval RUN_DIR --episodes 100 --seed 7                                    # other episodes
+  MUJOCO_GL=egl offdiff eval RUN_DIR --video hopper.gif                           # and one rendered episode
+"""
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from offdiff.train.load import load_run
+
+    trained = load_run(Path(args.run_dir), device=args.device)
+    stage = trained.manifest["stages"][trained.position[0]]["name"]
+    where = "final weights" if trained.finished else "NOT FINISHED: weights of the last checkpoint"
+    print(f"run: {trained.path} ({trained.manifest['algorithm']} on {trained.manifest['dataset']['source']}, "
+          f"{where}, {stage} step {trained.position[1]})")
+    result = trained.evaluate(episodes=args.episodes, num_envs=args.envs, seed=args.seed).summary
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"normalized score ({result['episodes']} episodes): {result['normalized_mean']:.1f} ± "
+              f"{result['normalized_std']:.1f}   [return {result['mean_return']:.2f}]")
+    if args.video:
+        frames = trained.record_video(Path(args.video), seed=args.seed)
+        print(f"video: {args.video} ({frames} frames, one episode)")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `offdiff eval` to the top-level parser's subcommands."""
+    p = subparsers.add_parser(
+        "eval", help="evaluate a trained run again (normalized score; optional video)", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Load a run folder's algorithm and weights (offdiff.load_run) and evaluate it with the suite's "
+                    "evaluation. With the defaults it repeats the run's last evaluation: same episodes, reset seeds "
+                    "and acting generator, so on CPU the same returns.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (with manifest.json)")
+    p.add_argument("--episodes", type=int, help="episodes to evaluate (default: the run's protocol)")
+    p.add_argument("--envs", type=int, help="vector envs (default: the run's protocol)")
+    p.add_argument("--seed", type=int, help="reset seed of the first episode (default: the run's eval seed)")
+    p.add_argument("--video", metavar="FILE", help="also render one episode to FILE (.gif, or .mp4 with "
+                                                   "imageio-ffmpeg); needs a renderable env (MuJoCo tasks)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON (per-episode returns and seeds)")
+    p.set_defaults(func=_eval)
