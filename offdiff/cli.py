@@ -18,6 +18,8 @@ from offdiff.config import parse_assignments
 from offdiff.errors import OffdiffError
 from offdiff.eval.cli import register as register_eval
 from offdiff.harness.cli import register as register_grid
+from offdiff.tracking import parse_log
+from offdiff.tracking import register as register_export
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -29,7 +31,7 @@ def _train(args: argparse.Namespace) -> int:
     request = TrainRequest(
         algo=args.algo, source=args.dataset, seed=args.seed, eval_env=args.eval_env,
         overrides=parse_assignments(args.set), protocol=protocol, steps=args.steps, device=args.device,
-        runs_root=Path(args.runs_dir), compile=args.compile, keep=args.keep,
+        runs_root=Path(args.runs_dir), compile=args.compile, keep=args.keep, log=parse_log(args.log),
     )
     planned = plan(request)
     if planned.run_dir.is_done():
@@ -104,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--keep", choices=("all", "final"), default="all",
                    help="final: once done, replace checkpoint.pt by weights.pt, the final weights only (no resume "
                         "state; offdiff eval and load_run use either)")
+    t.add_argument("--log", default="tensorboard", metavar="TRACKERS",
+                   help="live experiment tracking, a comma list of tensorboard (event files in the run folder's "
+                        "tensorboard/) and wandb (pip install 'offdiff[wandb]'; offline unless WANDB_MODE), or none "
+                        "(default: tensorboard)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_train)
 
@@ -122,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_collect(dsub)
     d.set_defaults(func=_data)
     register_eval(sub)
+    register_export(sub)
     register_aggregate(sub)
     register_grid(sub)
     register_bench(sub)

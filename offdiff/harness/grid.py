@@ -13,6 +13,7 @@ algorithms:
 protocol: {steps: 2000, eval_every: 1000, eval_episodes: 100, checkpoint_every: 500}
 compile: auto                    # torch.compile each run's steps: true, false, or auto (on from 50k steps)
 keep: all                        # final: a finished run keeps only its final weights (weights.pt), not checkpoint.pt
+log: [tensorboard]               # live tracking: tensorboard and/or wandb (offline unless WANDB_MODE), [] for none
 resources: {runs_per_job: 4, time_min: 60}   # job-shape keys of the profile, for this grid
 ```
 
@@ -32,10 +33,11 @@ from offdiff.errors import OffdiffError
 from offdiff.harness.profile import job_shape
 from offdiff.harness.yamlspec import Located, LocatedList, check_keys, expect, load_yaml, typed, typed_fields
 from offdiff.registry import get_algorithm
+from offdiff.tracking import parse_log
 from offdiff.train.protocol import Protocol
 from offdiff.train.runner import PlannedRun, TrainRequest, plan
 
-GRID_KEYS = ("name", "datasets", "seeds", "algorithms", "protocol", "compile", "keep", "resources")
+GRID_KEYS = ("name", "datasets", "seeds", "algorithms", "protocol", "compile", "keep", "log", "resources")
 KEEP = ("all", "final")
 ENTRY_KEYS = ("algo", "name", "overrides", "sweep")
 PROTOCOL_KEYS = ("steps", *(f.name for f in dataclasses.fields(Protocol)))
@@ -74,6 +76,7 @@ class Grid:
     compile: bool | None  # None: auto
     resources: dict[str, Any]
     keep: str = "all"  # TrainRequest.keep of every run; `grid submit --keep` overrides it
+    log: tuple[str, ...] = ("tensorboard",)  # TrainRequest.log of every run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,10 +193,15 @@ def load_grid(path: Path) -> Grid:
     keep = data.get("keep", "all")
     if keep not in KEEP:
         raise OffdiffError(f"{data.where('keep')}: keep is all or final, got {keep!r}")
+    log = expect(data.get("log", ["tensorboard"]), list, data.where("log"), "log is a list such as [tensorboard]")
+    try:
+        log = parse_log(list(log)) if log else ()
+    except OffdiffError as exc:
+        raise OffdiffError(f"{data.where('log')}: {exc}") from None
     resources = data.get("resources", Located(path, data.line))
     expect(resources, dict, data.where("resources"), "resources is a mapping of job-shape keys")
     return Grid(path, name, _datasets(data), _seeds(data), _algorithms(data), steps, protocol, compiled,
-                job_shape(resources), keep)
+                job_shape(resources), keep, log)
 
 
 def expand(grid: Grid, runs_root: Path) -> list[Cell]:
@@ -208,6 +216,7 @@ def expand(grid: Grid, runs_root: Path) -> list[Cell]:
                     algo=entry.algo, source=dataset.source, seed=seed, eval_env=dataset.eval_env,
                     overrides={**entry.overrides, **combo}, protocol=grid.protocol, steps=grid.steps,
                     runs_root=Path(runs_root), grid=grid.name, compile=grid.compile, keep=grid.keep,
+                    log=grid.log,
                 )
                 try:
                     planned = plan(request)

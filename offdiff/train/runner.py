@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import sys
 import time
 from collections.abc import Mapping
@@ -32,6 +33,7 @@ from offdiff.eval import evaluate
 from offdiff.provenance import provenance
 from offdiff.registry import get_algorithm, plugins
 from offdiff.runtime import keep_freed_memory
+from offdiff.tracking import Tracker, open_tracker
 from offdiff.train.compile import AUTO_MIN_STEPS, check_compile_available, compile_steps, resolve_compile
 from offdiff.train.protocol import Protocol, default_protocol
 from offdiff.train.run_dir import RunDir, atomic_torch_save, atomic_write_json, torch_load
@@ -53,6 +55,7 @@ class TrainRequest:
     grid: str = "train"
     compile: bool | None = None  # torch.compile the plugin's steps; None: auto (offdiff/train/compile.py)
     keep: str = "all"  # "final": once DONE, prune the checkpoint to the final weights (RunDir.keep_final)
+    log: tuple[str, ...] = ("tensorboard",)  # live trackers (offdiff/tracking.py); () for none
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +137,7 @@ class Trainer:
         self.run = planned.run_dir
         self.progress = progress
         self.stop_after_cacheable = stop_after_cacheable  # a grid's cache phase: checkpoint, stop, no DONE
+        self.tracker = Tracker([], {"stages": []})  # opened with the run's manifest in _run_locked
         self.device = resolve_device(planned.request.device)
         keep_freed_memory()
         if planned.request.compile:
@@ -225,6 +229,7 @@ class Trainer:
         try:
             return self._run_locked()
         finally:
+            self.tracker.close()
             self.run.unlock()
 
     def _run_locked(self) -> dict[str, Any]:
@@ -233,6 +238,8 @@ class Trainer:
         if not self.run.manifest.exists():
             atomic_write_json(self.run.manifest, self._manifest())
         position = self._restore() if self.run.checkpoint.exists() else (0, 0)
+        self.tracker = open_tracker(self.p.request.log, self.run, json.loads(self.run.manifest.read_text()),
+                                    name="/".join(self.run.path.parts[-5:]))
         started = time.time()
         for index, stage in enumerate(self.stages):
             if self.stop_after_cacheable and not stage.cacheable:
@@ -302,7 +309,9 @@ class Trainer:
         if bad:
             raise OffdiffError(f"training diverged at {stage.name} step {step}: non-finite {bad}")
         row["steps_per_s"] = count / max(seconds, 1e-9)
-        self.run.append(self.run.metrics, {"stage": stage.name, "stage_index": index, "step": step, **row})
+        logged = {"stage": stage.name, "stage_index": index, "step": step, **row}
+        self.run.append(self.run.metrics, logged)
+        self.tracker.log("metrics", logged)
         return row
 
     def _evaluate(self, index: int, stage: Stage, step: int) -> None:
@@ -314,13 +323,15 @@ class Trainer:
         )
         returns = np.array([e.ret for e in episodes])
         normalized = normalized_score(returns, self.data.ref)
-        self.run.append(self.run.evals, {
+        row = {
             "stage": stage.name, "stage_index": index, "step": step,
             "returns": returns.tolist(), "lengths": [e.length for e in episodes], "seeds": [e.seed for e in episodes],
             "normalized": np.asarray(normalized).tolist(),
             "mean_return": float(returns.mean()), "normalized_mean": float(np.mean(normalized)),
             "normalized_std": float(np.std(normalized)),
-        })
+        }
+        self.run.append(self.run.evals, row)
+        self.tracker.log("evals", row)
 
     def _summary(self, seconds: float) -> dict[str, Any]:
         evals = list(self.run.eval_rows())
