@@ -8,7 +8,6 @@ from functools import partial
 import gymnasium as gym
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from offdiff.collect.envs import EnvInfo
 from offdiff.collect.episodes import Episodes
@@ -16,6 +15,7 @@ from offdiff.collect.sac import sample_with_log_prob
 from offdiff.data.transforms import ActionScaler, ObsNormalizer
 from offdiff.eval.evaluate import evaluate
 from offdiff.nets import TanhGaussianPolicy
+from offdiff.progress import Progress
 
 ActFn = Callable[[torch.Tensor], torch.Tensor]  # observations (B, S) -> actions (B, A) in [-1, 1]
 PolicyFactory = Callable[[torch.Generator], ActFn]  # a policy drawing its randomness from the generator
@@ -45,9 +45,9 @@ def actor_policy(actor: TanhGaussianPolicy) -> PolicyFactory:
     return factory
 
 
-def progress_bar(total: int | None, desc: str, unit: str, enabled: bool, initial: int = 0) -> tqdm:
-    """A tqdm bar, shown on a terminal only (no carriage-return noise in SLURM logs)."""
-    return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=None if enabled else True)
+def progress_bar(total: int | None, desc: str, unit: str, enabled: bool, initial: int = 0) -> Progress:
+    """A tqdm bar on a terminal; in a log file, a progress line every 30 s (offdiff/progress.py)."""
+    return Progress(total, desc, unit=unit, enabled=enabled, initial=initial)
 
 
 def _generator(seed: int, device: torch.device) -> torch.Generator:

@@ -1,31 +1,53 @@
-"""`offdiff grid submit | status | resubmit`: the harness's subcommands, registered into `offdiff`'s parser."""
+"""`offdiff grid submit | status | resubmit | cancel`: the harness's subcommands, registered into `offdiff`'s parser."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from pathlib import Path
+from typing import Any
 
 from offdiff.harness.profile import EXECUTORS
 
 
 def _grid(args: argparse.Namespace) -> int:
-    from offdiff.harness.grid import expand, load_grid
+    from offdiff.harness.grid import load_grid
     from offdiff.harness.profile import load_profile
-    from offdiff.harness.record import harness_dir
-    from offdiff.harness.status import report, run_states
     from offdiff.harness.submit import submit
 
     grid = load_grid(Path(args.grid))
     if getattr(args, "keep", None):
         grid = dataclasses.replace(grid, keep=args.keep)
     runs_root = Path(args.runs_dir).resolve()
-    if args.grid_command == "status":
-        folder = harness_dir(runs_root, grid.name)
-        print("\n".join(report(run_states(expand(grid, runs_root), folder), folder.parent)))
-        return 0
+    if args.grid_command in ("status", "cancel"):
+        return _status(args, grid, runs_root)
     profile = dataclasses.replace(load_profile(Path(args.profile), executor=args.executor), **grid.resources)
     return submit(grid, profile, runs_root, only_failed=args.grid_command == "resubmit", dry_run=args.dry_run)
+
+
+def _status(args: argparse.Namespace, grid: Any, runs_root: Path) -> int:
+    from offdiff.harness.grid import expand
+    from offdiff.harness.overview import cancel, overview, render, watch
+    from offdiff.harness.record import harness_dir
+    from offdiff.harness.status import run_states
+
+    folder = harness_dir(runs_root, grid.name)
+    cells = expand(grid, runs_root)
+    if args.grid_command == "cancel":
+        jobs = cancel(run_states(cells, folder), folder)
+        print(f"cancelled {len(jobs)} job(s){': ' + ', '.join(jobs) if jobs else ''}; "
+              f"the runs keep their checkpoints and resume when submitted again")
+        return 0
+    if args.watch is not None:
+        return watch(lambda: run_states(cells, folder), folder.parent, args.watch)
+    statuses = run_states(cells, folder)
+    view = overview(statuses)
+    if args.json:
+        print(json.dumps({"grid": grid.name, "runs_root": str(runs_root), **view}, indent=2))
+    else:
+        print("\n".join(render(folder.parent, statuses, view)))
+    return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,7 +65,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--keep", choices=("all", "final"),
                        help="final: finished runs keep only their final weights (weights.pt; default: the grid's "
                             "`keep:`, else all)")
-    s = commands.add_parser("status", help="done / running / pending / failed runs, with the failures' last errors")
-    s.add_argument("grid")
+    s = commands.add_parser("status", help="a table per algorithm × dataset: done / running / pending / failed, "
+                                           "progress, last score, ETA; the failures' last errors")
+    s.add_argument("grid", help="grid spec, e.g. benchmarks/grids/quickstart.yaml")
     s.add_argument("--runs-dir", default="runs")
+    s.add_argument("--json", action="store_true", help="every run's state, job, progress, steps/s, ETA and last score "
+                                                      "as JSON, and the table's rows")
+    s.add_argument("--watch", nargs="?", type=float, const=30.0, metavar="SECONDS",
+                   help="print the table again every SECONDS (default 30) until no run is running or pending")
+    c = commands.add_parser("cancel", help="cancel the jobs of the grid's running and pending runs (checkpoints kept)")
+    c.add_argument("grid", help="grid spec, e.g. benchmarks/grids/quickstart.yaml")
+    c.add_argument("--runs-dir", default="runs")
     grid.set_defaults(func=_grid)

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from offdiff.algorithm import Algorithm, EnvSpec, Stage
 from offdiff.config import apply_overrides, budget_fields, config_dict, stable_hash
@@ -30,6 +29,7 @@ from offdiff.data.scores import normalized_score
 from offdiff.data.sources import DatasetInfo, resolve
 from offdiff.errors import OffdiffError
 from offdiff.eval import evaluate
+from offdiff.progress import Progress
 from offdiff.provenance import provenance
 from offdiff.registry import get_algorithm, plugins
 from offdiff.runtime import keep_freed_memory
@@ -103,30 +103,6 @@ def plan(request: TrainRequest) -> PlannedRun:
     slug = info.dataset_id.replace("/", "-")
     path = Path(request.runs_root) / request.grid / request.algo / slug / key / f"seed_{request.seed}"
     return PlannedRun(request, cls, info, config, protocol, RunDir(path))
-
-
-class _Progress:
-    """A tqdm bar on a terminal; on a log file (SLURM), one status line at most every 30 s."""
-
-    def __init__(self, total: int, initial: int, desc: str, enabled: bool):
-        self.tty = enabled and sys.stderr.isatty()
-        self.enabled = enabled
-        self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", disable=not self.tty, smoothing=0.1)
-        self.desc, self.total, self.last_print = desc, total, 0.0
-
-    def update(self, step: int, n: int, metrics: dict[str, float] | None) -> None:
-        self.bar.update(n)
-        if metrics is None:
-            return
-        rate = metrics.get("steps_per_s", 0.0)
-        if self.tty:
-            self.bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items() if k != "steps_per_s"}, refresh=False)
-        elif self.enabled and time.time() - self.last_print > 30:
-            self.last_print = time.time()
-            print(f"[{self.desc}] step {step}/{self.total} {rate:.1f} steps/s", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        self.bar.close()
 
 
 class Trainer:
@@ -277,7 +253,7 @@ class Trainer:
     def _run_stage(self, index: int, stage: Stage, start: int) -> None:
         protocol = self.p.protocol
         self.algo.begin_stage(stage.name, self.data.buffer)
-        bar = _Progress(stage.steps, start, f"{self.p.request.algo}:{stage.name}", self.progress)
+        bar = Progress(stage.steps, f"{self.p.request.algo}:{stage.name}", enabled=self.progress, initial=start)
         sums: dict[str, torch.Tensor] = {}
         count, tick = 0, time.perf_counter()
         try:
@@ -292,9 +268,11 @@ class Trainer:
                 if done % protocol.log_every == 0 or done == stage.steps:
                     logged = self._log(index, stage, done, sums, count, time.perf_counter() - tick)
                     sums, count, tick = {}, 0, time.perf_counter()
-                bar.update(done, 1, logged)
+                bar.update(1, None if logged is None else {k: v for k, v in logged.items() if k != "steps_per_s"})
                 if stage.evaluate and (done % protocol.eval_every == 0 or done == stage.steps):
-                    self._evaluate(index, stage, done)
+                    row = self._evaluate(index, stage, done)
+                    bar.note(f"[{bar.desc}] evaluation at step {done}: normalized score {row['normalized_mean']:.1f} "
+                             f"± {row['normalized_std']:.1f} over {len(row['returns'])} episodes")
                 if done % protocol.checkpoint_every == 0 or done == stage.steps:
                     self._save_checkpoint(index, done)
         finally:
@@ -314,7 +292,7 @@ class Trainer:
         self.tracker.log("metrics", logged)
         return row
 
-    def _evaluate(self, index: int, stage: Stage, step: int) -> None:
+    def _evaluate(self, index: int, stage: Stage, step: int) -> dict[str, Any]:
         generator = torch.Generator(device=self.device).manual_seed(derive_seed(self.eval_seed, f"{index}:{step}"))
         episodes = evaluate(
             lambda obs: self.algo.act(obs, generator=generator), self.data.make_env,
@@ -332,6 +310,7 @@ class Trainer:
         }
         self.run.append(self.run.evals, row)
         self.tracker.log("evals", row)
+        return row
 
     def _summary(self, seconds: float) -> dict[str, Any]:
         evals = list(self.run.eval_rows())

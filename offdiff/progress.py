@@ -1,0 +1,80 @@
+"""Progress of long loops (training stages, data collection): a tqdm bar on a terminal, plain lines in a log.
+
+In a log file (SLURM jobs, `> log`) a bar's carriage returns are noise, so there it prints one line at most every
+`every_s` seconds ($OFFDIFF_PROGRESS_S, default 30):
+`[dql:train] step 12000/1000000 (1%) 212.4 steps/s ETA 1:17:31 critic_loss=0.52 q_loss=-3.1`.
+`note` prints a line at once in both cases (e.g. each evaluation's score).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import sys
+import time
+from typing import Any, TextIO
+
+from tqdm import tqdm
+
+
+def eta(remaining: float, rate: float) -> str:
+    """`h:mm:ss` for `remaining` units at `rate` units/s; `?` while the rate is unknown."""
+    return str(datetime.timedelta(seconds=round(remaining / rate))) if rate > 0 else "?"
+
+
+class Progress:
+    def __init__(self, total: int | None, desc: str, unit: str = "step", enabled: bool = True, initial: int = 0,
+                 every_s: float | None = None, stream: TextIO | None = None):
+        self.stream = stream or sys.stderr
+        self.tty = enabled and self.stream.isatty()
+        self.enabled, self.total, self.desc, self.unit = enabled, total, desc, unit
+        self.every_s = float(os.environ.get("OFFDIFF_PROGRESS_S", 30)) if every_s is None else every_s
+        self.n = self.start_n = initial
+        self.start = self.last_line = time.monotonic()
+        self.postfix: dict[str, Any] = {}
+        self.bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=not self.tty, smoothing=0.1,
+                        file=self.stream)
+
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.start
+        return (self.n - self.start_n) / elapsed if elapsed > 0 else 0.0
+
+    def line(self) -> str:
+        rate = self.rate()
+        where = f"{self.unit} {self.n}"
+        if self.total:
+            where += f"/{self.total} ({100 * self.n / self.total:.0f}%)"
+        text = f"[{self.desc}] {where} {rate:.1f} {self.unit}s/s"
+        if self.total:
+            text += f" ETA {eta(self.total - self.n, rate)}"
+        return " ".join([text, *(f"{k}={_fmt(v)}" for k, v in self.postfix.items())])
+
+    def set_postfix(self, values: dict[str, Any] | None = None, refresh: bool = False, **kw: Any) -> None:
+        """The values shown after the counts (tqdm's signature; `refresh` is accepted and ignored)."""
+        self.postfix = {**(values or {}), **kw}
+        if self.tty:
+            self.bar.set_postfix({k: _fmt(v) for k, v in self.postfix.items()}, refresh=False)
+
+    def update(self, n: int = 1, values: dict[str, Any] | None = None) -> None:
+        self.n += n
+        self.bar.update(n)
+        if values is not None:
+            self.set_postfix(values)
+        if self.enabled and not self.tty and time.monotonic() - self.last_line >= self.every_s:
+            self.last_line = time.monotonic()
+            print(self.line(), file=self.stream, flush=True)
+
+    def note(self, message: str) -> None:
+        if not self.enabled:
+            return
+        if self.tty:
+            self.bar.write(message, file=self.stream)
+        else:
+            print(message, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
