@@ -1,4 +1,4 @@
-"""The `offdiff` command line: train, algos, data list/info/fetch.
+"""The `offdiff` command line: every command is registered here (`offdiff --help` lists them).
 
 User mistakes (bad input, missing data, corrupt files) print one line `offdiff: error: ...` and exit 2;
 nothing already written is lost.
@@ -11,8 +11,10 @@ import json
 import sys
 from pathlib import Path
 
+from offdiff import __version__
 from offdiff.analysis.cli import register as register_aggregate
 from offdiff.bench.cli import register as register_bench
+from offdiff.cli_style import finish, quiet_broken_pipe, table
 from offdiff.collect.cli import register as register_collect
 from offdiff.config import parse_assignments
 from offdiff.errors import OffdiffError
@@ -20,6 +22,10 @@ from offdiff.eval.cli import register as register_eval
 from offdiff.harness.cli import register as register_grid
 from offdiff.tracking import parse_log
 from offdiff.tracking import register as register_export
+
+DESCRIPTION = """A benchmark suite for diffusion-policy offline RL: train EDA, DTQL and Diffusion-QL (and plugins)
+on Minari, D4RL HDF5 or toy datasets, run grids locally or on SLURM, and aggregate the runs into tables and plots.
+`offdiff COMMAND --help` shows each command's options and examples."""
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -31,7 +37,7 @@ def _train(args: argparse.Namespace) -> int:
     request = TrainRequest(
         algo=args.algo, source=args.dataset, seed=args.seed, eval_env=args.eval_env,
         overrides=parse_assignments(args.set), protocol=protocol, steps=args.steps, device=args.device,
-        runs_root=Path(args.runs_dir), compile=args.compile, keep=args.keep, log=parse_log(args.log),
+        runs_root=Path(args.runs_dir), compile=args.compile, keep=args.keep, log=parse_log(",".join(args.log)),
     )
     planned = plan(request)
     if planned.run_dir.is_done():
@@ -70,30 +76,47 @@ def _data(args: argparse.Namespace) -> int:
 
     if args.data_command == "list":
         rows = sources.list_local()
-        if not rows:
+        if args.json:
+            print("\n".join(json.dumps(row, default=str) for row in rows))
+        elif not rows:
             print("no local Minari datasets (MINARI_DATASETS_PATH); built-in: toy:<name>, see `offdiff data info`")
-        for row in rows:
-            print(json.dumps(row, default=str))
+        else:
+            print(table(["dataset", "eval env", "episodes", "steps", "MB", "reference scores"],
+                        [[r["id"], r["env"] or "-", r["episodes"], r["steps"], r["size_mb"], _ref(r["ref_scores"])]
+                         for r in rows]))
     elif args.data_command == "info":
-        print(json.dumps(sources.describe(args.source, args.eval_env), indent=2, default=str))
+        info = sources.describe(args.source, args.eval_env)
+        if args.json:
+            print(json.dumps(info, indent=2, default=str))
+        else:
+            info["ref_scores"] = _ref(info["ref_scores"]) + (f" ({info.pop('ref_scores_error')})"
+                                                             if "ref_scores_error" in info else "")
+            print(table(["key", "value"], [[k, json.dumps(v, default=str) if isinstance(v, (dict, list)) else v]
+                                           for k, v in info.items()]))
     elif args.data_command == "fetch":
         path = sources.fetch(args.dataset_id, timeout_s=args.timeout)
         print(f"fetched {args.dataset_id} into {path}")
     return 0
 
 
+def _ref(ref: dict | None) -> str:
+    return f"{ref['min']:g} .. {ref['max']:g} ({ref['source']})" if ref else "none"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="offdiff", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="offdiff", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"offdiff {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     t = sub.add_parser("train", help="train one algorithm on one dataset with one seed (resumes; skips if DONE)")
     t.add_argument("--algo", required=True, help="a registered algorithm, see `offdiff algos`")
     t.add_argument("--dataset", required=True, help="minari:<id> | hdf5:<path> | toy:<name>")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=0, help="run seed; the sampler's and evaluation's seeds derive from it")
     t.add_argument("--steps", type=int, help="train every stage for this many steps (sets every step-budget key)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     t.add_argument("--eval-env", help="gymnasium id of the evaluation env (required for hdf5:)")
-    t.add_argument("--eval-episodes", type=int)
+    t.add_argument("--eval-episodes", type=int,
+                   help="episodes per evaluation (default: 10 on Gym locomotion, 100 elsewhere)")
     t.add_argument("--eval-every", type=int, help="evaluate every N steps (and at the end of each stage)")
     t.add_argument("--eval-envs", type=int, help="vector envs used for evaluation")
     t.add_argument("--log-every", type=int, help="read and log metrics every N steps")
@@ -102,14 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile each step (same math, float-rounding differences); default: on for runs of "
                         ">= 50k steps where the device can compile (see README, Speed)")
-    t.add_argument("--runs-dir", default="runs")
+    t.add_argument("--runs-dir", default="runs", help="run folders go under RUNS_DIR/train/")
     t.add_argument("--keep", choices=("all", "final"), default="all",
                    help="final: once done, replace checkpoint.pt by weights.pt, the final weights only (no resume "
                         "state; offdiff eval and load_run use either)")
-    t.add_argument("--log", default="tensorboard", metavar="TRACKERS",
-                   help="live experiment tracking, a comma list of tensorboard (event files in the run folder's "
-                        "tensorboard/) and wandb (pip install 'offdiff[wandb]'; offline unless WANDB_MODE), or none "
-                        "(default: tensorboard)")
+    t.add_argument("--log", nargs="+", default=["tensorboard"], metavar="TRACKER",
+                   help="live experiment tracking, a comma- or space-separated list of tensorboard (event files in "
+                        "the run folder's tensorboard/) and wandb (pip install 'offdiff[wandb]'; offline unless "
+                        "WANDB_MODE), or none (default: tensorboard)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_train)
 
@@ -118,12 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("data", help="local datasets: list, info, fetch, collect")
     dsub = d.add_subparsers(dest="data_command", required=True)
-    dsub.add_parser("list", help="datasets in the local Minari store")
+    listing = dsub.add_parser("list", help="datasets in the local Minari store")
+    listing.add_argument("--json", action="store_true", help="one JSON object per dataset instead of the table")
     info = dsub.add_parser("info", help="shape, size, env and reference scores of a dataset source")
-    info.add_argument("source")
-    info.add_argument("--eval-env")
+    info.add_argument("source", help="minari:<id> | hdf5:<path> | toy:<name>")
+    info.add_argument("--eval-env", help="gymnasium id of the evaluation env (required for hdf5:)")
+    info.add_argument("--json", action="store_true", help="print JSON instead of the table")
     fetch = dsub.add_parser("fetch", help="download a Minari dataset (login node; never done by training)")
-    fetch.add_argument("dataset_id")
+    fetch.add_argument("dataset_id", help="a Minari dataset id, e.g. mujoco/hopper/medium-v0")
     fetch.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
     register_collect(dsub)
     d.set_defaults(func=_data)
@@ -132,13 +157,17 @@ def build_parser() -> argparse.ArgumentParser:
     register_aggregate(sub)
     register_grid(sub)
     register_bench(sub)
-    return parser
+    return finish(parser)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        args = build_parser().parse_args(argv)
+        code = args.func(args)
+        sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
+        return code
+    except BrokenPipeError:  # `offdiff ... | head`: the reader has all it wanted
+        return quiet_broken_pipe()
     except OffdiffError as exc:
         print(f"offdiff: error: {exc}", file=sys.stderr)
         return 2

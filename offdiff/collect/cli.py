@@ -37,7 +37,7 @@ def register(data_commands: argparse._SubParsersAction) -> None:
     size = c.add_mutually_exclusive_group()
     size.add_argument("--episodes", type=int, help="whole episodes per random/medium/expert dataset")
     size.add_argument("--transitions", type=int, help="steps per random/medium/expert dataset (default 1,000,000)")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=int, default=0, help="seed of SAC, the rollouts and the environments")
     c.add_argument("--namespace", default="local", help="dataset ids <namespace>/<env>/<kind>-v0")
     c.add_argument("--device", default="cpu", help="cpu (default: bit-reproducible) | cuda | cuda:N | auto")
     c.add_argument("--overwrite", action="store_true", help="replace datasets that already exist")

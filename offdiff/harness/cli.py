@@ -10,6 +10,8 @@ from typing import Any
 
 from offdiff.harness.profile import EXECUTORS
 
+RUNS_DIR = "the folder holding runs/<grid>/ (the same for submit, status and cancel)"
+
 
 def _grid(args: argparse.Namespace) -> int:
     from offdiff.harness.grid import load_grid
@@ -61,19 +63,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--profile", required=True, help="cluster profile, e.g. slurm/profiles/local.yaml")
         p.add_argument("--executor", choices=EXECUTORS, help="overrides the profile's executor")
         p.add_argument("--dry-run", action="store_true", help="print the plan (runs, jobs, arrays, GPU-hours) only")
-        p.add_argument("--runs-dir", default="runs")
+        p.add_argument("--runs-dir", default="runs", help=RUNS_DIR)
         p.add_argument("--keep", choices=("all", "final"),
                        help="final: finished runs keep only their final weights (weights.pt; default: the grid's "
                             "`keep:`, else all)")
     s = commands.add_parser("status", help="a table per algorithm × dataset: done / running / pending / failed, "
                                            "progress, last score, ETA; the failures' last errors")
     s.add_argument("grid", help="grid spec, e.g. benchmarks/grids/quickstart.yaml")
-    s.add_argument("--runs-dir", default="runs")
+    s.add_argument("--runs-dir", default="runs", help=RUNS_DIR)
     s.add_argument("--json", action="store_true", help="every run's state, job, progress, steps/s, ETA and last score "
                                                       "as JSON, and the table's rows")
     s.add_argument("--watch", nargs="?", type=float, const=30.0, metavar="SECONDS",
                    help="print the table again every SECONDS (default 30) until no run is running or pending")
     c = commands.add_parser("cancel", help="cancel the jobs of the grid's running and pending runs (checkpoints kept)")
     c.add_argument("grid", help="grid spec, e.g. benchmarks/grids/quickstart.yaml")
-    c.add_argument("--runs-dir", default="runs")
+    c.add_argument("--runs-dir", default="runs", help=RUNS_DIR)
     grid.set_defaults(func=_grid)
