@@ -91,3 +91,19 @@ def test_license_and_citation_match_pyproject():
     assert arxiv == {"arXiv:2208.06193", "arXiv:2405.19690", "arXiv:2407.09024"}
     readme = (ROOT / "README.md").read_text()
     assert all(a in readme for a in arxiv)
+
+
+def test_quickstart_always_runs_the_quickstart_grid(tmp_path):
+    """Whatever datasets this machine has, the quickstart is the toy grid; its tables are printed at the end."""
+    venv = _fake_venv(tmp_path)
+    calls = tmp_path / "calls"
+    offdiff = venv / "bin" / "offdiff"  # stands in for the real command: records how it was called
+    offdiff.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    offdiff.chmod(0o755)
+    done = _bash(f"bash {ROOT}/benchmarks/quickstart.sh --dry-run", OFFDIFF_VENV=str(venv))
+    assert done.returncode == 0, done.stderr
+    assert calls.read_text().splitlines() == [
+        "grid submit benchmarks/grids/quickstart.yaml --profile slurm/profiles/local.yaml --runs-dir runs --dry-run",
+        "aggregate runs/quickstart --out results/quickstart",
+    ]
+    assert "| toy/four_corners |" in done.stdout  # the committed table, printed

@@ -17,7 +17,8 @@ log: [tensorboard]               # live tracking: tensorboard and/or wandb (offl
 resources: {runs_per_job: 4, time_min: 60}   # job-shape keys of the profile, for this grid
 ```
 
-Everything is checked on load, and a mistake names its file and line.
+Everything is checked on load, and a mistake names its file and line. The full reference, with the order in
+which config values apply: docs/grids.md.
 """
 
 from __future__ import annotations
