@@ -11,7 +11,7 @@
 # (under $OFFDIFF_CACHE/collect/); finished datasets are skipped. PARALLEL=1 (default) runs the four
 # envs at once, logging to $LOG_DIR/<env>.log; PARALLEL=0 runs them one after another with progress
 # bars. ENVS picks envs. TINY=1 is the seconds-long budget of the tests (tiny SAC, 2k transitions; a smoke
-# test, not data to benchmark on; the expert may not beat random on every env). Extra arguments go to every `offdiff data collect`, e.g. `--sac eval_episodes=10`.
+# test, not data to benchmark on; the expert may not beat random on every env). Extra arguments go to every `offdiff data collect`, e.g. `--set eval_episodes=10`.
 #
 #   bash benchmarks/collect_local_suite.sh                    # seed 0, namespace "local"
 #   PARALLEL=0 SEED=1 NAMESPACE=local-s1 bash benchmarks/collect_local_suite.sh
@@ -35,12 +35,12 @@ declare -A BUDGET=(
   [Walker2d-v5]=150000
   [InvertedDoublePendulum-v5]=30000
 )
-SAC=(--sac hidden=128 --sac snapshots=20 --sac eval_episodes=5)
+SAC=(--set hidden=128 --set snapshots=20 --set eval_episodes=5)
 if [ "$TINY" = 1 ]; then  # tests/test_collect.py's setting
   for env in "${!BUDGET[@]}"; do BUDGET[$env]=800; done
   TRANSITIONS=2000
-  SAC=(--sac hidden=32 --sac batch_size=64 --sac lr=1e-3 --sac learning_starts=100 --sac snapshots=4
-       --sac eval_episodes=5)
+  SAC=(--set hidden=32 --set batch_size=64 --set lr=1e-3 --set learning_starts=100 --set snapshots=4
+       --set eval_episodes=5)
 fi
 ENVS="${ENVS:-InvertedDoublePendulum-v5 Hopper-v5 Walker2d-v5 HalfCheetah-v5}"
 

@@ -172,7 +172,7 @@ def test_reference_scores_are_its_own_random_and_expert_and_size_cuts_at_transit
 
 
 def test_existing_dataset_is_an_error_unless_overwrite(capsys: pytest.CaptureFixture) -> None:
-    tiny_sac = [f"--sac={k}={v}" for k, v in (("hidden", 32), ("batch_size", 64), ("lr", 1e-3),
+    tiny_sac = [f"--set={k}={v}" for k, v in (("hidden", 32), ("batch_size", 64), ("lr", 1e-3),
                                                ("learning_starts", 100), ("snapshots", 4), ("eval_episodes", 5))]
     args = ["data", "collect", IDP, "--kinds", "random", "--transitions", "40", "--budget", str(BUDGET), *tiny_sac,
             "--quiet"]

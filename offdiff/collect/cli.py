@@ -41,7 +41,8 @@ def register(data_commands: argparse._SubParsersAction) -> None:
     c.add_argument("--namespace", default="local", help="dataset ids <namespace>/<env>/<kind>-v0")
     c.add_argument("--device", default="cpu", help="cpu (default: bit-reproducible) | cuda | cuda:N | auto")
     c.add_argument("--overwrite", action="store_true", help="replace datasets that already exist")
-    c.add_argument("--sac", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a SAC setting (hidden, layers, batch_size, lr, learning_starts, snapshots, ...)")
+    c.add_argument("--set", "--sac", dest="sac", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a SAC setting (hidden, layers, batch_size, lr, learning_starts, snapshots, ...), "
+                        "as `train --set` does a config key; --sac is the older spelling")
     c.add_argument("--quiet", action="store_true", help="no progress bars")
     c.set_defaults(func=_collect)

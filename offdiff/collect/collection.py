@@ -222,6 +222,6 @@ def collect(request: CollectRequest, progress: bool = True, log: Callable[[str],
 
 
 def request_from_args(env_id: str, kinds: str, sac_overrides: dict[str, str], **fields: Any) -> CollectRequest:
-    """A request from CLI values (`kinds` comma-separated, `sac_overrides` as `--sac key=value`)."""
-    sac = apply_overrides(SACConfig(), sac_overrides, origin="--sac")
+    """A request from CLI values (`kinds` comma-separated, `sac_overrides` as `--set key=value`)."""
+    sac = apply_overrides(SACConfig(), sac_overrides, origin="--set")
     return dataclasses.replace(CollectRequest(env_id), kinds=parse_kinds(kinds), sac=sac, **fields)

@@ -24,7 +24,7 @@ Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tens
 
 @dataclass(frozen=True)
 class SACConfig:
-    """SAC and schedule settings (`--sac key=value`); defaults are the usual SAC ones for MuJoCo."""
+    """SAC and schedule settings (`data collect --set key=value`); defaults are the usual SAC ones for MuJoCo."""
 
     hidden: int = 256  # width of every hidden layer of actor and critic
     layers: int = 2  # hidden layers

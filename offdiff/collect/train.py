@@ -57,7 +57,7 @@ def check_budget(budget: int, config: SACConfig) -> None:
     if budget <= config.learning_starts:
         raise OffdiffError(
             f"budget {budget} must exceed learning_starts={config.learning_starts} (the random warm-up); "
-            "raise --budget or lower it with --sac learning_starts=N"
+            "raise --budget or lower it with --set learning_starts=N"
         )
     if len(snapshot_steps(budget, config.snapshots)) < 2:
         raise OffdiffError(f"a medium policy needs at least 2 snapshots, got snapshots={config.snapshots}")
