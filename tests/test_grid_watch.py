@@ -128,3 +128,13 @@ def test_train_log_has_step_and_evaluation_lines(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "[dql:main] step 20/20 (100%)" in err and "critic_loss=" in err
     assert "[dql:main] evaluation at step 10: normalized score" in err
+
+
+def test_data_collect_logs_its_progress(capsys, monkeypatch):
+    monkeypatch.setenv("OFFDIFF_PROGRESS_S", "0")
+    sac = [f"--set={k}={v}" for k, v in (("hidden", 32), ("batch_size", 64), ("lr", 1e-3), ("learning_starts", 100),
+                                          ("snapshots", 4), ("eval_episodes", 5))]  # tests/test_collect.py's tiny SAC
+    assert main(["data", "collect", "InvertedDoublePendulum-v5", "--kinds", "random", "--transitions", "40",
+                 "--budget", "800", *sac]) == 0
+    err = capsys.readouterr().err
+    assert "[SAC InvertedDoublePendulum-v5] step 800/800 (100%)" in err and "ETA" in err and "eval_return=" in err
