@@ -84,9 +84,10 @@ def test_status_shows_progress_score_and_eta_of_a_running_run_and_cancel_stops_i
         assert (running["step"], running["total"], running["score"]) == (40, 100, 12.5)
         assert running["eta_s"] == pytest.approx(6.0)  # 60 steps left at 10 steps/s
         (row,) = [r for r in view["table"] if r["running"]]
-        assert row["progress"] == pytest.approx(0.4) and row["eta_s"] == pytest.approx(6.0)
+        assert row["progress"] == pytest.approx(0.4) and row["eta_s"] == pytest.approx(6.0) == view["eta_s"]
         table = _status(capsys, grid, runs)
         assert "40%" in table and "12.5" in table and "0:00:06" in table
+        assert "the running runs end in about 0:00:06; 3 pending or unsubmitted run(s) not estimated" in table
 
         assert main(["grid", "cancel", str(grid), "--runs-dir", str(runs)]) == 0
         assert f"cancelled 1 job(s): {job.pid}" in capsys.readouterr().out

@@ -102,3 +102,17 @@ def test_grid_keep_final(tmp_path, capsys):
     grid.write_text(grid.read_text().replace("keep: final", "keep: some"))
     assert main(["grid", "submit", str(grid), "--profile", str(profile)]) == 2
     assert "keep is all or final" in capsys.readouterr().err
+
+
+def test_eval_of_an_unfinished_run_says_so(tmp_path, capsys):
+    from offdiff.train.runner import TrainRequest, plan, train
+
+    request = TrainRequest(algo="dtql", source="toy:four_corners", steps=10, device="cpu", runs_root=tmp_path,
+                           overrides={"diffusion_hidden": 16, "policy_hidden": 16, "critic_hidden": 16,
+                                      "batch_size": 16, "eval_candidates": 4}, log=())
+    train(request, progress=False, stop_after_cacheable=True)  # pretraining done, checkpointed, no DONE
+    run = plan(request).run_dir.path
+    assert main(["eval", str(run), "--eval-episodes", "3", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "NOT FINISHED: weights of the last checkpoint, pretrain step 10" in out
+    assert "normalized score (3 episodes)" in out

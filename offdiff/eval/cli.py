@@ -42,8 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "evaluation. With the defaults it repeats the run's last evaluation: same episodes, reset seeds "
                     "and acting generator, so on CPU the same returns.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (with manifest.json)")
-    p.add_argument("--episodes", type=int, help="episodes to evaluate (default: the run's protocol)")
-    p.add_argument("--envs", type=int, help="vector envs (default: the run's protocol)")
+    p.add_argument("--episodes", "--eval-episodes", type=int, help="episodes to evaluate (default: the run's protocol)")
+    p.add_argument("--envs", "--eval-envs", type=int, help="vector envs (default: the run's protocol)")
     p.add_argument("--seed", type=int, help="reset seed of the first episode (default: the run's eval seed)")
     p.add_argument("--video", metavar="FILE", help="also render one episode to FILE (.gif, or .mp4 with "
                                                    "imageio-ffmpeg); needs a renderable env (MuJoCo tasks)")

@@ -101,7 +101,8 @@ def overview(statuses: Sequence[RunStatus]) -> dict[str, Any]:
         table.append({**row, "progress": _mean([p.fraction for p in running]), "score": _mean(scores),
                       "eta_s": max(etas) if etas else None})
     tally = {state: sum(s.state == state for s in statuses) for state in ORDER}
-    return {"counts": tally, "table": table, "runs": runs}
+    etas = [r["eta_s"] for r in table if r["eta_s"] is not None]
+    return {"counts": tally, "eta_s": max(etas) if etas else None, "table": table, "runs": runs}
 
 
 def _cell(value: Any, kind: str) -> str:
@@ -128,6 +129,10 @@ def render(grid_root: Path, statuses: Sequence[RunStatus], view: dict[str, Any])
               for r in rows]
     lines.append("progress: mean over running runs; score: mean normalized score of the last evaluation of done and "
                  "running runs; ETA: slowest running run, at its last logged steps/s")
+    if view["eta_s"] is not None:
+        waiting = view["counts"]["pending"] + view["counts"]["not submitted"]
+        lines.append(f"the running runs end in about {eta(view['eta_s'], 1.0)}"
+                     + (f"; {waiting} pending or unsubmitted run(s) not estimated" if waiting else ""))
     for s in statuses:
         if s.state in ("failed", "unknown"):
             lines.append(f"{s.state}: {s.cell.label} (job {s.job}) {s.cell.key}")
