@@ -29,15 +29,16 @@ class Progress:
         self.tty = enabled and self.stream.isatty()
         self.enabled, self.total, self.desc, self.unit = enabled, total, desc, unit
         self.every_s = float(os.environ.get("OFFDIFF_PROGRESS_S", 30)) if every_s is None else every_s
-        self.n = self.start_n = initial
-        self.start = self.last_line = time.monotonic()
+        self.n = self.line_n = initial
+        self.last_line = time.monotonic()
         self.postfix: dict[str, Any] = {}
         self.bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=not self.tty, smoothing=0.1,
                         file=self.stream)
 
     def rate(self) -> float:
-        elapsed = time.monotonic() - self.start
-        return (self.n - self.start_n) / elapsed if elapsed > 0 else 0.0
+        """Units/s since the previous line (or the start): the current speed, for the ETA."""
+        elapsed = time.monotonic() - self.last_line
+        return (self.n - self.line_n) / elapsed if elapsed > 0 else 0.0
 
     def line(self) -> str:
         rate = self.rate()
@@ -61,8 +62,8 @@ class Progress:
         if values is not None:
             self.set_postfix(values)
         if self.enabled and not self.tty and time.monotonic() - self.last_line >= self.every_s:
-            self.last_line = time.monotonic()
             print(self.line(), file=self.stream, flush=True)
+            self.last_line, self.line_n = time.monotonic(), self.n
 
     def note(self, message: str) -> None:
         if not self.enabled:

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,48 @@ def test_data_collect_logs_its_progress(capsys, monkeypatch):
                  "--budget", "800", *sac]) == 0
     err = capsys.readouterr().err
     assert "[SAC InvertedDoublePendulum-v5] step 800/800 (100%)" in err and "ETA" in err and "eval_return=" in err
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and text.encode() in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_cancel_stops_a_local_grid_and_its_jobs(tmp_path, capsys):
+    grid = tmp_path / "long.yaml"
+    grid.write_text("name: long\ndatasets: [toy:four_corners]\nseeds: [0, 1]\n"
+                    "algorithms: [{name: dql, algo: dql, overrides: {hidden: 16}}]\n"
+                    "protocol: {steps: 1000000, eval_every: 1000000, eval_episodes: 5, eval_envs: 5, log_every: 20}\n"
+                    "compile: false\nlog: []\n")
+    profile = tmp_path / "local.yaml"
+    profile.write_text("executor: local\ncpus: 1\narray_limit: 1\n")
+    runs = tmp_path / "runs"
+    submitter = subprocess.Popen([sys.executable, "-m", "offdiff.cli", "grid", "submit", str(grid), "--profile",
+                                  str(profile), "--runs-dir", str(runs)], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(120):  # until the first run has logged a step
+            view = json.loads(_status(capsys, grid, runs, "--json"))
+            if view["counts"]["running"] and any(r["step"] for r in view["runs"]):
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the local grid did not start")
+        assert main(["grid", "cancel", str(grid), "--runs-dir", str(runs)]) == 0
+        assert "cancelled 1 job(s)" in capsys.readouterr().out
+        assert submitter.wait(timeout=60) != 0  # the submitter stopped: the second run never starts
+        for _ in range(60):
+            if not _processes_mentioning(str(runs)):
+                break
+            time.sleep(0.5)
+        assert not _processes_mentioning(str(runs)), "a job or its worker is still running"
+        view = json.loads(_status(capsys, grid, runs, "--json"))
+        assert (view["counts"]["failed"], view["counts"]["not submitted"]) == (1, 1), view["counts"]
+    finally:
+        submitter.kill()

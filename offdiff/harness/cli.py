@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,13 @@ def _status(args: argparse.Namespace, grid: Any, runs_root: Path) -> int:
     folder = harness_dir(runs_root, grid.name)
     cells = expand(grid, runs_root)
     if args.grid_command == "cancel":
-        jobs = cancel(run_states(cells, folder), folder)
+        jobs: list[str] = []
+        for _ in range(3):  # again while a stopping local `grid submit` may have started one more job
+            new = [j for j in cancel(run_states(cells, folder), folder) if j not in jobs]
+            if not new:
+                break
+            jobs += new
+            time.sleep(2.0)
         print(f"cancelled {len(jobs)} job(s){': ' + ', '.join(jobs) if jobs else ''}; "
               f"the runs keep their checkpoints and resume when submitted again")
         return 0

@@ -158,8 +158,8 @@ def watch(poll: Callable[[], list[RunStatus]], grid_root: Path, every_s: float) 
 
 def cancel(statuses: Sequence[RunStatus], folder: Path) -> list[str]:
     """Cancel the jobs that hold the grid's running and pending runs: scancel on SLURM; on this machine, stop the
-    `grid submit` that is starting local jobs (SIGINT), then its running jobs (SIGKILL: submitit ignores SIGTERM).
-    A cancelled run keeps its last checkpoint and resumes from it when submitted again."""
+    `grid submit` that is starting local jobs, then its running jobs (SIGINT to both, as Ctrl-C: submitit's local
+    job then stops its worker). A cancelled run keeps its last checkpoint and resumes from it when submitted again."""
     wanted = {s.job for s in statuses if s.state in ("running", "pending") and s.job}
     record = Record(folder)
     jobs = [(sub, j.id) for sub in record.submissions for j in sub.jobs if j.id in wanted]
@@ -173,11 +173,10 @@ def cancel(statuses: Sequence[RunStatus], folder: Path) -> list[str]:
         if done.returncode != 0:
             raise OffdiffError(f"scancel failed: {done.stderr.strip() or done.stdout.strip()}")
     submitters = {Path(sub.logs).parent.name.rsplit("-", 1)[-1] for sub, _ in jobs if sub.executor == "local"}
-    for pid, sig, marker in [*((p, signal.SIGINT, b"grid") for p in submitters),
-                             *((j, signal.SIGKILL, b"submitit") for j in local)]:
+    for pid, marker in [*((p, b"grid") for p in submitters), *((j, b"submitit") for j in local)]:
         if _is_process(pid, marker):
             with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), sig)
+                os.kill(int(pid), signal.SIGINT)
     return slurm + local
 
 

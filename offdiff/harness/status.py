@@ -50,7 +50,10 @@ def _alive(pid: str) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # an ended job whose parent (its `grid submit`) is gone may linger as a zombie: not alive
+        return Path(f"/proc/{int(pid)}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 class _JobStates:
