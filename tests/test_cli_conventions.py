@@ -90,3 +90,16 @@ def test_a_closed_pipe_ends_quietly():
         done = subprocess.run([sys.executable, "-m", "offdiff.cli", "data", "info", "toy:four_corners"], stdout=stdout,
                               stderr=subprocess.PIPE, text=True, timeout=120)
     assert done.stderr == "" and done.returncode == 141
+
+
+def test_grid_dry_run_quiet_leaves_out_the_run_list(tmp_path, capsys):
+    grid = tmp_path / "g.yaml"
+    grid.write_text("name: g\ndatasets: [toy:four_corners]\nseeds: [0, 1, 2]\nalgorithms: [dql]\n")
+    profile = tmp_path / "p.yaml"
+    profile.write_text("executor: local\n")
+    argv = ["grid", "submit", str(grid), "--profile", str(profile), "--runs-dir", str(tmp_path), "--dry-run"]
+    assert main(argv) == 0
+    full = capsys.readouterr().out
+    assert main([*argv, "--quiet"]) == 0
+    quiet = capsys.readouterr().out
+    assert "seed=2" in full and "seed=2" not in quiet and "to submit: 3" in quiet

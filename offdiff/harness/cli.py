@@ -26,7 +26,8 @@ def _grid(args: argparse.Namespace) -> int:
     if args.grid_command in ("status", "cancel"):
         return _status(args, grid, runs_root)
     profile = dataclasses.replace(load_profile(Path(args.profile), executor=args.executor), **grid.resources)
-    return submit(grid, profile, runs_root, only_failed=args.grid_command == "resubmit", dry_run=args.dry_run)
+    return submit(grid, profile, runs_root, only_failed=args.grid_command == "resubmit", dry_run=args.dry_run,
+                  quiet=args.quiet)
 
 
 def _status(args: argparse.Namespace, grid: Any, runs_root: Path) -> int:
@@ -70,6 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--profile", required=True, help="cluster profile, e.g. slurm/profiles/local.yaml")
         p.add_argument("--executor", choices=EXECUTORS, help="overrides the profile's executor")
         p.add_argument("--dry-run", action="store_true", help="print the plan (runs, jobs, arrays, GPU-hours) only")
+        p.add_argument("--quiet", action="store_true", help="leave out the list of runs that --dry-run prints")
         p.add_argument("--runs-dir", default="runs", help=RUNS_DIR)
         p.add_argument("--keep", choices=("all", "final"),
                        help="final: finished runs keep only their final weights (weights.pt; default: the grid's "

@@ -138,7 +138,8 @@ def _launch(grid: Grid, arrays: tuple[Array, ...], profile: Profile, folder: Pat
     bar.close()
 
 
-def submit(grid: Grid, profile: Profile, runs_root: Path, only_failed: bool = False, dry_run: bool = False) -> int:
+def submit(grid: Grid, profile: Profile, runs_root: Path, only_failed: bool = False, dry_run: bool = False,
+           quiet: bool = False) -> int:
     """Submit the grid's runs that are not done and not queued (`only_failed`: just the failed ones).
 
     Returns the exit status: 1 if runs failed in a local/debug submission (which waits for them), else 0.
@@ -158,7 +159,8 @@ def submit(grid: Grid, profile: Profile, runs_root: Path, only_failed: bool = Fa
         schedule = make_schedule(todo, cells, profile)
         print("\n".join(describe(schedule, profile)))
         if dry_run:
-            print("\n".join(f"  {c.label}  {c.planned.run_dir.path}" for c in todo))
+            if not quiet:  # one line per run
+                print("\n".join(f"  {c.label}  {c.planned.run_dir.path}" for c in todo))
             return 0
         _launch(grid, schedule.arrays, profile, folder, todo)
         if profile.executor == "slurm":
