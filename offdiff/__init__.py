@@ -3,7 +3,7 @@
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     """`offdiff.load_run` without importing torch at `import offdiff`."""
     if name == "load_run":
         from offdiff.train.load import load_run
