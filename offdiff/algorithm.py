@@ -65,6 +65,7 @@ class Algorithm(ABC):
 
     name: ClassVar[str]
     Config: ClassVar[type[AlgorithmConfig]]
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}  # task key -> the paper's config for that task
 
     def __init__(self, config: AlgorithmConfig, spec: EnvSpec, device: torch.device, generator: torch.Generator):
         self.config = config
@@ -75,7 +76,7 @@ class Algorithm(ABC):
     @classmethod
     def preset(cls, task: str) -> dict[str, Any]:
         """Config overrides that reproduce the paper's setting for a D4RL-style task key (e.g. `hopper-medium`)."""
-        return {}
+        return dict(cls.presets.get(task, {}))
 
     @abstractmethod
     def stages(self) -> list[Stage]:

@@ -28,7 +28,7 @@ def _train(args: argparse.Namespace) -> int:
     request = TrainRequest(
         algo=args.algo, source=args.dataset, seed=args.seed, eval_env=args.eval_env,
         overrides=parse_assignments(args.set), protocol=protocol, steps=args.steps, device=args.device,
-        runs_root=Path(args.runs_dir), compile=args.compile,
+        runs_root=Path(args.runs_dir), compile=args.compile, task=args.task, ref_scores=args.ref_scores,
     )
     planned = plan(request)
     if planned.run_dir.is_done():
@@ -74,7 +74,7 @@ def _data(args: argparse.Namespace) -> int:
     elif args.data_command == "info":
         print(json.dumps(sources.describe(args.source, args.eval_env), indent=2, default=str))
     elif args.data_command == "fetch":
-        path = sources.fetch(args.dataset_id, timeout_s=args.timeout)
+        path = sources.fetch(args.dataset_id, timeout_s=args.timeout, expected_sha256=args.sha256)
         print(f"fetched {args.dataset_id} into {path}")
     return 0
 
@@ -85,11 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train one algorithm on one dataset with one seed (resumes; skips if DONE)")
     t.add_argument("--algo", required=True, help="a registered algorithm, see `offdiff algos`")
-    t.add_argument("--dataset", required=True, help="minari:<id> | hdf5:<path> | toy:<name>")
+    t.add_argument("--dataset", required=True, help="minari:<id> | d4rl:<name> | hdf5:<path> | toy:<name>")
+    t.add_argument("--task", help="the task whose preset applies (e.g. hopper-medium; `none`: the paper's defaults); "
+                                  "default: derived from the dataset by the README's rules, and printed")
+    t.add_argument("--ref-scores", metavar="MIN,MAX|d4rl",
+                   help="reference scores for normalization; default: the dataset's own metadata, else D4RL's "
+                        "for D4RL data, else an error (`d4rl` asks for D4RL's constants for the task)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--steps", type=int, help="train every stage for this many steps (sets every step-budget key)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-    t.add_argument("--eval-env", help="gymnasium id of the evaluation env (required for hdf5:)")
+    t.add_argument("--eval-env", help="gymnasium id of the evaluation env (default: the dataset's recorded env; "
+                                      "-v4 for D4RL locomotion; required for other hdf5: files)")
     t.add_argument("--eval-episodes", type=int)
     t.add_argument("--eval-every", type=int, help="evaluate every N steps (and at the end of each stage)")
     t.add_argument("--eval-envs", type=int, help="vector envs used for evaluation")
@@ -112,9 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
     info = dsub.add_parser("info", help="shape, size, env and reference scores of a dataset source")
     info.add_argument("source")
     info.add_argument("--eval-env")
-    fetch = dsub.add_parser("fetch", help="download a Minari dataset (login node; never done by training)")
-    fetch.add_argument("dataset_id")
+    fetch = dsub.add_parser("fetch", help="download d4rl:<name> or a Minari dataset (login node; never done by "
+                                          "training)")
+    fetch.add_argument("dataset_id", metavar="DATASET",
+                       help="d4rl:<name> (e.g. d4rl:hopper-medium-v2) or a Minari id (e.g. D4RL/antmaze/umaze-v1)")
     fetch.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
+    fetch.add_argument("--sha256", help="the expected SHA-256 of a d4rl: file (D4RL publishes none; offdiff "
+                                        "records the one it computed beside the file)")
     register_collect(dsub)
     d.set_defaults(func=_data)
     register_aggregate(sub)

@@ -324,7 +324,8 @@ def test_local_suite_table_has_every_algorithm_on_every_task():
     frame = read_scores(root / "results/local-suite/scores.csv")
     final = frame[frame.done]
     grid = yaml.safe_load((root / "benchmarks/grids/local-suite.yaml").read_text())
-    tasks = {source.removeprefix("minari:") for source in grid["datasets"]}
+    sources = [entry["source"] if isinstance(entry, dict) else entry for entry in grid["datasets"]]
+    tasks = {source.removeprefix("minari:") for source in sources}
     assert len(tasks) == 4 and set(final.dataset) == tasks
     seeds = final.groupby(["algorithm", "dataset"]).seed.nunique()
     assert set(final.algorithm) == {"dql", "dtql", "eda"} and len(seeds) == 12 and (seeds >= 3).all()

@@ -7,7 +7,8 @@ The policy π_θ is a 5-step VP diffusion model over actions (ε-prediction). Ea
   actor:   L_π = L_d(θ) − η / E|Q_k(s, a_θ)| · E[Q_j(s, a_θ)],   a_θ ~ π_θ(·|s) through the whole chain
            L_d(θ) = E ‖ε − ε_θ(√ᾱ_t a + √(1−ᾱ_t) ε, s, t)‖²,  j ~ coin flip, k the other head
 
-Targets: Polyak critic copy (τ = 0.005) and an EMA actor (0.995, every 5 steps from step 1000).
+Targets: Polyak critic copy (τ = 0.005) and an EMA actor (0.995, every 5 steps from step 1000; left at its
+initial weights before then, as in the release).
 Acting: 50 samples per state, one drawn from softmax(min_j Q'_j).
 """
 
@@ -51,6 +52,9 @@ class DQLConfig(AlgorithmConfig):
     ema_decay: float = 0.995
     ema_every: int = 5
     ema_start: int = 1000
+    # before ema_start: "release" leaves the EMA actor at its initial weights (as the release does), "copy"
+    # copies the actor into it every ema_every steps (offdiff's earlier behaviour)
+    ema_warmup: Literal["release", "copy"] = "release"
     lr_schedule: Literal["released", "cosine", "constant"] = "released"
     eval_candidates: int = 50
 
@@ -65,6 +69,7 @@ def released_schedule(total_steps: int, epoch: int = 1000, every_epochs: int = 5
 class DiffusionQL(Algorithm):
     name = "dql"
     Config = DQLConfig
+    presets = PRESETS
 
     def __init__(self, config: DQLConfig, spec: EnvSpec, device: torch.device, generator: torch.Generator):
         super().__init__(config, spec, device, generator)
@@ -79,10 +84,6 @@ class DiffusionQL(Algorithm):
                  "constant": lambda step: 1.0}[c.lr_schedule]
         self.actor_sched = torch.optim.lr_scheduler.LambdaLR(self.actor_opt, decay)
         self.critic_sched = torch.optim.lr_scheduler.LambdaLR(self.critic_opt, decay)
-
-    @classmethod
-    def preset(cls, task: str) -> dict[str, Any]:
-        return dict(PRESETS.get(task, {}))
 
     def stages(self) -> list[Stage]:
         return [Stage("main", self.config.steps, self.config.batch_size)]
@@ -132,10 +133,10 @@ class DiffusionQL(Algorithm):
 
         # Targets and schedules
         if step % c.ema_every == 0:
-            if step < c.ema_start:
-                hard_update_(self.ema_actor, self.actor)
-            else:
+            if step >= c.ema_start:
                 polyak_update_(self.ema_actor, self.actor, 1.0 - c.ema_decay)
+            elif c.ema_warmup == "copy":
+                hard_update_(self.ema_actor, self.actor)
         self.critic.update_target(c.tau)
         self.actor_sched.step()
         self.critic_sched.step()

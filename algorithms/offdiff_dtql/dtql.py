@@ -74,6 +74,7 @@ PRETRAIN_KEYS = ("lr", "critic_lr", "expectile", "discount", "value_from_target"
 class DTQL(Algorithm):
     name = "dtql"
     Config = DTQLConfig
+    presets = PRESETS
 
     def __init__(self, config: DTQLConfig, spec: EnvSpec, device: torch.device, generator: torch.Generator):
         super().__init__(config, spec, device, generator)
@@ -101,10 +102,6 @@ class DTQL(Algorithm):
         self.actor.to(self.device)
         decay = cosine_decay(c.steps) if c.lr_decay else (lambda step: 1.0)
         self.scheds = {k: torch.optim.lr_scheduler.LambdaLR(o, decay) for k, o in self.opts.items()}
-
-    @classmethod
-    def preset(cls, task: str) -> dict[str, Any]:
-        return dict(PRESETS.get(task, {}))
 
     def stages(self) -> list[Stage]:
         c = self.config

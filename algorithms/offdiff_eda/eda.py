@@ -103,6 +103,7 @@ class AlignmentSet:
 class EDA(Algorithm):
     name = "eda"
     Config = EDAConfig
+    presets = PRESETS
 
     def __init__(self, config: EDAConfig, spec: EnvSpec, device: torch.device, generator: torch.Generator):
         super().__init__(config, spec, device, generator)
@@ -123,10 +124,6 @@ class EDA(Algorithm):
         net = EnergyMLP(spec.obs_dim if c.state_input else 0, spec.act_dim, c.hidden, c.num_blocks, dropout,
                         c.time_dim, c.fourier_scale)
         return BottleneckDiffusion(net, spec.act_dim, self.schedule).to(self.device)
-
-    @classmethod
-    def preset(cls, task: str) -> dict[str, Any]:
-        return dict(PRESETS.get(task, {}))
 
     def stages(self) -> list[Stage]:
         c = self.config

@@ -32,12 +32,13 @@ def prepare(
     obs_transform: str = "none",
     reward_transform: str = "none",
     device: torch.device | str = "cpu",
+    ref_scores: str | None = None,
 ) -> PreparedData:
     """Resolve, check (names, reference scores, action bounds), load, transform and move to `device`."""
     check_transform_names(obs_transform, reward_transform)
     data = resolve(source, eval_env)
     info = data.info()
-    ref = data.ref_scores()
+    ref = data.ref_scores(ref_scores)
     transitions = data.load()
     scaler = ActionScaler(info.action_low, info.action_high)
     actions = scaler.check_dataset(transitions.actions, source)

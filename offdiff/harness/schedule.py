@@ -63,7 +63,7 @@ class _Stages:
     def __call__(self, p: PlannedRun) -> list[Stage]:
         key = stable_hash([p.request.algo, config_dict(p.config), p.info.obs_dim, p.info.act_dim])
         if key not in self.memo:
-            spec = EnvSpec(p.info.obs_dim, p.info.act_dim, p.info.dataset_id, p.info.task)
+            spec = EnvSpec(p.info.obs_dim, p.info.act_dim, p.info.dataset_id, p.choice.task)
             algo = p.cls(p.config, spec, torch.device("cpu"), torch.Generator().manual_seed(0))
             self.memo[key] = algo.stages()
         return self.memo[key]

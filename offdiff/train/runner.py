@@ -11,6 +11,7 @@ key and reused by every run that shares it.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import sys
 import time
@@ -25,8 +26,9 @@ from tqdm import tqdm
 from offdiff.algorithm import Algorithm, EnvSpec, Stage
 from offdiff.config import apply_overrides, budget_fields, config_dict, stable_hash
 from offdiff.data.pipeline import PreparedData, prepare
-from offdiff.data.scores import normalized_score
+from offdiff.data.scores import RefScores, normalized_score
 from offdiff.data.sources import DatasetInfo, resolve
+from offdiff.data.tasks import NO_TASK
 from offdiff.errors import OffdiffError
 from offdiff.eval import evaluate
 from offdiff.provenance import provenance
@@ -52,6 +54,24 @@ class TrainRequest:
     runs_root: Path = Path("runs")
     grid: str = "train"
     compile: bool | None = None  # torch.compile the plugin's steps; None: auto (offdiff/train/compile.py)
+    task: str | None = None  # the task whose preset applies; None: from the dataset (offdiff.data.tasks); "none"
+    ref_scores: str | None = None  # "MIN,MAX" or "d4rl"; None: the dataset's own, or D4RL's for D4RL data
+
+
+@dataclasses.dataclass(frozen=True)
+class PresetChoice:
+    """The task a run is for, how it was chosen, and the preset (if any) with the config keys it set."""
+
+    task: str
+    rule: str
+    preset: str | None
+    keys: dict[str, Any]
+
+    def describe(self) -> str:
+        if self.preset is None:
+            return f"task {self.task} ({self.rule}): no preset, the paper's defaults"
+        keys = ", ".join(f"{k}={v}" for k, v in self.keys.items()) or "nothing"
+        return f"task {self.task} ({self.rule}): preset {self.preset} sets {keys}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +82,14 @@ class PlannedRun:
     config: Any
     protocol: Protocol
     run_dir: RunDir
+    choice: PresetChoice
+    ref: RefScores
+
+    def describe(self) -> list[str]:
+        """What the run chose by rule (task and preset, eval env, reference scores), printed at its start."""
+        info, ref = self.info, self.ref
+        return [self.choice.describe(), f"eval env {info.eval_env} ({info.eval_env_rule})",
+                f"reference scores min {ref.min:g}, max {ref.max:g} ({ref.source})"]
 
 
 def derive_seed(seed: int, purpose: str) -> int:
@@ -78,8 +106,33 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def resolve_config(cls: type[Algorithm], task: str, request: TrainRequest) -> Any:
-    config = apply_overrides(cls.Config(), cls.preset(task), origin=f"{cls.name} preset for {task}")
+def _closest(cls: type[Algorithm], task: str) -> str:
+    close = difflib.get_close_matches(task, list(cls.presets), n=3, cutoff=0.4) or sorted(cls.presets)[:3]
+    return ", ".join(close) or "none"
+
+
+def choose_preset(cls: type[Algorithm], info: DatasetInfo, requested: str | None) -> PresetChoice:
+    """`--task` (or `none`), else the dataset's task; a non-toy task without a preset is an error, not defaults."""
+    how = "pass --task NAME (a grid dataset's task:) to use one, or --task none for the paper's defaults"
+    if requested == NO_TASK:
+        return PresetChoice(info.task, f"from {info.task_rule}; --task none", None, {})
+    if requested is not None:
+        if requested not in cls.presets:
+            raise OffdiffError(f"unknown --task {requested!r} for {cls.name}; closest presets: "
+                               f"{_closest(cls, requested)}; --task none trains with the paper's defaults")
+        return PresetChoice(requested, "--task", requested, cls.preset(requested))
+    if info.task in cls.presets:
+        return PresetChoice(info.task, f"from {info.task_rule}", info.task, cls.preset(info.task))
+    if info.task.startswith("toy-"):
+        return PresetChoice(info.task, f"from {info.task_rule}", None, {})
+    raise OffdiffError(f"no {cls.name} preset for task {info.task!r} (from {info.task_rule}); closest presets: "
+                       f"{_closest(cls, info.task)}; {how}")
+
+
+def resolve_config(cls: type[Algorithm], task: str | None, request: TrainRequest) -> Any:
+    """The paper's defaults, then the preset of `task` (None: no preset), then `--steps`, then `--set`."""
+    preset = cls.preset(task) if task is not None else {}
+    config = apply_overrides(cls.Config(), preset, origin=f"{cls.name} preset for {task}")
     if request.steps is not None:
         step_fields = {name: request.steps for name in budget_fields(config)}
         config = apply_overrides(config, step_fields, origin="--steps")
@@ -89,16 +142,19 @@ def resolve_config(cls: type[Algorithm], task: str, request: TrainRequest) -> An
 def plan(request: TrainRequest) -> PlannedRun:
     """Resolve a request to its config and stable run folder, without loading data."""
     cls = get_algorithm(request.algo)
-    info = resolve(request.source, request.eval_env).info()
-    config = resolve_config(cls, info.task, request)
-    protocol = apply_overrides(default_protocol(info.task), request.protocol, origin="protocol")
-    key = stable_hash(
-        {"config": config_dict(config), "source": request.source, "eval_env": info.eval_env,
-         "protocol": dataclasses.asdict(protocol)}
-    )
+    data = resolve(request.source, request.eval_env)
+    info = data.info()
+    choice = choose_preset(cls, info, request.task)
+    ref = data.ref_scores(request.ref_scores)
+    config = resolve_config(cls, choice.preset, request)
+    protocol = apply_overrides(default_protocol(choice.task), request.protocol, origin="protocol")
+    payload = {"config": config_dict(config), "source": request.source, "eval_env": info.eval_env,
+               "protocol": dataclasses.asdict(protocol)}
+    if request.ref_scores is not None:  # only then: the folders of earlier runs keep their names
+        payload["ref_scores"] = dataclasses.asdict(ref)
     slug = info.dataset_id.replace("/", "-")
-    path = Path(request.runs_root) / request.grid / request.algo / slug / key / f"seed_{request.seed}"
-    return PlannedRun(request, cls, info, config, protocol, RunDir(path))
+    path = Path(request.runs_root) / request.grid / request.algo / slug / stable_hash(payload) / f"seed_{request.seed}"
+    return PlannedRun(request, cls, info, config, protocol, RunDir(path), choice, ref)
 
 
 class _Progress:
@@ -143,12 +199,12 @@ class Trainer:
         p, seed = self.p, self.p.request.seed
         self.data: PreparedData = prepare(
             p.request.source, eval_env=p.request.eval_env, obs_transform=p.config.obs_transform,
-            reward_transform=p.config.reward_transform, device=self.device,
+            reward_transform=p.config.reward_transform, device=self.device, ref_scores=p.request.ref_scores,
         )
         torch.manual_seed(seed)  # module initialisation
         self.sampler = torch.Generator(device=self.device).manual_seed(derive_seed(seed, "sampler"))
         generator = torch.Generator(device=self.device).manual_seed(seed)
-        spec = EnvSpec(p.info.obs_dim, p.info.act_dim, p.info.dataset_id, p.info.task)
+        spec = EnvSpec(p.info.obs_dim, p.info.act_dim, p.info.dataset_id, p.choice.task)
         self.algo = p.cls(p.config, spec, self.device, generator)
         self.stages = self.algo.stages()
         self.compiled = resolve_compile(p.request.compile, self.device, sum(s.steps for s in self.stages))
@@ -168,6 +224,7 @@ class Trainer:
             "config": config_dict(p.config),
             "seed": p.request.seed,
             "eval_seed": self.eval_seed,
+            "task": dataclasses.asdict(p.choice),
             "dataset": {**dataclasses.asdict(p.info), "ref_scores": dataclasses.asdict(self.data.ref)},
             "transforms": self.data.transforms,
             "protocol": dataclasses.asdict(p.protocol),
@@ -228,6 +285,8 @@ class Trainer:
         if not self.run.manifest.exists():
             atomic_write_json(self.run.manifest, self._manifest())
         position = self._restore() if self.run.checkpoint.exists() else (0, 0)
+        for line in self.p.describe():  # after every check that can fail on bad input: errors stay one line
+            print(f"[{self.p.request.algo}] {line}", file=sys.stderr, flush=True)
         started = time.time()
         for index, stage in enumerate(self.stages):
             if self.stop_after_cacheable and not stage.cacheable:
