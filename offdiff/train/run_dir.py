@@ -158,7 +158,30 @@ class RunDir:
         return self.done_marker.exists()
 
     def done_summary(self) -> dict[str, Any]:
-        return json.loads(self.done_marker.read_text())
+        """The summary in DONE; a damaged DONE is a clear error (it is written atomically, so only damage makes one)."""
+        try:
+            summary = json.loads(self.done_marker.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            summary = exc
+        if not isinstance(summary, dict):
+            raise OffdiffError(f"DONE marker {self.done_marker} is corrupt ({summary}); move it away to finish the run "
+                               "again from its checkpoint") from None
+        return summary
+
+    def check_manifest(self, expected: dict[str, Any], keys: Iterable[str]) -> None:
+        """The run's manifest.json is readable and names this run (`keys` of `expected`); else a clear error."""
+        try:
+            found = json.loads(self.manifest.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            found = exc
+        if not isinstance(found, dict):
+            raise OffdiffError(f"manifest {self.manifest} is corrupt ({found}); move the run folder away to start it "
+                               "again")
+        plain = json.loads(json.dumps(expected, default=str))
+        differ = [k for k in keys if found.get(k) != plain.get(k)]
+        if differ:
+            raise OffdiffError(f"manifest {self.manifest} describes another run ({', '.join(differ)} differ); move the "
+                               "run folder away to start this run there")
 
     def lock(self) -> None:
         """Take an exclusive lock for this process; another live process holding it is an error."""

@@ -64,6 +64,9 @@ class PlannedRun:
     run_dir: RunDir
 
 
+IDENTITY = ("algorithm", "config", "seed", "protocol")  # manifest keys a restart must agree with
+
+
 def derive_seed(seed: int, purpose: str) -> int:
     """A seed for one purpose (sampler, eval, ...) that differs from the run seed and from the others."""
     return int.from_bytes(hashlib.sha256(f"{seed}:{purpose}".encode()).digest()[:4], "little") & 0x7FFFFFFF
@@ -202,7 +205,6 @@ class Trainer:
                 f"checkpoint {self.run.checkpoint} does not fit this run ({type(exc).__name__}: {exc}); "
                 "move it away to restart the run"
             ) from None
-        self.run.rewind_logs(position)
         return position  # type: ignore[return-value]
 
     def _cache_path(self, stage: Stage) -> Path:
@@ -227,9 +229,13 @@ class Trainer:
     def _run_locked(self) -> dict[str, Any]:
         if self.run.is_done():  # finished by another process while this one prepared its data
             return self.run.done_summary()
-        if not self.run.manifest.exists():
-            atomic_write_json(self.run.manifest, self._manifest())
+        manifest = self._manifest()
+        if self.run.manifest.exists():
+            self.run.check_manifest(manifest, IDENTITY)
+        else:
+            atomic_write_json(self.run.manifest, manifest)
         position = self._restore() if self.run.checkpoint.exists() else (0, 0)
+        self.run.rewind_logs(position)  # rows written after the state restarted from (all of them, without one)
         started = time.time()
         for index, stage in enumerate(self.stages):
             if self.stop_after_cacheable and not stage.cacheable:
@@ -299,6 +305,7 @@ class Trainer:
         if bad:
             raise OffdiffError(f"training diverged at {stage.name} step {step}: non-finite {bad}")
         row["steps_per_s"] = count / max(seconds, 1e-9)
+        row["steps_averaged"] = count  # fewer than log_every when the window started at a resume
         self.run.append(self.run.metrics, {"stage": stage.name, "stage_index": index, "step": step, **row})
         return row
 
