@@ -129,6 +129,7 @@ def _launch(grid: Grid, arrays: tuple[Array, ...], profile: Profile, folder: Pat
     record = Record(folder)
     logs = folder / "logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}" / "%j"
     submission = record.start(profile.executor, profile.path, logs)
+    record.save()  # a full disk or read-only folder fails here, before any job is submitted
     cache_jobs: list[str] = []
     groups = [[a] for a in arrays] if profile.executor == "slurm" else _phases(arrays)
     for group in groups:
