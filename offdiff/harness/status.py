@@ -79,8 +79,9 @@ def _from_scheduler(cell: Cell, folder: Path, submission: Submission, job: JobEn
     if state in PENDING:
         return RunStatus(cell, "pending", job.id)
     if state in RUNNING:  # a job runs its runs in turn: one it has not started yet is queued inside it
-        return RunStatus(cell, "running", job.id) if started else RunStatus(cell, "pending", job.id,
-                                                                              "queued inside a running job")
+        if started:
+            return RunStatus(cell, "running", job.id)
+        return RunStatus(cell, "pending", job.id, "queued inside a running job")
     if state == "UNKNOWN":
         return RunStatus(cell, "unknown", job.id, "the scheduler does not know this job (is sacct working?)")
     for cache_job in job.after:
@@ -104,13 +105,14 @@ def run_states(cells: Sequence[Cell], folder: Path) -> list[RunStatus]:
     """The status of every cell; `folder` is the grid's harness folder."""
     record = Record(folder)
     damaged = {c.key: _damaged_done(c) for c in cells if c.planned.run_dir.is_done()}
-    history = {c.key: record.jobs_of(c.key) for c in cells if damaged.get(c.key, True) is not None}
+    finished = {key for key, error in damaged.items() if error is None}
+    history = {c.key: record.jobs_of(c.key) for c in cells if c.key not in finished}
     outcomes = {job.id: read_outcomes(folder, job.id) for jobs in history.values() for _, job in jobs}
     states = _JobStates([(s, j) for key, jobs in history.items() for s, j in jobs
                          if outcomes[j.id].get(key, {"state": "started"})["state"] == "started"])
     found = []
     for cell in cells:
-        if cell.key not in history:
+        if cell.key in finished:
             found.append(RunStatus(cell, "done"))
             continue
         if damaged.get(cell.key):

@@ -73,9 +73,9 @@ def _one_line_errors(profile: Profile, folder: Path) -> Iterator[None]:
     with writing(folder / "controllers.log"):
         folder.mkdir(parents=True, exist_ok=True)
         log = open(folder / "controllers.log", "ab")  # noqa: SIM115 - closed below
+    sys.stderr.flush()
     try:
         with log, contextlib.redirect_stderr(said), writing(folder):
-            sys.stderr.flush()
             saved = os.dup(2)
             os.dup2(log.fileno(), 2)
             try:
