@@ -91,8 +91,10 @@ def resolve_config(cls: type[Algorithm], task: str, request: TrainRequest) -> An
 
 def plan(request: TrainRequest) -> PlannedRun:
     """Resolve a request to its config and stable run folder, without loading data."""
-    if request.seed < 0 or (request.steps is not None and request.steps < 1):
-        raise OffdiffError(f"the seed must be >= 0 and --steps >= 1, got seed={request.seed} steps={request.steps}")
+    if request.seed < 0:
+        raise OffdiffError(f"the seed must be >= 0, got {request.seed}")
+    if request.steps is not None and request.steps < 1:
+        raise OffdiffError(f"--steps must be >= 1, got {request.steps}")
     cls = get_algorithm(request.algo)
     info = resolve(request.source, request.eval_env).info()
     config = resolve_config(cls, info.task, request)
