@@ -19,15 +19,24 @@ from typing import Any, ClassVar
 
 import torch
 
+from offdiff.config import check_config, field
 from offdiff.data.buffer import Batch, DeviceBuffer
 
 
 @dataclasses.dataclass(frozen=True)
 class AlgorithmConfig:
-    """Fields every algorithm config has: the named data transforms the suite applies for it."""
+    """Fields every algorithm config has: the named data transforms the suite applies for it.
 
-    reward_transform: str = "none"
-    obs_transform: str = "none"
+    A plugin's config subclasses this and declares each field with `offdiff.config.field(default, doc, check)`
+    (or `budget(default, doc)` for a stage length), so `offdiff algos NAME` documents it and every value is
+    range-checked wherever it comes from (preset, `--steps`, `--set`, a grid).
+    """
+
+    reward_transform: str = field("none", "named reward transform applied to the dataset (offdiff/data/transforms.py)")
+    obs_transform: str = field("none", "named observation transform, the same at training and evaluation")
+
+    def __post_init__(self) -> None:
+        check_config(self, type(self).__name__)  # every field in its declared range, however the config is made
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,6 +31,11 @@ def _train(args: argparse.Namespace) -> int:
         runs_root=Path(args.runs_dir), compile=args.compile, task=args.task, ref_scores=args.ref_scores,
     )
     planned = plan(request)
+    if args.dry_run:
+        from offdiff.explain import describe_run
+
+        print("\n".join(describe_run(planned)))
+        return 0
     if planned.run_dir.is_done():
         print(f"already done (DONE marker present): {planned.run_dir.path}")
     summary = train(request, progress=not args.quiet)
@@ -51,7 +56,16 @@ def _print_summary(summary: dict) -> None:
 
 
 def _algos(args: argparse.Namespace) -> int:
-    from offdiff.registry import plugins
+    from offdiff.registry import get_algorithm, plugins
+
+    if args.name:
+        from offdiff.explain import describe_algorithm
+        from offdiff.train.runner import TrainRequest, plan
+
+        planned = plan(TrainRequest(algo=args.name, source=args.dataset, eval_env=args.eval_env, task=args.task,
+                                    ref_scores=args.ref_scores)) if args.dataset else None
+        print("\n".join(describe_algorithm(get_algorithm(args.name), planned)))
+        return 0
 
     rows = list(plugins().values())
     if not rows:
@@ -107,9 +121,16 @@ def build_parser() -> argparse.ArgumentParser:
                         ">= 50k steps where the device can compile (see README, Speed)")
     t.add_argument("--runs-dir", default="runs")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--dry-run", action="store_true",
+                   help="print the run folder, resolved config, protocol and stages; train nothing, write nothing")
     t.set_defaults(func=_train)
 
-    a = sub.add_parser("algos", help="list registered algorithms (name, source, package, version)")
+    a = sub.add_parser("algos", help="list registered algorithms; with NAME, every config key documented")
+    a.add_argument("name", nargs="?", help="an algorithm: print each config key's type, default, range and doc")
+    a.add_argument("--dataset", help="also the task's preset and the resolved config for this dataset source")
+    a.add_argument("--eval-env", help="gymnasium id of the evaluation env (for hdf5: datasets)")
+    a.add_argument("--task", help="the task whose preset applies, as for train (`none`: the paper's defaults)")
+    a.add_argument("--ref-scores", metavar="MIN,MAX|d4rl", help="reference scores, as for train")
     a.set_defaults(func=_algos)
 
     d = sub.add_parser("data", help="local datasets: list, info, fetch, collect")

@@ -93,8 +93,45 @@ def _assert_same_state(a: Any, b: Any, where: str = "state") -> None:
         assert a == b, f"{where}: {a!r} != {b!r}"
 
 
-def _assert_same_params(a: Algorithm, b: Algorithm, what: str) -> None:
-    _assert_same_state(a.state_dict()["modules"], b.state_dict()["modules"], what)
+def _training_state(obj: Any, prefix: str = "", depth: int = 0) -> dict[str, Any]:
+    """Everything stateful reachable from `obj`'s attributes, by attribute path: modules, optimizers and schedulers
+    (their state dicts), generators (their states), tensors, and numbers (counters)."""
+    found: dict[str, Any] = {}
+    for name, value in vars(obj).items():
+        key = f"{prefix}{name}"
+        if isinstance(value, torch.Generator):
+            found[key] = value.get_state()
+        elif isinstance(value, (torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler)):
+            found[key] = value.state_dict()
+        elif isinstance(value, (torch.Tensor, int, float)):
+            found[key] = value
+        elif depth < 2 and hasattr(value, "__dict__") and not isinstance(value, (type, torch.device)):
+            found.update(_training_state(value, f"{key}.", depth + 1))
+    return found
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        _assert_same_state(a, b)
+    except AssertionError:
+        return False
+    return True
+
+
+def _assert_same_training(a: Algorithm, b: Algorithm, what: str) -> None:
+    """Two instances that should be in the same state are; else name every attribute that differs, and whether
+    `state_dict()` covers it (a generator, optimizer, scheduler or counter left out of it is the usual cause)."""
+    mine, theirs = _training_state(a), _training_state(b)
+    differ = [k for k in sorted(set(mine) | set(theirs)) if k not in mine or k not in theirs or not _same(mine[k],
+                                                                                                        theirs[k])]
+    if not differ:
+        return
+    saved = {id(v) for group in ("modules", "optimizers", "schedulers") for v in getattr(a, group)().values()}
+    saved.add(id(a.generator))
+    unsaved = [k for k in differ if "." not in k and id(getattr(a, k, None)) not in saved]
+    hint = (f"not in state_dict(): {', '.join(unsaved)} (save and restore it)" if unsaved else
+            "every differing attribute is in state_dict(): something it holds is not restored exactly")
+    raise AssertionError(f"{what}: not exact; differs: {', '.join(differ)}; {hint}")
 
 
 def check_algorithm(
@@ -128,12 +165,17 @@ def check_algorithm(
             assert not value.requires_grad, f"metric {key} must be detached"
             assert np.isfinite(float(value)), f"metric {key} is not finite: {float(value)}"
 
-    # act: shape, bounds, determinism under a fixed generator.
+    # act: shape, bounds (also far outside the data, where an unsquashed output leaves the box), determinism.
     obs = torch.randn(7, h.spec.obs_dim, device=h.device)
     first = algo.act(obs, generator=torch.Generator(h.device).manual_seed(5))
     again = algo.act(obs, generator=torch.Generator(h.device).manual_seed(5))
     assert first.shape == (7, h.spec.act_dim), f"act returned shape {tuple(first.shape)}"
-    assert torch.isfinite(first).all() and first.abs().max() <= 1.0 + 1e-6, "actions must lie in [-1, 1]"
+    for scale in (1.0, 10.0, 1000.0):
+        actions = first if scale == 1.0 else algo.act(scale * obs, generator=torch.Generator(h.device).manual_seed(5))
+        worst = actions.abs().max().item()
+        assert torch.isfinite(actions).all() and worst <= 1.0, (
+            f"actions must lie in [-1, 1] (squash them, e.g. tanh or clamp): got |a| = {worst:.4g} for observations "
+            f"scaled by {scale:g}")
     assert torch.equal(first, again), "act must be deterministic under a fixed generator"
 
     # state_dict round-trip into an instance built with another seed.
@@ -157,7 +199,7 @@ def check_algorithm(
         sampler.set_state(saved["sampler"])
         torch.set_rng_state(saved["rng"])
         h.drive(resumed, sampler, (index, k), end)
-        _assert_same_params(straight, resumed, f"resume in stage {stage.name!r} at step {k}")
+        _assert_same_training(straight, resumed, f"resume in stage {stage.name!r} at step {k}")
 
     # A cacheable stage's artifact continues exactly like the run that produced it.
     for index, stage in enumerate(stages):
@@ -173,4 +215,5 @@ def check_algorithm(
         sampler.set_state(artifact["sampler"])
         torch.set_rng_state(artifact["rng"])
         h.drive(consumer, sampler, (index + 1, 0), end)
-        _assert_same_params(producer, consumer, f"cached {stage.name!r} artifact reused")
+        _assert_same_state(producer.state_dict()["modules"], consumer.state_dict()["modules"],
+                           f"cached {stage.name!r} artifact reused")

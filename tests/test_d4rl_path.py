@@ -30,10 +30,10 @@ def test_d4rl_file_name_gives_preset_v4_env_and_d4rl_scores(tmp_path: Path, caps
     code, out, err = _train(capsys, "--algo", "dtql", "--dataset", f"hdf5:{path}", "--runs-dir", str(tmp_path / "r"),
                             *TINY_DTQL)
     assert code == 0, err
-    assert "task hopper-medium (from D4RL's file name hopper_medium-v2.hdf5): preset hopper-medium sets" in err
-    assert "alpha=5.0" in err and "lr=0.0001" in err
-    assert "eval env Hopper-v4 (the closest gymnasium env to D4RL's mujoco-py envs (-v4))" in err
-    assert "reference scores min -20.2723, max 3234.3 (D4RL infos.py" in err
+    assert "task hopper-medium (from D4RL's file name hopper_medium-v2.hdf5): preset hopper-medium sets" in out
+    assert "alpha=5.0" in out and "lr=0.0001" in out
+    assert "eval env Hopper-v4 (the closest gymnasium env to D4RL's mujoco-py envs (-v4))" in out
+    assert "reference scores min -20.2723, max 3234.3 (D4RL infos.py" in out
     manifest = json.loads(next(tmp_path.glob("r/**/manifest.json")).read_text())
     assert manifest["task"]["preset"] == "hopper-medium" and manifest["task"]["keys"]["alpha"] == 5.0
     assert manifest["config"]["alpha"] == 5.0 and manifest["dataset"]["eval_env"] == "Hopper-v4"
@@ -61,20 +61,20 @@ def test_unmatched_task_is_an_error_with_the_closest_presets(tmp_path: Path, cap
     code, _, err = _train(capsys, "--algo", "dtql", "--dataset", f"hdf5:{path}", "--task", "hopper-medum",
                           "--runs-dir", str(tmp_path / "r"), *TINY_DTQL)
     assert code == 2 and "unknown --task 'hopper-medum'" in err and "hopper-medium" in err
-    code, _, err = _train(capsys, "--algo", "dtql", "--dataset", f"hdf5:{path}", "--task", "none",
-                          "--runs-dir", str(tmp_path / "r"), *TINY_DTQL)
+    code, out, err = _train(capsys, "--algo", "dtql", "--dataset", f"hdf5:{path}", "--task", "none",
+                            "--runs-dir", str(tmp_path / "r"), *TINY_DTQL)
     assert code == 0, err
-    assert "task hopper-expert (from D4RL's file name hopper_expert-v2.hdf5; --task none): no preset" in err
+    assert "task hopper-expert (from D4RL's file name hopper_expert-v2.hdf5; --task none): no preset" in out
 
 
 def test_task_override_applies_another_preset(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     path = write_d4rl_file(tmp_path / "mine.hdf5")
-    code, _, err = _train(capsys, "--algo", "dtql", "--dataset", f"hdf5:{path}", "--eval-env", "Hopper-v4",
-                          "--task", "walker2d-medium", "--ref-scores", "0,100", "--runs-dir", str(tmp_path / "r"),
-                          *TINY_DTQL)
+    code, out, err = _train(capsys, "--algo", "dtql", "--dataset", f"hdf5:{path}", "--eval-env", "Hopper-v4",
+                            "--task", "walker2d-medium", "--ref-scores", "0,100", "--runs-dir", str(tmp_path / "r"),
+                            *TINY_DTQL)
     assert code == 0, err
-    assert "task walker2d-medium (--task): preset walker2d-medium" in err
-    assert "reference scores min 0, max 100 (--ref-scores 0,100)" in err
+    assert "task walker2d-medium (--task): preset walker2d-medium" in out
+    assert "reference scores min 0, max 100 (--ref-scores 0,100)" in out
 
 
 def test_other_hdf5_files_need_an_eval_env_and_reference_scores(tmp_path: Path) -> None:

@@ -162,7 +162,7 @@ def test_shipped_grid_and_profiles_load(capsys, tmp_path):
     assert code == 0 and "to submit: 18" in out and "GPU-hours" in out  # 3 algorithms × 3 bandits × 2 seeds
     local_suite = REPO / "benchmarks/grids/local-suite.yaml"  # its datasets are not collected in this store
     code, out = grid_cli(capsys, "submit", local_suite, "--profile", REPO / "slurm/profiles/local.yaml", "--dry-run")
-    assert code == 2 and "local/hopper/medium-v0 is not in the local Minari store" in out
+    assert code == 2 and "'local/hopper/medium-v0' is not in the local Minari store" in out
     assert "bash benchmarks/collect_local_suite.sh" in out
 
 
@@ -225,7 +225,7 @@ def test_grid_compile_reaches_every_run(tmp_path):
     ("name: g\ndatasets: [toy:four_corners]\nseeds: [0]\nalgorithms:\n  - algo: dql\n    sweep:\n"
      "      hidden: [32, big]\n", r"grid.yaml:7: hidden expects an integer, got 'big'"),
     ("name: g\ndatasets:\n  - toy:four_corners\n  - minari:mujoco/hopper/medium-v0\nseeds: [0]\nalgorithms: [dql]\n",
-     r"grid.yaml:4: dataset mujoco/hopper/medium-v0 is not in the local Minari store .* offdiff data fetch"),
+     r"grid.yaml:4: dataset 'mujoco/hopper/medium-v0' is not in the local Minari store .* offdiff data fetch"),
     ("name: g\ndatasets: [toy:four_corners]\nseeds: [0]\nprotocol: {eval_evry: 10}\nalgorithms: [dql]\n",
      r"grid.yaml:4: unknown key 'eval_evry' in protocol \(did you mean 'eval_every'\?\)"),
     ("name: g\ndatasets: [toy:four_corners]\nseeds: [0, 0]\nalgorithms: [dql]\n",

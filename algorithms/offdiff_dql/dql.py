@@ -22,7 +22,7 @@ from typing import Any, Literal
 import torch
 
 from offdiff.algorithm import Algorithm, AlgorithmConfig, EnvSpec, Metrics, Stage
-from offdiff.config import budget
+from offdiff.config import AT_LEAST_1, FRACTION, NON_NEGATIVE, POSITIVE, UNIT, budget, field
 from offdiff.critics import DoubleQ, td_target
 from offdiff.data.buffer import Batch
 from offdiff.diffusion import DiscreteVPSchedule, NoisePredictionMLP
@@ -35,28 +35,29 @@ from offdiff_dql.presets import PRESETS
 class DQLConfig(AlgorithmConfig):
     """Defaults are the release's `main.py` defaults (halfcheetah-medium); presets set the rest per task."""
 
-    steps: int = budget(2_000_000)
-    batch_size: int = 256
-    lr: float = 3e-4
-    critic_lr: float = 3e-4
-    eta: float = 1.0
-    grad_norm: float = 9.0
-    discount: float = 0.99
-    tau: float = 0.005
-    max_q_backup: bool = False
-    max_q_samples: int = 10
-    n_timesteps: int = 5
-    beta_min: float = 0.1
-    beta_max: float = 10.0
-    hidden: int = 256
-    ema_decay: float = 0.995
-    ema_every: int = 5
-    ema_start: int = 1000
-    # before ema_start: "release" leaves the EMA actor at its initial weights (as the release does), "copy"
-    # copies the actor into it every ema_every steps (offdiff's earlier behaviour)
-    ema_warmup: Literal["release", "copy"] = "release"
-    lr_schedule: Literal["released", "cosine", "constant"] = "released"
-    eval_candidates: int = 50
+    steps: int = budget(2_000_000, "gradient steps of the one training stage")
+    batch_size: int = field(256, "transitions per gradient step", AT_LEAST_1)
+    lr: float = field(3e-4, "actor (diffusion policy) learning rate, Adam", POSITIVE)
+    critic_lr: float = field(3e-4, "critic learning rate, Adam", POSITIVE)
+    eta: float = field(1.0, "η: weight of the Q term against the diffusion (BC) loss", NON_NEGATIVE)
+    grad_norm: float = field(9.0, "gradient-norm clip of actor and critic", POSITIVE)
+    discount: float = field(0.99, "γ: discount of the TD target", UNIT)
+    tau: float = field(0.005, "Polyak rate of the target critic", FRACTION)
+    max_q_backup: bool = field(False, "TD target: max over `max_q_samples` next actions per head (AntMaze)")
+    max_q_samples: int = field(10, "next actions sampled per state for the max-Q backup", AT_LEAST_1)
+    n_timesteps: int = field(5, "diffusion steps of the policy", AT_LEAST_1)
+    beta_min: float = field(0.1, "VP noise schedule: smallest β", POSITIVE)
+    beta_max: float = field(10.0, "VP noise schedule: largest β", POSITIVE)
+    hidden: int = field(256, "width of the hidden layers of actor and critic", AT_LEAST_1)
+    ema_decay: float = field(0.995, "decay of the EMA actor (it makes the critic's target actions)", UNIT)
+    ema_every: int = field(5, "update the EMA actor every N steps", AT_LEAST_1)
+    ema_start: int = field(1000, "the first step of EMA updates", NON_NEGATIVE)
+    ema_warmup: Literal["release", "copy"] = field(
+        "release", "before ema_start: leave the EMA actor at its initial weights (the release) or copy the actor "
+        "into it every ema_every steps (offdiff's earlier behaviour)")
+    lr_schedule: Literal["released", "cosine", "constant"] = field(
+        "released", "LR decay: the release's (barely decays; behind the published numbers), cosine to 0, or none")
+    eval_candidates: int = field(50, "actions sampled per state when acting; one is drawn by softmax(Q)", AT_LEAST_1)
 
 
 def released_schedule(total_steps: int, epoch: int = 1000, every_epochs: int = 50) -> Any:

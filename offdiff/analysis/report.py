@@ -22,7 +22,7 @@ from offdiff.analysis.collect import collect
 from offdiff.analysis.scores import ScoreMatrices, best_scores, final_scores, read_scores, score_matrices, to_csv_bytes
 from offdiff.errors import OffdiffError
 from offdiff.provenance import git_state
-from offdiff.train.run_dir import atomic_write_bytes, atomic_write_json
+from offdiff.train.run_dir import atomic_folder, atomic_write_bytes, atomic_write_json
 
 FIGURES = {
     "learning_curves": "normalized score over training per task, mean ± std over finished seeds",
@@ -166,23 +166,24 @@ def aggregate(out: Path, runs: Sequence[Path] = (), from_csv: Path | None = None
     skipped: list[tuple[str, str]] = []
     if from_csv is None:
         collection = collect(runs, skip_bad=skip_bad)
-        skipped = collection.skipped
-        atomic_write_bytes(out / "scores.csv", to_csv_bytes(collection.rows))
-        from_csv = out / "scores.csv"
-    frame = read_scores(from_csv)  # the outputs come from the parsed file, whichever way it was made
+        skipped, csv = collection.skipped, to_csv_bytes(collection.rows)
+    else:
+        frame, csv = read_scores(from_csv), from_csv.read_bytes()  # a bad CSV fails before anything is written
     about = (out / ABOUT).read_text() + "\n" if (out / ABOUT).is_file() else ""
-    files = {"scores.csv": from_csv.read_bytes(), **derive(frame, reps, seed, about)}
-    for name, data in files.items():
-        atomic_write_bytes(out / name, data)
-    atomic_write_json(out / "provenance.json", {
-        "offdiff_version": offdiff.__version__,
-        "git": git_state(),
-        "command": command,
-        "scores_csv_sha256": hashlib.sha256(files["scores.csv"]).hexdigest(),
-        "runs": sorted(frame.run_dir.unique().tolist()),
-        "skipped": [{"run_dir": path, "reason": reason} for path, reason in skipped],
-        "bootstrap": {"reps": reps, "seed": seed, "numpy": np.__version__},
-    })
-    for name in set(OUTPUTS) - set(files) - {"provenance.json"}:
-        (out / name).unlink(missing_ok=True)
+    with atomic_folder(out, drop=OUTPUTS) as tmp:  # all or nothing: `out` is replaced whole, or left as it was
+        atomic_write_bytes(tmp / "scores.csv", csv)
+        if from_csv is None:
+            frame = read_scores(tmp / "scores.csv")  # the outputs come from the parsed file, either way
+        files = {"scores.csv": csv, **derive(frame, reps, seed, about)}
+        for name, data in files.items():
+            atomic_write_bytes(tmp / name, data)
+        atomic_write_json(tmp / "provenance.json", {
+            "offdiff_version": offdiff.__version__,
+            "git": git_state(),
+            "command": command,
+            "scores_csv_sha256": hashlib.sha256(files["scores.csv"]).hexdigest(),
+            "runs": sorted(frame.run_dir.unique().tolist()),
+            "skipped": [{"run_dir": path, "reason": reason} for path, reason in skipped],
+            "bootstrap": {"reps": reps, "seed": seed, "numpy": np.__version__},
+        })
     return Result(out, sorted([*files, "provenance.json"]), skipped)

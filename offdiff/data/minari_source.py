@@ -55,7 +55,7 @@ class MinariSource(DataSource):
                    if dataset_id.startswith("local/") else
                    f"fetch it on a machine with network: offdiff data fetch {dataset_id}")
             raise OffdiffError(
-                f"dataset {dataset_id} is not in the local Minari store ({get_dataset_path()}); {how}"
+                f"dataset {dataset_id!r} is not in the local Minari store ({get_dataset_path()}); {how}"
             )
 
     @cached_property

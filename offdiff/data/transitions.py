@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from offdiff.errors import OffdiffError
+from offdiff.train.run_dir import writing
 
 _FLOAT_FIELDS = ("observations", "actions", "rewards", "next_observations")
 _BOOL_FIELDS = ("terminals", "timeouts")
@@ -108,15 +109,16 @@ def _read(path: Path) -> Transitions | None:
 
 
 def _write(path: Path, transitions: Transitions) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **transitions.arrays())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with writing(path):  # a full disk or read-only cache folder is one line
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **transitions.arrays())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def load_cached(key: str, build: Callable[[], Transitions]) -> Transitions:

@@ -186,7 +186,7 @@ def _protocol(data: Located) -> tuple[int | None, dict[str, Any]]:
     if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
         raise OffdiffError(f"{values.where('steps')}: steps is a positive integer, got {steps!r}")
     fields = {k: v for k, v in values.items() if k != "steps"}
-    typed = typed_fields(Protocol(), fields, values, dict.fromkeys(fields, 1))
+    typed = typed_fields(Protocol(), fields, values, {})  # ranges: Protocol's fields
     return steps, {key: getattr(typed, key) for key in fields}
 
 

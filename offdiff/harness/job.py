@@ -69,6 +69,7 @@ class GridJob(submitit.helpers.Checkpointable):
 
     def _one(self, job_id: str, key: str, request: TrainRequest) -> str:
         print(f"[offdiff grid] job {job_id}: {'cache phase of ' if self.cache_only else ''}{key}", file=sys.stderr)
+        write_outcome(self.harness, job_id, key, "started")  # `grid status`: running, not queued in this job
         try:
             train(request, progress=True, stop_after_cacheable=self.cache_only)
         except UncompletedJobError:  # submitit's own "not requeued" signal: let it end the job

@@ -92,6 +92,9 @@ class PlannedRun:
                 f"reference scores min {ref.min:g}, max {ref.max:g} ({ref.source})"]
 
 
+IDENTITY = ("algorithm", "config", "seed", "protocol")  # manifest keys a restart must agree with
+
+
 def derive_seed(seed: int, purpose: str) -> int:
     """A seed for one purpose (sampler, eval, ...) that differs from the run seed and from the others."""
     return int.from_bytes(hashlib.sha256(f"{seed}:{purpose}".encode()).digest()[:4], "little") & 0x7FFFFFFF
@@ -141,6 +144,10 @@ def resolve_config(cls: type[Algorithm], task: str | None, request: TrainRequest
 
 def plan(request: TrainRequest) -> PlannedRun:
     """Resolve a request to its config and stable run folder, without loading data."""
+    if request.seed < 0:
+        raise OffdiffError(f"the seed must be >= 0, got {request.seed}")
+    if request.steps is not None and request.steps < 1:
+        raise OffdiffError(f"--steps must be >= 1, got {request.steps}")
     cls = get_algorithm(request.algo)
     data = resolve(request.source, request.eval_env)
     info = data.info()
@@ -257,7 +264,6 @@ class Trainer:
                 f"checkpoint {self.run.checkpoint} does not fit this run ({type(exc).__name__}: {exc}); "
                 "move it away to restart the run"
             ) from None
-        self.run.rewind_logs(position)
         return position  # type: ignore[return-value]
 
     def _cache_path(self, stage: Stage) -> Path:
@@ -282,11 +288,15 @@ class Trainer:
     def _run_locked(self) -> dict[str, Any]:
         if self.run.is_done():  # finished by another process while this one prepared its data
             return self.run.done_summary()
-        if not self.run.manifest.exists():
-            atomic_write_json(self.run.manifest, self._manifest())
+        manifest = self._manifest()
+        if self.run.manifest.exists():
+            self.run.check_manifest(manifest, IDENTITY)
+        else:
+            atomic_write_json(self.run.manifest, manifest)
         position = self._restore() if self.run.checkpoint.exists() else (0, 0)
-        for line in self.p.describe():  # after every check that can fail on bad input: errors stay one line
-            print(f"[{self.p.request.algo}] {line}", file=sys.stderr, flush=True)
+        self.run.rewind_logs(position)  # rows written after the state restarted from (all of them, without one)
+        for line in self.p.describe():  # stdout: stderr keeps to progress and the one line of an error
+            print(f"[{self.p.request.algo}] {line}", flush=True)
         started = time.time()
         for index, stage in enumerate(self.stages):
             if self.stop_after_cacheable and not stage.cacheable:
@@ -356,6 +366,7 @@ class Trainer:
         if bad:
             raise OffdiffError(f"training diverged at {stage.name} step {step}: non-finite {bad}")
         row["steps_per_s"] = count / max(seconds, 1e-9)
+        row["steps_averaged"] = count  # fewer than log_every when the window started at a resume
         self.run.append(self.run.metrics, {"stage": stage.name, "stage_index": index, "step": step, **row})
         return row
 
