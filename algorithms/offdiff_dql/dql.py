@@ -64,6 +64,7 @@ def released_schedule(total_steps: int, epoch: int = 1000, every_epochs: int = 5
 
 class DiffusionQL(Algorithm):
     name = "dql"
+    display_name = "Diffusion-QL"
     Config = DQLConfig
 
     def __init__(self, config: DQLConfig, spec: EnvSpec, device: torch.device, generator: torch.Generator):

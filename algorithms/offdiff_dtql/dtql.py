@@ -73,6 +73,7 @@ PRETRAIN_KEYS = ("lr", "critic_lr", "expectile", "discount", "value_from_target"
 
 class DTQL(Algorithm):
     name = "dtql"
+    display_name = "DTQL"
     Config = DTQLConfig
 
     def __init__(self, config: DTQLConfig, spec: EnvSpec, device: torch.device, generator: torch.Generator):

@@ -102,6 +102,7 @@ class AlignmentSet:
 
 class EDA(Algorithm):
     name = "eda"
+    display_name = "EDA"
     Config = EDAConfig
 
     def __init__(self, config: EDAConfig, spec: EnvSpec, device: torch.device, generator: torch.Generator):

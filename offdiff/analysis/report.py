@@ -10,35 +10,57 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 import offdiff
-from offdiff.analysis import plots, stats, tables
+from offdiff.analysis import layout as layout_module
+from offdiff.analysis import plots, published, stats, tables
 from offdiff.analysis.collect import collect
-from offdiff.analysis.scores import ScoreMatrices, best_scores, final_scores, read_scores, score_matrices, to_csv_bytes
+from offdiff.analysis.layout import Layout, Presentation
+from offdiff.analysis.published import papers
+from offdiff.analysis.scores import (
+    ScoreMatrices,
+    best_scores,
+    final_scores,
+    final_stage,
+    read_scores,
+    score_matrices,
+    to_csv_bytes,
+)
+from offdiff.analysis.scores import curves as score_curves
 from offdiff.errors import OffdiffError
 from offdiff.provenance import git_state
+from offdiff.registry import get_algorithm
 from offdiff.train.run_dir import atomic_write_bytes, atomic_write_json
 
 FIGURES = {
-    "learning_curves": "normalized score over training per task, mean ± std over finished seeds",
+    "learning_curves": "normalized score over the main stage per task, mean ± std over finished seeds",
+    "sample_efficiency": "IQM over runs and tasks against main-stage steps, 95% CIs",
     "aggregate_intervals": "IQM, mean, median, optimality gap: point estimates and 95% CIs",
     "performance_profiles": "fraction of runs above each normalized score (rliable score distributions), 95% CIs",
+    "probability_of_improvement": "probability of improvement between each pair of algorithms, 95% CIs",
 }
 DESCRIPTIONS = {
     "scores.csv": "one row per evaluation of every run (the source of everything else here)",
-    "scores.md": "per-task table, headline score (Markdown)",
-    "scores.tex": "per-task table, headline score (LaTeX, booktabs)",
+    "scores.md": "per-task table by domain with averages, headline score (Markdown)",
+    "scores.tex": "per-task table by domain with averages, headline score (LaTeX, booktabs)",
     "scores_best.md": "per-task table, best evaluation over training (online model selection, optimistic)",
     "scores_best.tex": "the same, LaTeX",
     "aggregates.md": "IQM, mean, median, optimality gap with 95% stratified-bootstrap CIs",
+    "aggregates.tex": "the same, LaTeX",
     "aggregates.csv": "the same, as a CSV",
     "prob_improvement.md": "probability of improvement between each pair of algorithms",
+    "prob_improvement.tex": "the same, LaTeX",
+    "prob_improvement.csv": "the same, as a CSV",
+    "published.md": "the papers' published D4RL scores beside offdiff's, under each paper's reporting rule",
+    "published.tex": "the same, LaTeX",
+    "published.csv": "the same, as a CSV",
     **{f"{name}.{ext}": text for name, text in FIGURES.items() for ext in ("png", "pdf")},
+    "layout.yaml": "the names, order and options these files were made with (--layout)",
     "provenance.json": "offdiff version, git commit, command, runs collected, runs skipped",
 }
 OUTPUTS = (*DESCRIPTIONS, "README.md")
@@ -69,11 +91,11 @@ def _run_notes(frame: pd.DataFrame) -> list[str]:
     return notes
 
 
-def _aggregate_notes(matrices: ScoreMatrices, reps: int, seed: int) -> list[str]:
+def _aggregate_notes(matrices: ScoreMatrices, tasks: list[str], reps: int, seed: int) -> list[str]:
     if not matrices.scores:
         return ["No aggregates: no task has a finished run of every algorithm.", *matrices.notes]
     notes = [f"Normalized scores (0-100) of the last evaluation of each finished run, on the {len(matrices.tasks)} "
-             f"task(s) every algorithm has: {', '.join(matrices.tasks)}.",
+             f"task(s) every algorithm has: {', '.join(tasks)}.",
              f"95% percentile stratified-bootstrap CIs over seeds (rliable, {reps} reps, seed {seed}); "
              "optimality gap: lower is better.", *matrices.notes]
     single = [a for a, s in matrices.seeds.items() if len(s) < 2]
@@ -82,60 +104,108 @@ def _aggregate_notes(matrices: ScoreMatrices, reps: int, seed: int) -> list[str]
     return notes
 
 
-def _improvement_notes(matrices: ScoreMatrices, reps: int, seed: int) -> list[str]:
+def _improvement_notes(matrices: ScoreMatrices, tasks: list[str], reps: int, seed: int) -> list[str]:
     if len(matrices.scores) < 2:
         return [f"Skipped: the probability of improvement needs two algorithms or more with finished runs on "
                 f"common tasks; this collection has {len(matrices.scores)}."]
     return [f"P(X > Y): probability that a run of X scores higher than a run of Y on a task picked at random "
-            f"(rliable), on {', '.join(matrices.tasks)}; 95% stratified-bootstrap CIs ({reps} reps, seed {seed}); "
+            f"(rliable), on {', '.join(tasks)}; 95% stratified-bootstrap CIs ({reps} reps, seed {seed}); "
             "no CI where an algorithm has one seed."]
 
 
-def derive(frame: pd.DataFrame, reps: int, seed: int, about: str = "") -> dict[str, bytes]:
+def plugin_display_name(algo: str) -> str:
+    """The plugin's `display_name`, or `algo` itself when no plugin of that name is installed."""
+    try:
+        return get_algorithm(algo).display_name
+    except OffdiffError:
+        return algo
+
+
+def _published(final: pd.DataFrame, best: pd.DataFrame, present: Presentation, frame: pd.DataFrame, reps: int,
+               seed: int) -> dict[str, bytes]:
+    """published.{md,tex,csv}: the plugins' papers' numbers beside the measured ones."""
+    algos = dict(frame[["algorithm", "algo"]].drop_duplicates().itertuples(index=False))
+    tasks = dict(frame[["dataset", "task"]].drop_duplicates().itertuples(index=False))
+    algorithms = {name: algos[label] for label, name in present.algorithms.items() if algos[label] in papers()}
+    datasets = {d: (name, tasks[d]) for d, name in present.tasks.items()}
+    rows = published.comparison(final, best, datasets, algorithms, reps, seed)
+    left_out = [name for name in present.task_names if name not in {r.task for r in rows}]
+    files = {f"published.{fmt}": write(rows, algorithms, published.notes(rows, algorithms, left_out, reps, seed,
+                                                                          fmt)).encode()
+             for fmt, write in (("md", published.markdown), ("tex", published.latex))}
+    return {**files, "published.csv": published.csv_text(rows, algorithms).encode()}
+
+
+def derive(frame: pd.DataFrame, reps: int, seed: int, about: str = "", layout: Layout | None = None,
+           display_name: Callable[[str], str] = plugin_display_name) -> dict[str, bytes]:
     """Every output but the CSV and provenance, from the parsed CSV: file name -> bytes. `about` (Markdown,
-    e.g. what was run and with which budgets) opens the README."""
-    algorithms, tasks = sorted(frame.algorithm.unique()), sorted(frame.dataset.unique())
-    palette = plots.colors(algorithms)
-    final, run_notes = final_scores(frame), _run_notes(frame)
+    e.g. what was run and with which budgets) opens the README; `layout` overrides names, order and options."""
+    layout = layout or Layout()
+    present = layout_module.present(frame, layout, display_name)
+    shown = frame.assign(algorithm=frame.algorithm.map(present.algorithms), dataset=frame.dataset.map(present.tasks))
+    algorithms, tasks = present.algorithm_names, present.task_names
+    final, best, run_notes = final_scores(shown), best_scores(shown), _run_notes(frame)
     files: dict[str, bytes] = {}
-    for stem, view, title in (("scores", final, HEADLINE), ("scores_best", best_scores(frame), BEST)):
+    for stem, view, title in (("scores", final, HEADLINE), ("scores_best", best, BEST)):
         for fmt in ("md", "tex"):
-            text = tables.per_task_table(view, tasks, algorithms, fmt, [title, MARKS, *run_notes])
+            text = tables.per_task_table(view, tasks, algorithms, fmt, [title, MARKS, *run_notes], present.domains)
             files[f"{stem}.{fmt}"] = text.encode()
-    matrices = score_matrices(final)
+    dataset_of = {name: dataset for dataset, name in present.tasks.items()}
+    # Columns in dataset-id order: the stratified bootstrap draws task by task, so the CIs do not depend on
+    # the display order or names.
+    matrices = score_matrices(final, algorithms, sorted(tasks, key=dataset_of.__getitem__))
     estimates = stats.aggregate_estimates(matrices, reps, seed)
-    notes = _aggregate_notes(matrices, reps, seed)
-    files["aggregates.md"] = tables.aggregates_markdown(estimates, matrices.seeds, notes).encode()
-    files["aggregates.csv"] = tables.aggregates_csv(estimates, len(matrices.tasks), matrices.seeds).encode()
+    shape = {a: (len(s), len(matrices.tasks)) for a, s in matrices.seeds.items()}
+    common = [t for t in tasks if t in matrices.tasks]  # in display order, for the notes
+    notes = _aggregate_notes(matrices, common, reps, seed)
     pairs = stats.probability_of_improvement(matrices, reps, seed)
-    files["prob_improvement.md"] = tables.improvement_markdown(
-        pairs, _improvement_notes(matrices, reps, seed)).encode()
-    evaluations = frame[frame.done & frame.normalized.notna()]
+    improvement_notes = _improvement_notes(matrices, common, reps, seed)
+    for fmt in ("md", "tex") if estimates else ("md",):
+        files[f"aggregates.{fmt}"] = tables.aggregates_table(estimates, matrices.seeds, len(matrices.tasks), fmt,
+                                                             notes).encode()
+    files["aggregates.csv"] = tables.aggregates_csv(estimates, len(matrices.tasks), matrices.seeds).encode()
+    for fmt in ("md", "tex") if pairs else ("md",):
+        files[f"prob_improvement.{fmt}"] = tables.improvement_table(pairs, fmt, improvement_notes).encode()
+    if pairs:
+        files["prob_improvement.csv"] = tables.improvement_csv(pairs).encode()
+    if layout.compare_published:
+        files.update(_published(final, best, present, frame, reps, seed))
+    rows, curves = final_stage(shown), score_curves(shown, matrices)
     figures = {}
-    if not evaluations.empty:
-        figures["learning_curves"] = lambda: plots.learning_curves(evaluations, tasks, palette)
+    if not rows.empty:
+        figures["learning_curves"] = lambda: plots.learning_curves(rows, present)
     if estimates:
-        taus = stats.profile_thresholds(matrices)
+        efficiency = stats.sample_efficiency(curves.scores, reps, seed)
+        taus = stats.profile_thresholds(matrices, layout.tau_max)
         profiles = stats.performance_profiles(matrices, taus, reps, seed)
-        figures["aggregate_intervals"] = lambda: plots.interval_estimates(estimates, palette)
-        figures["performance_profiles"] = lambda: plots.performance_profiles(taus, profiles, palette)
+        if efficiency:
+            figures["sample_efficiency"] = lambda: plots.sample_efficiency(curves.steps, efficiency, curves.offsets,
+                                                                           shape, present)
+        figures["aggregate_intervals"] = lambda: plots.interval_estimates(estimates, shape, present)
+        figures["performance_profiles"] = lambda: plots.performance_profiles(taus, profiles, present)
+    if pairs:
+        figures["probability_of_improvement"] = lambda: plots.probability_of_improvement(pairs, present)
     for name, build in figures.items():
         for ext, data in plots.render(build).items():
             files[f"{name}.{ext}"] = data
-    files["README.md"] = (about + _readme(frame, files, run_notes, reps, seed, heading="#" * (1 + bool(about))))
+    if layout.to_yaml():
+        files["layout.yaml"] = layout.to_yaml().encode()
+    files["README.md"] = (about + _readme(frame, files, run_notes + curves.notes, reps, seed,
+                                          heading="#" * (1 + bool(about)), layout=bool(layout.to_yaml())))
     files["README.md"] = files["README.md"].encode()
     return files
 
 
 def _readme(frame: pd.DataFrame, files: dict[str, bytes], run_notes: list[str], reps: int, seed: int,
-            heading: str) -> str:
+            heading: str, layout: bool) -> str:
     runs = frame.drop_duplicates("run_dir")
     names = [n for n in DESCRIPTIONS if n in files or n in ("scores.csv", "provenance.json")]
     lines = [
         f"{heading} offdiff aggregate",
         "",
         "Everything here but provenance.json is derived from scores.csv alone: "
-        f"`offdiff aggregate --from-csv scores.csv --out DIR --reps {reps} --seed {seed}` regenerates it byte for "
+        f"`offdiff aggregate --from-csv scores.csv{' --layout layout.yaml' * layout} --out DIR --reps {reps} "
+        f"--seed {seed}` regenerates it byte for "
         "byte.",
         "",
         f"{len(runs)} run(s), {int(runs.done.sum())} finished; {frame.algorithm.nunique()} algorithm(s), "
@@ -148,14 +218,14 @@ def _readme(frame: pd.DataFrame, files: dict[str, bytes], run_notes: list[str], 
         *(f"| {n} | {DESCRIPTIONS[n]} |" for n in names),
     ]
     missing = [f"{name}.*" for name in FIGURES if f"{name}.png" not in files]
-    notes = run_notes + ([f"Not drawn (nothing finished to plot; see aggregates.md): {', '.join(missing)}"]
+    notes = run_notes + ([f"Not drawn (too little finished to plot; see aggregates.md): {', '.join(missing)}"]
                          if missing else [])
     notes_part = ["", f"{heading}# Notes", "", *(f"- {n}" for n in notes)] if notes else []
     return "\n".join(lines + notes_part) + "\n"
 
 
 def aggregate(out: Path, runs: Sequence[Path] = (), from_csv: Path | None = None, reps: int = 2000,
-              seed: int = 0, skip_bad: bool = False, command: str = "") -> Result:
+              seed: int = 0, skip_bad: bool = False, command: str = "", layout: Layout | None = None) -> Result:
     """Collect `runs` (or read `from_csv`) into `out`/scores.csv, then write every derived output."""
     if bool(runs) == (from_csv is not None):
         raise OffdiffError("give run folders to collect, or --from-csv CSV, not both and not neither")
@@ -171,7 +241,7 @@ def aggregate(out: Path, runs: Sequence[Path] = (), from_csv: Path | None = None
         from_csv = out / "scores.csv"
     frame = read_scores(from_csv)  # the outputs come from the parsed file, whichever way it was made
     about = (out / ABOUT).read_text() + "\n" if (out / ABOUT).is_file() else ""
-    files = {"scores.csv": from_csv.read_bytes(), **derive(frame, reps, seed, about)}
+    files = {"scores.csv": from_csv.read_bytes(), **derive(frame, reps, seed, about, layout)}
     for name, data in files.items():
         atomic_write_bytes(out / name, data)
     atomic_write_json(out / "provenance.json", {
