@@ -82,7 +82,11 @@ def _line(ax: Axes, present: Presentation, algorithm: str, x: np.ndarray, y: np.
     """A curve in the algorithm's colour and line style (tagged with its name), and its band when given."""
     ax.plot(x, y, color=present.colors[algorithm], linestyle=present.linestyles[algorithm], label=label,
             gid=algorithm, **({"drawstyle": "steps-post"} if steps else {"marker": "."}))
-    if low is not None and high is not None:
+    if low is None or high is None:
+        return
+    if len(x) == 1:  # a band needs two points: an error bar instead
+        ax.errorbar(x, y, yerr=[y - low, high - y], color=present.colors[algorithm], capsize=3, linewidth=1)
+    else:
         ax.fill_between(x, low, high, color=present.colors[algorithm], alpha=0.2, linewidth=0,
                         step="post" if steps else None)
 
@@ -106,6 +110,7 @@ def learning_curves(rows: pd.DataFrame, present: Presentation) -> Figure:
             _line(ax, present, algorithm, mean.index.to_numpy(), mean.to_numpy(), (mean - std).to_numpy(),
                   (mean + std).to_numpy(), curve_label(algorithm, offsets))
         ax.set_title(task)
+        ax.set_xlim(left=0)
         ax.xaxis.set_major_formatter(_STEPS)
     for ax in axes[len(tasks):]:
         ax.set_visible(False)
@@ -127,6 +132,7 @@ def sample_efficiency(steps: dict[str, np.ndarray], estimates: dict[str, list[Es
         high = None if e[0].high is None else np.array([x.high for x in e])
         _line(ax, present, algorithm, steps[algorithm], np.array([x.point for x in e]), low, high,
               curve_label(algorithm, offsets[algorithm]))
+    ax.set_xlim(left=0)
     ax.xaxis.set_major_formatter(_STEPS)
     ax.set(xlabel="training steps of the main stage", ylabel=f"IQM {SCORE}")
     ax.set_title(f"IQM with 95% CIs over {_runs_text(shape)}", fontsize="medium")
@@ -160,6 +166,7 @@ def interval_estimates(estimates: dict[str, dict[str, Estimate]], shape: dict[st
         ax.grid(False, axis="y")
         ax.spines[["top", "right", "left"]].set_visible(False)
         ax.tick_params(axis="y", length=0)
+        ax.use_sticky_edges = False  # a bar's left end would otherwise stop the margin
         ax.margins(x=0.08)
     same = len({r for r, _ in shape.values()}) == 1
     labels = algorithms if same else [f"{a} ({shape[a][0]} runs)" for a in algorithms]

@@ -138,7 +138,7 @@ def markdown(rows: Sequence[Row], algorithms: dict[str, str], note_lines: Sequen
 def latex(rows: Sequence[Row], algorithms: dict[str, str], note_lines: Sequence[str]) -> str:
     spans = " & ".join(rf"\multicolumn{{2}}{{c}}{{{tex_escape(n)}}}" for n in algorithms)
     rules = " ".join(rf"\cmidrule(lr){{{2 + 2 * i}-{3 + 2 * i}}}" for i in range(len(algorithms)))
-    lines = [*(f"% {tex_escape(n)}" for n in note_lines), "% needs \\usepackage{booktabs}",
+    lines = [*(f"% {n}" for n in note_lines), "% needs \\usepackage{booktabs}",
              rf"\begin{{tabular}}{{l{'rr' * len(algorithms)}}}", r"\toprule", rf"Task & {spans} \\", rules,
              " & " + " & ".join(["paper & offdiff"] * len(algorithms)) + r" \\", r"\midrule"]
     for r in rows:

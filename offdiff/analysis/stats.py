@@ -108,11 +108,12 @@ def probability_of_improvement(matrices: ScoreMatrices, reps: int, seed: int) ->
 
 
 def profile_thresholds(matrices: ScoreMatrices, tau_max: float | None = None, points: int = 201) -> np.ndarray:
-    """Thresholds tau (0-1 scale) fitted to the scores: from 0 (or the lowest score, rounded down to ten) to the
-    best score rounded up to ten, or to `tau_max` (0-100 scale) when given."""
+    """Thresholds tau (0-1 scale) fitted to the scores: from 0 (or the lowest score, rounded down to ten) to
+    past the best score (by at least half a unit of ten, so its drop shows), rounded up to ten, or to
+    `tau_max` (0-100 scale) when given."""
     scores = list(matrices.scores.values())
     low = min(0.0, 10 * math.floor(min(float(s.min()) for s in scores) / 10)) if scores else 0.0
-    high = 10 * math.ceil(max(float(s.max()) for s in scores) / 10) if scores else 100.0
+    high = 10 * math.ceil(max(float(s.max()) for s in scores) / 10 + 0.05) if scores else 100.0
     if tau_max is not None:
         if tau_max <= low:
             raise OffdiffError(f"tau_max {tau_max:g} must be above the profiles' left end, {low:g}")
