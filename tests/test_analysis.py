@@ -95,6 +95,7 @@ def test_collects_one_row_per_evaluation_with_config_labels(grid):
     assert eda.total_step.tolist() == [200, 300, 400] and eda.step.tolist() == [100, 200, 300]
     assert eda.is_last.tolist() == [False, False, True] and eda.episodes.tolist() == [10, 10, 10]
     assert eda.stage.tolist() == ["main"] * 3 and eda.config_hash.iloc[0] == Path(eda.run_dir.iloc[0]).parent.name
+    assert set(frame.ref_scores_source) == {"test"}  # the manifest's dataset.ref_scores.source
     late = frame[frame.seed == 3]
     assert len(late) == 2 and not late.done.any() and late.is_last.tolist() == [False, True]
     assert "1 run(s) not finished" in (grid / "out" / "README.md").read_text()

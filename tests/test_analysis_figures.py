@@ -30,6 +30,7 @@ DATASETS = [("mujoco/walker2d/medium-v0", "walker2d-medium", 10.0), ("D4RL/antma
 ALGOS = {"dql": (0, "main", 0, (40.0, 60.0, 45.0)), "dtql": (2000, "main", 1, (30.0, 50.0, 55.0)),
          "eda": (4000, "align", 2, (-12.0, 0.0, 8.0))}
 SHOWN = {"dql": "Diffusion-QL", "dtql": "DTQL", "eda": "EDA"}
+REF = {"mujoc": "Minari metadata", "D4RL/": "Minari metadata", "local": "local collection's metadata"}
 FIGURES = ("learning_curves", "sample_efficiency", "aggregate_intervals", "performance_profiles",
            "probability_of_improvement")
 
@@ -47,7 +48,7 @@ def scores_csv(path: Path, datasets=DATASETS, seeds=(0, 1, 2)) -> Path:
                                  "stage": stage, "stage_index": index, "step": 1000 * k,
                                  "total_step": offset + 1000 * k, "normalized": score, "normalized_std": 1.0,
                                  "return": score, "episodes": 10, "is_last": k == 3, "done": True,
-                                 "config_hash": "abc", "run_dir": run})
+                                 "config_hash": "abc", "run_dir": run, "ref_scores_source": REF[dataset[:5]]})
     path.write_bytes(to_csv_bytes(rows))
     return path
 
@@ -207,6 +208,9 @@ def test_tables_name_tasks_group_domains_and_average(out):
         assert (out / f"{name}.tex").read_text().count(r"\begin{tabular}") == 1
         assert (out / f"{name}.csv").read_text().count("\n") == 1 + {"aggregates": 12, "prob_improvement": 3}[name]
     assert "Optimality gap ↓ | Runs × tasks |" in (out / "aggregates.md").read_text()
+    differ = ("Reference scores differ between tasks: hopper-medium, walker2d-medium, antmaze-umaze: Minari metadata; "
+              "hopper-expert: local collection's metadata.")
+    assert differ in (out / "scores.md").read_text() and differ in (out / "aggregates.md").read_text()
 
 
 def test_published_numbers_beside_measured_under_each_papers_rule(out):

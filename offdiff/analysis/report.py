@@ -91,6 +91,19 @@ def _run_notes(frame: pd.DataFrame) -> list[str]:
     return notes
 
 
+def _normalization_notes(frame: pd.DataFrame, present: Presentation) -> list[str]:
+    """Which reference scores normalized which task, when the tasks do not all share one source."""
+    recorded = frame[frame.ref_scores_source.notna()]
+    by_source: dict[str, list[str]] = {}
+    for dataset, task in present.tasks.items():
+        for source in sorted(set(recorded[recorded.dataset == dataset].ref_scores_source)):
+            by_source.setdefault(source, []).append(task)
+    if len(by_source) < 2:
+        return []
+    return ["Reference scores differ between tasks: " + "; ".join(f"{', '.join(tasks)}: {source}" for source, tasks
+                                                                  in sorted(by_source.items())) + "."]
+
+
 def _aggregate_notes(matrices: ScoreMatrices, tasks: list[str], reps: int, seed: int) -> list[str]:
     if not matrices.scores:
         return ["No aggregates: no task has a finished run of every algorithm.", *matrices.notes]
@@ -145,10 +158,12 @@ def derive(frame: pd.DataFrame, reps: int, seed: int, about: str = "", layout: L
     shown = frame.assign(algorithm=frame.algorithm.map(present.algorithms), dataset=frame.dataset.map(present.tasks))
     algorithms, tasks = present.algorithm_names, present.task_names
     final, best, run_notes = final_scores(shown), best_scores(shown), _run_notes(frame)
+    normalization = _normalization_notes(frame, present)
     files: dict[str, bytes] = {}
     for stem, view, title in (("scores", final, HEADLINE), ("scores_best", best, BEST)):
         for fmt in ("md", "tex"):
-            text = tables.per_task_table(view, tasks, algorithms, fmt, [title, MARKS, *run_notes], present.domains)
+            text = tables.per_task_table(view, tasks, algorithms, fmt, [title, MARKS, *normalization, *run_notes],
+                                         present.domains)
             files[f"{stem}.{fmt}"] = text.encode()
     dataset_of = {name: dataset for dataset, name in present.tasks.items()}
     # Columns in dataset-id order: the stratified bootstrap draws task by task, so the CIs do not depend on
@@ -157,7 +172,7 @@ def derive(frame: pd.DataFrame, reps: int, seed: int, about: str = "", layout: L
     estimates = stats.aggregate_estimates(matrices, reps, seed)
     shape = {a: (len(s), len(matrices.tasks)) for a, s in matrices.seeds.items()}
     common = [t for t in tasks if t in matrices.tasks]  # in display order, for the notes
-    notes = _aggregate_notes(matrices, common, reps, seed)
+    notes = _aggregate_notes(matrices, common, reps, seed) + normalization
     pairs = stats.probability_of_improvement(matrices, reps, seed)
     improvement_notes = _improvement_notes(matrices, common, reps, seed)
     for fmt in ("md", "tex") if estimates else ("md",):

@@ -25,8 +25,11 @@ INTS = ("seed", "stage_index", "step", "total_step", "episodes")
 FLOATS = ("normalized", "normalized_std", "return")
 BOOLS = ("is_last", "done")
 COLUMNS = ("algorithm", "algo", "dataset", "task", "seed", "stage", "stage_index", "step", "total_step",
-           "normalized", "normalized_std", "return", "episodes", "is_last", "done", "config_hash", "run_dir")
-OPTIONAL = ("stage", "stage_index", "step", "total_step", "normalized", "normalized_std", "return", "episodes")
+           "normalized", "normalized_std", "return", "episodes", "is_last", "done", "config_hash", "run_dir",
+           "ref_scores_source")
+LEGACY_COLUMNS = COLUMNS[:-1]  # CSVs written before ref_scores_source: read with it empty
+OPTIONAL = ("stage", "stage_index", "step", "total_step", "normalized", "normalized_std", "return", "episodes",
+            "ref_scores_source")
 RUN_KEY = ["algorithm", "dataset", "seed"]
 
 
@@ -85,14 +88,15 @@ def read_scores(path: Path) -> pd.DataFrame:
         header, *lines = list(csv.reader(io.StringIO(text))) or [[]]
     except csv.Error as exc:
         raise OffdiffError(f"{path} is not a readable CSV ({exc})") from None
-    if header != list(COLUMNS):
+    if header not in (list(COLUMNS), list(LEGACY_COLUMNS)):
         raise OffdiffError(f"{path} is not an offdiff scores CSV (expected the columns {','.join(COLUMNS)})")
     records = []
     for number, cells in enumerate(lines, start=2):
         where = f"{path} line {number}"
-        if len(cells) != len(COLUMNS):
-            raise OffdiffError(f"{where}: {len(cells)} fields, expected {len(COLUMNS)}")
-        records.append({c: _parse(c, v, where) for c, v in zip(COLUMNS, cells, strict=True)})
+        if len(cells) != len(header):
+            raise OffdiffError(f"{where}: {len(cells)} fields, expected {len(header)}")
+        records.append({"ref_scores_source": None, **{c: _parse(c, v, where) for c, v in zip(header, cells,
+                                                                                              strict=True)}})
     if not records:
         raise OffdiffError(f"{path} has no rows")
     frame = pd.DataFrame.from_records(records, columns=list(COLUMNS))
