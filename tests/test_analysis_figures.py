@@ -15,8 +15,8 @@ from rliable import library, metrics
 from offdiff.analysis import plots, stats
 from offdiff.analysis.layout import PALETTE, Layout, present, read_layout
 from offdiff.analysis.published import data_kind, papers
-from offdiff.analysis.report import aggregate, plugin_display_name
-from offdiff.analysis.scores import final_scores, final_stage, read_scores, score_matrices, to_csv_bytes
+from offdiff.analysis.report import aggregate, analyse, figures, plugin_display_name
+from offdiff.analysis.scores import read_scores, to_csv_bytes
 from offdiff.cli import main
 from offdiff.data.scores import task_key
 from offdiff.errors import OffdiffError
@@ -63,28 +63,10 @@ def out(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def built(out: Path) -> dict[str, Figure]:
-    """The figure objects of `out`'s collection, built the way `aggregate` builds them (to inspect their artists)."""
-    frame = read_scores(out / "scores.csv")
-    shown_present = present(frame, Layout(), plugin_display_name)
-    shown = frame.assign(algorithm=frame.algorithm.map(shown_present.algorithms),
-                         dataset=frame.dataset.map(shown_present.tasks))
-    matrices = score_matrices(final_scores(shown), shown_present.algorithm_names, shown_present.task_names)
-    estimates = stats.aggregate_estimates(matrices, REPS, SEED)
-    shape = {a: (len(s), len(matrices.tasks)) for a, s in matrices.seeds.items()}
-    from offdiff.analysis.scores import curves
-
-    c = curves(shown, matrices)
-    taus = stats.profile_thresholds(matrices)
-    return {
-        "learning_curves": plots.learning_curves(final_stage(shown), shown_present),
-        "sample_efficiency": plots.sample_efficiency(c.steps, stats.sample_efficiency(c.scores, REPS, SEED),
-                                                     c.offsets, shape, shown_present),
-        "aggregate_intervals": plots.interval_estimates(estimates, shape, shown_present),
-        "performance_profiles": plots.performance_profiles(
-            taus, stats.performance_profiles(matrices, taus, REPS, SEED), shown_present),
-        "probability_of_improvement": plots.probability_of_improvement(
-            stats.probability_of_improvement(matrices, REPS, SEED), shown_present),
-    }
+    """The figure objects `aggregate` drew into `out` (to inspect their artists)."""
+    analysis = analyse(read_scores(out / "scores.csv"), REPS, SEED)
+    with plots.styled():
+        return {name: build() for name, build in figures(analysis).items()}
 
 
 def line_colors(fig: Figure) -> dict[str, str]:
@@ -102,7 +84,8 @@ def legend_texts(fig: Figure) -> list[str]:
     return [t.get_text() for legend in fig.legends for t in legend.get_texts()]
 
 
-def test_every_figure_is_written_as_png_and_pdf(out):
+def test_every_figure_is_written_as_png_and_pdf(out, built):
+    assert set(built) == set(FIGURES)
     for name in FIGURES:
         assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (out / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"

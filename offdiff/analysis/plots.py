@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 
 import matplotlib.style
 import numpy as np
@@ -33,9 +34,14 @@ STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.spines.top": False, "axes.
 SCORE = "normalized score"
 
 
+def styled() -> AbstractContextManager[None]:
+    """matplotlib's default style plus `STYLE`, whatever the user's matplotlibrc says."""
+    return matplotlib.style.context(["default", STYLE])
+
+
 def render(build: Callable[[], Figure]) -> dict[str, bytes]:
-    """Build a figure under the default style and `STYLE`, and return its PNG and PDF bytes (reproducible)."""
-    with matplotlib.style.context(["default", STYLE]):
+    """Build a figure under `styled()` and return its PNG and PDF bytes (reproducible)."""
+    with styled():
         fig = build()
         out = {}
         for fmt, metadata in METADATA.items():

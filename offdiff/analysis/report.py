@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 import offdiff
 from offdiff.analysis import layout as layout_module
@@ -23,6 +24,7 @@ from offdiff.analysis.collect import collect
 from offdiff.analysis.layout import Layout, Presentation
 from offdiff.analysis.published import papers
 from offdiff.analysis.scores import (
+    Curves,
     ScoreMatrices,
     best_scores,
     final_scores,
@@ -134,80 +136,120 @@ def plugin_display_name(algo: str) -> str:
         return algo
 
 
-def _published(final: pd.DataFrame, best: pd.DataFrame, present: Presentation, frame: pd.DataFrame, reps: int,
-               seed: int) -> dict[str, bytes]:
+def _published(a: Analysis) -> dict[str, bytes]:
     """published.{md,tex,csv}: the plugins' papers' numbers beside the measured ones."""
-    algos = dict(frame[["algorithm", "algo"]].drop_duplicates().itertuples(index=False))
-    tasks = dict(frame[["dataset", "task"]].drop_duplicates().itertuples(index=False))
-    algorithms = {name: algos[label] for label, name in present.algorithms.items() if algos[label] in papers()}
-    datasets = {d: (name, tasks[d]) for d, name in present.tasks.items()}
-    rows = published.comparison(final, best, datasets, algorithms, reps, seed)
-    left_out = [name for name in present.task_names if name not in {r.task for r in rows}]
-    files = {f"published.{fmt}": write(rows, algorithms, published.notes(rows, algorithms, left_out, reps, seed,
+    algos = dict(a.frame[["algorithm", "algo"]].drop_duplicates().itertuples(index=False))
+    tasks = dict(a.frame[["dataset", "task"]].drop_duplicates().itertuples(index=False))
+    algorithms = {name: algos[label] for label, name in a.present.algorithms.items() if algos[label] in papers()}
+    datasets = {d: (name, tasks[d]) for d, name in a.present.tasks.items()}
+    rows = published.comparison(a.final, a.best, datasets, algorithms, a.reps, a.seed)
+    left_out = [name for name in a.present.task_names if name not in {r.task for r in rows}]
+    files = {f"published.{fmt}": write(rows, algorithms, published.notes(rows, algorithms, left_out, a.reps, a.seed,
                                                                           fmt)).encode()
              for fmt, write in (("md", published.markdown), ("tex", published.latex))}
     return {**files, "published.csv": published.csv_text(rows, algorithms).encode()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Analysis:
+    """What a collection's tables and figures are made of, under display names."""
+
+    frame: pd.DataFrame  # the scores CSV as read
+    present: Presentation
+    shown: pd.DataFrame  # the CSV with display names for algorithms and datasets
+    final: pd.DataFrame
+    best: pd.DataFrame
+    matrices: ScoreMatrices
+    common: list[str]  # the matrices' tasks in display order
+    estimates: dict[str, dict[str, stats.Estimate]]
+    pairs: dict[tuple[str, str], stats.Estimate]
+    curves: Curves
+    reps: int
+    seed: int
+
+    @property
+    def shape(self) -> dict[str, tuple[int, int]]:
+        """Per algorithm in the aggregates: (runs, tasks)."""
+        return {a: (len(s), len(self.matrices.tasks)) for a, s in self.matrices.seeds.items()}
+
+
+def analyse(frame: pd.DataFrame, reps: int, seed: int, layout: Layout | None = None,
+            display_name: Callable[[str], str] = plugin_display_name) -> Analysis:
+    """Names, views, score matrices and rliable statistics of the parsed CSV `frame`."""
+    present = layout_module.present(frame, layout or Layout(), display_name)
+    shown = frame.assign(algorithm=frame.algorithm.map(present.algorithms), dataset=frame.dataset.map(present.tasks))
+    final = final_scores(shown)
+    dataset_of = {name: dataset for dataset, name in present.tasks.items()}
+    # Columns in dataset-id order: the stratified bootstrap draws task by task, so the CIs do not depend on
+    # the display order or names.
+    matrices = score_matrices(final, present.algorithm_names, sorted(present.task_names, key=dataset_of.__getitem__))
+    return Analysis(frame, present, shown, final, best_scores(shown), matrices,
+                    common=[t for t in present.task_names if t in matrices.tasks],
+                    estimates=stats.aggregate_estimates(matrices, reps, seed),
+                    pairs=stats.probability_of_improvement(matrices, reps, seed),
+                    curves=score_curves(shown, matrices), reps=reps, seed=seed)
+
+
+def _tables(a: Analysis) -> dict[str, bytes]:
+    """Every table of the analysis, as file name -> bytes."""
+    algorithms, tasks = a.present.algorithm_names, a.present.task_names
+    normalization = _normalization_notes(a.frame, a.present)
+    files: dict[str, bytes] = {}
+    for stem, view, title in (("scores", a.final, HEADLINE), ("scores_best", a.best, BEST)):
+        for fmt in ("md", "tex"):
+            text = tables.per_task_table(view, tasks, algorithms, fmt,
+                                         [title, MARKS, *normalization, *_run_notes(a.frame)], a.present.domains)
+            files[f"{stem}.{fmt}"] = text.encode()
+    notes = _aggregate_notes(a.matrices, a.common, a.reps, a.seed) + normalization
+    for fmt in ("md", "tex") if a.estimates else ("md",):
+        files[f"aggregates.{fmt}"] = tables.aggregates_table(a.estimates, a.matrices.seeds, len(a.matrices.tasks),
+                                                             fmt, notes).encode()
+    files["aggregates.csv"] = tables.aggregates_csv(a.estimates, len(a.matrices.tasks), a.matrices.seeds).encode()
+    improvement_notes = _improvement_notes(a.matrices, a.common, a.reps, a.seed)
+    for fmt in ("md", "tex") if a.pairs else ("md",):
+        files[f"prob_improvement.{fmt}"] = tables.improvement_table(a.pairs, fmt, improvement_notes).encode()
+    if a.pairs:
+        files["prob_improvement.csv"] = tables.improvement_csv(a.pairs).encode()
+    if a.present.layout.compare_published:
+        files.update(_published(a))
+    return files
+
+
+def figures(a: Analysis) -> dict[str, Callable[[], Figure]]:
+    """The figures the analysis supports, by file stem, as builders (nothing is drawn until one is called)."""
+    rows = final_stage(a.shown)
+    out: dict[str, Callable[[], Figure]] = {}
+    if not rows.empty:
+        out["learning_curves"] = lambda: plots.learning_curves(rows, a.present)
+    if a.estimates:
+        efficiency = stats.sample_efficiency(a.curves.scores, a.reps, a.seed)
+        taus = stats.profile_thresholds(a.matrices, a.present.layout.tau_max)
+        profiles = stats.performance_profiles(a.matrices, taus, a.reps, a.seed)
+        if efficiency:
+            out["sample_efficiency"] = lambda: plots.sample_efficiency(a.curves.steps, efficiency, a.curves.offsets,
+                                                                       a.shape, a.present)
+        out["aggregate_intervals"] = lambda: plots.interval_estimates(a.estimates, a.shape, a.present)
+        out["performance_profiles"] = lambda: plots.performance_profiles(taus, profiles, a.present)
+    if a.pairs:
+        out["probability_of_improvement"] = lambda: plots.probability_of_improvement(a.pairs, a.present)
+    return out
 
 
 def derive(frame: pd.DataFrame, reps: int, seed: int, about: str = "", layout: Layout | None = None,
            display_name: Callable[[str], str] = plugin_display_name) -> dict[str, bytes]:
     """Every output but the CSV and provenance, from the parsed CSV: file name -> bytes. `about` (Markdown,
     e.g. what was run and with which budgets) opens the README; `layout` overrides names, order and options."""
-    layout = layout or Layout()
-    present = layout_module.present(frame, layout, display_name)
-    shown = frame.assign(algorithm=frame.algorithm.map(present.algorithms), dataset=frame.dataset.map(present.tasks))
-    algorithms, tasks = present.algorithm_names, present.task_names
-    final, best, run_notes = final_scores(shown), best_scores(shown), _run_notes(frame)
-    normalization = _normalization_notes(frame, present)
-    files: dict[str, bytes] = {}
-    for stem, view, title in (("scores", final, HEADLINE), ("scores_best", best, BEST)):
-        for fmt in ("md", "tex"):
-            text = tables.per_task_table(view, tasks, algorithms, fmt, [title, MARKS, *normalization, *run_notes],
-                                         present.domains)
-            files[f"{stem}.{fmt}"] = text.encode()
-    dataset_of = {name: dataset for dataset, name in present.tasks.items()}
-    # Columns in dataset-id order: the stratified bootstrap draws task by task, so the CIs do not depend on
-    # the display order or names.
-    matrices = score_matrices(final, algorithms, sorted(tasks, key=dataset_of.__getitem__))
-    estimates = stats.aggregate_estimates(matrices, reps, seed)
-    shape = {a: (len(s), len(matrices.tasks)) for a, s in matrices.seeds.items()}
-    common = [t for t in tasks if t in matrices.tasks]  # in display order, for the notes
-    notes = _aggregate_notes(matrices, common, reps, seed) + normalization
-    pairs = stats.probability_of_improvement(matrices, reps, seed)
-    improvement_notes = _improvement_notes(matrices, common, reps, seed)
-    for fmt in ("md", "tex") if estimates else ("md",):
-        files[f"aggregates.{fmt}"] = tables.aggregates_table(estimates, matrices.seeds, len(matrices.tasks), fmt,
-                                                             notes).encode()
-    files["aggregates.csv"] = tables.aggregates_csv(estimates, len(matrices.tasks), matrices.seeds).encode()
-    for fmt in ("md", "tex") if pairs else ("md",):
-        files[f"prob_improvement.{fmt}"] = tables.improvement_table(pairs, fmt, improvement_notes).encode()
-    if pairs:
-        files["prob_improvement.csv"] = tables.improvement_csv(pairs).encode()
-    if layout.compare_published:
-        files.update(_published(final, best, present, frame, reps, seed))
-    rows, curves = final_stage(shown), score_curves(shown, matrices)
-    figures = {}
-    if not rows.empty:
-        figures["learning_curves"] = lambda: plots.learning_curves(rows, present)
-    if estimates:
-        efficiency = stats.sample_efficiency(curves.scores, reps, seed)
-        taus = stats.profile_thresholds(matrices, layout.tau_max)
-        profiles = stats.performance_profiles(matrices, taus, reps, seed)
-        if efficiency:
-            figures["sample_efficiency"] = lambda: plots.sample_efficiency(curves.steps, efficiency, curves.offsets,
-                                                                           shape, present)
-        figures["aggregate_intervals"] = lambda: plots.interval_estimates(estimates, shape, present)
-        figures["performance_profiles"] = lambda: plots.performance_profiles(taus, profiles, present)
-    if pairs:
-        figures["probability_of_improvement"] = lambda: plots.probability_of_improvement(pairs, present)
-    for name, build in figures.items():
+    a = analyse(frame, reps, seed, layout, display_name)
+    files = _tables(a)
+    for name, build in figures(a).items():
         for ext, data in plots.render(build).items():
             files[f"{name}.{ext}"] = data
-    if layout.to_yaml():
-        files["layout.yaml"] = layout.to_yaml().encode()
-    files["README.md"] = (about + _readme(frame, files, run_notes + curves.notes, reps, seed,
-                                          heading="#" * (1 + bool(about)), layout=bool(layout.to_yaml())))
-    files["README.md"] = files["README.md"].encode()
+    layout_text = a.present.layout.to_yaml()
+    if layout_text:
+        files["layout.yaml"] = layout_text.encode()
+    readme = _readme(frame, files, _run_notes(frame) + a.curves.notes, reps, seed, heading="#" * (1 + bool(about)),
+                     layout=bool(layout_text))
+    files["README.md"] = (about + readme).encode()
     return files
 
 
