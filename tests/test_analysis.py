@@ -161,8 +161,8 @@ def test_from_csv_regenerates_every_output_byte_for_byte(grid, tmp_path):
     first = outputs(grid / "out")
     figures = {f"{n}.{e}" for n in FIGURES for e in ("png", "pdf")}
     assert set(first) == {"scores.csv", "scores.md", "scores.tex", "scores_best.md", "scores_best.tex",
-                          "aggregates.md", "aggregates.tex", "aggregates.csv", "prob_improvement.md",
-                          "prob_improvement.tex", "prob_improvement.csv", "README.md", *figures}
+                          "scores_summary.csv", "aggregates.md", "aggregates.tex", "aggregates.csv",
+                          "prob_improvement.md", "prob_improvement.tex", "prob_improvement.csv", "README.md", *figures}
     assert main(["aggregate", "--from-csv", str(grid / "out" / "scores.csv"), "--out", str(tmp_path / "b"),
                  "--reps", str(REPS), "--seed", str(SEED)]) == 0
     assert outputs(tmp_path / "b") == first

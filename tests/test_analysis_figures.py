@@ -191,6 +191,10 @@ def test_tables_name_tasks_group_domains_and_average(out):
         assert (out / f"{name}.tex").read_text().count(r"\begin{tabular}") == 1
         assert (out / f"{name}.csv").read_text().count("\n") == 1 + {"aggregates": 12, "prob_improvement": 3}[name]
     assert "Optimality gap ↓ | Runs × tasks |" in (out / "aggregates.md").read_text()
+    summary = (out / "scores_summary.csv").read_text().splitlines()
+    assert len(summary) == 1 + 4 * 3 * 2
+    assert summary[1] == "hopper-medium,Locomotion,Diffusion-QL,final,48.0000,2.4495,3"
+    assert summary[2] == "hopper-medium,Locomotion,Diffusion-QL,best,63.0000,2.4495,3"  # its peak mid-training
     differ = ("Reference scores differ between tasks: hopper-medium, walker2d-medium, antmaze-umaze: Minari metadata; "
               "hopper-expert: local collection's metadata.")
     assert differ in (out / "scores.md").read_text() and differ in (out / "aggregates.md").read_text()

@@ -52,6 +52,7 @@ DESCRIPTIONS = {
     "scores.tex": "per-task table by domain with averages, headline score (LaTeX, booktabs)",
     "scores_best.md": "per-task table, best evaluation over training (online model selection, optimistic)",
     "scores_best.tex": "the same, LaTeX",
+    "scores_summary.csv": "both per-task tables (view final: headline, best: best over training), as a CSV",
     "aggregates.md": "IQM, mean, median, optimality gap with 95% stratified-bootstrap CIs",
     "aggregates.tex": "the same, LaTeX",
     "aggregates.csv": "the same, as a CSV",
@@ -200,6 +201,8 @@ def _tables(a: Analysis) -> dict[str, bytes]:
             text = tables.per_task_table(view, tasks, algorithms, fmt,
                                          [title, MARKS, *normalization, *_run_notes(a.frame)], a.present.domains)
             files[f"{stem}.{fmt}"] = text.encode()
+    views = {"final": a.final, "best": a.best}
+    files["scores_summary.csv"] = tables.task_scores_csv(views, tasks, algorithms, a.present.domains).encode()
     notes = _aggregate_notes(a.matrices, a.common, a.reps, a.seed) + normalization
     for fmt in ("md", "tex") if a.estimates else ("md",):
         files[f"aggregates.{fmt}"] = tables.aggregates_table(a.estimates, a.matrices.seeds, len(a.matrices.tasks),

@@ -179,3 +179,20 @@ def improvement_csv(pairs: dict[tuple[str, str], Estimate]) -> str:
         low, high = ("", "") if e.low is None else (f"{e.low:.4f}", f"{e.high:.4f}")
         writer.writerow([x, y, f"{e.point:.4f}", low, high])
     return buffer.getvalue()
+
+
+def task_scores_csv(views: dict[str, pd.DataFrame], tasks: Sequence[str], algorithms: Sequence[str],
+                    domains: dict[str, str]) -> str:
+    """The per-task tables' cells (mean, population std, seeds) of each view (e.g. final, best), as a CSV."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["task", "domain", "algorithm", "view", "mean", "std", "seeds"])
+    cells = {name: task_cells(view) for name, view in views.items()}
+    for task in tasks:
+        for algorithm in algorithms:
+            for name in views:
+                c = cells[name].get((task, algorithm))
+                if c is not None:
+                    writer.writerow([task, domains.get(task, ""), algorithm, name, f"{c.mean:.4f}", f"{c.std:.4f}",
+                                     c.n])
+    return buffer.getvalue()
