@@ -191,6 +191,8 @@ def test_tables_name_tasks_group_domains_and_average(out):
         assert (out / f"{name}.tex").read_text().count(r"\begin{tabular}") == 1
         assert (out / f"{name}.csv").read_text().count("\n") == 1 + {"aggregates": 12, "prob_improvement": 3}[name]
     assert "Optimality gap ↓ | Runs × tasks |" in (out / "aggregates.md").read_text()
+    assert ("Datasets: hopper-medium = mujoco/hopper/medium-v0, walker2d-medium = mujoco/walker2d/medium-v0, "
+            "hopper-expert = local/hopper/expert-v0, antmaze-umaze = D4RL/antmaze/umaze-v1.") in tex
     summary = (out / "scores_summary.csv").read_text().splitlines()
     assert len(summary) == 1 + 4 * 3 * 2
     assert summary[1] == "hopper-medium,Locomotion,Diffusion-QL,final,48.0000,2.4495,3"

@@ -107,6 +107,12 @@ def _normalization_notes(frame: pd.DataFrame, present: Presentation) -> list[str
                                                                   in sorted(by_source.items())) + "."]
 
 
+def _dataset_notes(present: Presentation) -> list[str]:
+    """Which dataset each task name stands for, where the two differ."""
+    renamed = [f"{name} = {dataset}" for dataset, name in present.tasks.items() if name != dataset]
+    return [f"Datasets: {', '.join(renamed)}."] if renamed else []
+
+
 def _aggregate_notes(matrices: ScoreMatrices, tasks: list[str], reps: int, seed: int) -> list[str]:
     if not matrices.scores:
         return ["No aggregates: no task has a finished run of every algorithm.", *matrices.notes]
@@ -199,7 +205,8 @@ def _tables(a: Analysis) -> dict[str, bytes]:
     for stem, view, title in (("scores", a.final, HEADLINE), ("scores_best", a.best, BEST)):
         for fmt in ("md", "tex"):
             text = tables.per_task_table(view, tasks, algorithms, fmt,
-                                         [title, MARKS, *normalization, *_run_notes(a.frame)], a.present.domains)
+                                         [title, MARKS, *_dataset_notes(a.present), *normalization,
+                                          *_run_notes(a.frame)], a.present.domains)
             files[f"{stem}.{fmt}"] = text.encode()
     views = {"final": a.final, "best": a.best}
     files["scores_summary.csv"] = tables.task_scores_csv(views, tasks, algorithms, a.present.domains).encode()
