@@ -147,7 +147,7 @@ def test_axis_ranges_fit_the_data(built, tmp_path):
     assert ax.get_xlim() == (min(0, 10 * np.floor(lowest / 10)), 10 * np.ceil(best / 10 + 0.05)) == (0, 100)
     assert ax.get_ylim() == (-0.02, 1.02)
     ax = built["probability_of_improvement"].axes[0]
-    assert ax.get_xlim() == (0, 1)
+    assert ax.get_xlim() == (-0.02, 1.02)
     titles = [a.get_title() for a in built["aggregate_intervals"].axes]
     assert titles == ["IQM", "Mean", "Median", "Optimality gap (lower is better)"]
     for a, metric in zip(built["aggregate_intervals"].axes, titles, strict=True):

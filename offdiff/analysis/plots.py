@@ -208,7 +208,7 @@ def probability_of_improvement(pairs: dict[tuple[str, str], Estimate], present: 
             ax.barh(row, e.high - e.low, left=e.low, height=0.6, color=present.colors[x], alpha=0.75)
         ax.vlines(e.point, row - 0.3, row + 0.3, color="k")
     ax.axvline(0.5, color="0.4", linestyle="--", linewidth=1)
-    ax.set_xlim(0, 1)
+    ax.set_xlim(-0.02, 1.02)  # a probability of 0 or 1 stays visible
     ax.set_ylim(len(pairs) - 0.4, -0.6)
     ax.set_yticks(range(len(pairs)), [x for x, _ in pairs])
     right = ax.twinx()
