@@ -88,7 +88,8 @@ def test_every_figure_is_written_as_png_and_pdf(out, built):
     assert set(built) == set(FIGURES)
     for name in FIGURES:
         assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        assert (out / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
+        pdf = (out / f"{name}.pdf").read_bytes()
+        assert pdf[:5] == b"%PDF-" and b"/Type3" not in pdf and b"/CIDFontType2" in pdf  # TrueType: no Type 3 fonts
     readme = (out / "README.md").read_text()
     assert all(f"| {name}.png |" in readme for name in FIGURES)
 

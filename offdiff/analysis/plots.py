@@ -30,7 +30,8 @@ from offdiff.analysis.tables import LOWER_IS_BETTER
 DPI = 150
 METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Creator": None, "Producer": None}}
 STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.spines.top": False, "axes.spines.right": False,
-         "legend.frameon": False, "axes.grid": True, "grid.alpha": 0.25, "lines.linewidth": 1.8}
+         "legend.frameon": False, "axes.grid": True, "grid.alpha": 0.25, "lines.linewidth": 1.8,
+         "pdf.fonttype": 42}  # TrueType in PDFs: publishers reject Type 3 fonts
 SCORE = "normalized score"
 
 
