@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from offdiff.analysis.layout import Layout
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -22,11 +27,9 @@ def _command(args: argparse.Namespace) -> str:
     return shlex.join(words)
 
 
-def _layout(args: argparse.Namespace):  # -> offdiff.analysis.layout.Layout (imported late, like the report)
+def _layout(args: argparse.Namespace) -> Layout:
     """The layout file's settings, with the command line's --tau-max and --compare-published on top."""
-    import dataclasses
-
-    from offdiff.analysis.layout import Layout, read_layout
+    from offdiff.analysis.layout import Layout, read_layout  # late, like the report: keeps `offdiff` quick to start
 
     layout = read_layout(args.layout) if args.layout is not None else Layout()
     if args.tau_max is not None:
@@ -54,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--layout", type=Path, help="YAML of display names, order, domains and options (README: "
                    "'Names, order and the papers' numbers'); aggregate keeps a copy as layout.yaml")
     p.add_argument("--tau-max", type=float, help="right end of the performance profiles' axis, in normalized "
-                   "score (default: the best score rounded up to ten)")
+                   "score (default: just past the best score, rounded up to ten)")
     p.add_argument("--compare-published", action="store_true",
                    help="also write published.md/.tex/.csv: the papers' D4RL scores beside the measured ones")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap replications (default 2000)")

@@ -31,6 +31,7 @@ from offdiff.analysis.tables import md_escape, tex_escape
 RULES = {"final": "last evaluation", "best": "best evaluation over training (online model selection)"}
 UNVERIFIED = {"md": "‡", "tex": r"$^\ddagger$"}
 OTHER_DATA = {"md": "§", "tex": r"$^\S$"}
+NOTHING = "No dataset of this collection has a published score to compare with."
 _D4RL_ID = re.compile(r"^[a-z0-9]+-[a-z0-9-]+-v\d+$")
 
 
@@ -131,11 +132,13 @@ def markdown(rows: Sequence[Row], algorithms: dict[str, str], note_lines: Sequen
                  (_paper_text(a, r.key, r.cells[n][0], "md"), _ours_text(r.cells[n][1], r.cells[n][2], "md"))]
         task = md_escape(r.task) + (OTHER_DATA["md"] if r.kind == "minari-mujoco" else "")
         lines.append("| " + " | ".join([task, *cells]) + " |")
-    body = "\n".join(lines) if rows else "No dataset of this collection has a published score to compare with."
+    body = "\n".join(lines) if rows else NOTHING
     return "\n\n".join([body, *note_lines]) + "\n"
 
 
 def latex(rows: Sequence[Row], algorithms: dict[str, str], note_lines: Sequence[str]) -> str:
+    if not rows:
+        return "\n".join(f"% {n}" for n in [NOTHING, *note_lines]) + "\n"
     spans = " & ".join(rf"\multicolumn{{2}}{{c}}{{{tex_escape(n)}}}" for n in algorithms)
     rules = " ".join(rf"\cmidrule(lr){{{2 + 2 * i}-{3 + 2 * i}}}" for i in range(len(algorithms)))
     lines = [*(f"% {n}" for n in note_lines), "% needs \\usepackage{booktabs}",
