@@ -73,8 +73,14 @@ class Algorithm(ABC):
     """Base class of every offdiff algorithm plugin."""
 
     name: ClassVar[str]
+    display_name: ClassVar[str]  # how tables and figures name it, e.g. "Diffusion-QL"; default: `name`
     Config: ClassVar[type[AlgorithmConfig]]
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}  # task key -> the paper's config for that task
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "display_name" not in cls.__dict__ and isinstance(cls.__dict__.get("name"), str):
+            cls.display_name = cls.name
 
     def __init__(self, config: AlgorithmConfig, spec: EnvSpec, device: torch.device, generator: torch.Generator):
         self.config = config

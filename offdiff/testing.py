@@ -147,6 +147,7 @@ def check_algorithm(
         "Config must be a dataclass subclassing offdiff.algorithm.AlgorithmConfig")
     assert cls.Config.__dataclass_params__.frozen, "Config must be frozen"
     assert isinstance(cls.name, str) and cls.name, "the class needs a non-empty `name`"
+    assert isinstance(cls.display_name, str) and cls.display_name, "`display_name` must be a non-empty string"
     assert budget_fields(cls.Config), (
         "declare the stage lengths with offdiff.config.budget(...) so that `--steps` and this suite can set them")
     h = _Harness(cls, overrides or {}, steps, device)

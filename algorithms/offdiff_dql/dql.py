@@ -69,6 +69,7 @@ def released_schedule(total_steps: int, epoch: int = 1000, every_epochs: int = 5
 
 class DiffusionQL(Algorithm):
     name = "dql"
+    display_name = "Diffusion-QL"
     Config = DQLConfig
     presets = PRESETS
 

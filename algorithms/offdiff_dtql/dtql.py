@@ -76,6 +76,7 @@ PRETRAIN_KEYS = ("lr", "critic_lr", "expectile", "discount", "value_from_target"
 
 class DTQL(Algorithm):
     name = "dtql"
+    display_name = "DTQL"
     Config = DTQLConfig
     presets = PRESETS
 

@@ -93,6 +93,7 @@ class AlignmentSet:
 
 class EDA(Algorithm):
     name = "eda"
+    display_name = "EDA"
     Config = EDAConfig
     presets = PRESETS
 
