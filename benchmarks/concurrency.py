@@ -171,7 +171,15 @@ def main(argv: list[str]) -> None:
     wanted = [v for v in args.variants.split(",") if v]
     if not set(wanted) <= set(VARIANTS) or "sequential" not in wanted:
         p.error(f"--variants: a comma-separated subset of {', '.join(VARIANTS)} that includes sequential")
-    rows = []
+    import torch
+
+    from offdiff.bench.machine import describe_machine, load_average
+    from offdiff.train.run_dir import atomic_write_bytes, atomic_write_json
+
+    settings = {key: getattr(args, key) for key in ("algo", "dataset", "steps", "threads", "device", "rounds",
+                                                    "quick")}
+    payload = {"command": shlex.join(["python", "benchmarks/concurrency.py", *argv]), "settings": settings,
+               "machine": describe_machine(torch.device(args.device)), "measurements": []}
     for round_ in range(args.rounds):
         for k in ks:
             order = _variants(k, wanted)
@@ -180,19 +188,10 @@ def main(argv: list[str]) -> None:
                 print(f"[packing] round {round_ + 1}/{args.rounds} K={k} {variant}: job {row['job_s']:.1f} s, "
                       f"training {row['training_s']:.1f} s (load {row['load_average_before']})",
                       file=sys.stderr)
-                rows.append(row)
-    settings = {key: getattr(args, key) for key in ("algo", "dataset", "steps", "threads", "device", "rounds",
-                                                    "quick")}
-    import torch
-
-    from offdiff.bench.machine import describe_machine, load_average
-
-    machine = {**describe_machine(torch.device(args.device)), "load_average_end": load_average()}
-    payload = {"command": shlex.join(["python", "benchmarks/concurrency.py", *argv]), "settings": settings,
-               "machine": machine, "measurements": rows, "summary": summarize(rows)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "packing.json").write_text(json.dumps(payload, indent=2) + "\n")
-    (args.out / "packing.md").write_text(markdown(payload))
+                payload["measurements"].append(row)
+                payload.update(summary=summarize(payload["measurements"]), load_average_end=load_average())
+                atomic_write_json(args.out / "packing.json", payload)  # after each: a partial run keeps its rows
+                atomic_write_bytes(args.out / "packing.md", markdown(payload).encode())
     plot(payload, args.out / "packing.png")
     print(markdown(payload), end="")
 

@@ -16,6 +16,7 @@ from test_harness import LOCAL, ONE_ENTRY, cells_of, grid_cli, grid_file, profil
 
 from offdiff.errors import OffdiffError
 from offdiff.harness.mps import cuda_mps
+from offdiff.harness.pool import _Worker
 from offdiff.harness.record import Record, harness_dir, read_outcomes
 from offdiff.train.run_dir import read_jsonl
 
@@ -155,3 +156,15 @@ def test_cuda_mps_daemon_is_private_to_the_job_and_stopped(tmp_path, monkeypatch
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(OffdiffError, match="nvidia-cuda-mps-control is not on PATH"), cuda_mps(tmp_path / "logs"):
         pass
+
+
+def test_a_worker_that_dies_without_an_outcome_is_a_failed_run_with_its_log_tail(tmp_path):
+    log = tmp_path / "job_run0.log"
+    log.write_text("== job 1, run 0: r ==\nstep 50/300\nsomething went wrong natively\n")
+    died = subprocess.Popen([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"])
+    died.wait()
+    request = tmp_path / "job_run0.request.pkl"
+    request.write_bytes(b"")
+    state, error = _Worker("r", died, request, tmp_path / "job_run0.result.json", log).outcome()
+    assert state == "failed" and error.startswith("the run's worker was killed by signal 9 without an outcome")
+    assert "something went wrong natively" in error and error.endswith(f"(log: {log})") and not request.exists()

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from offdiff.train.run_dir import atomic_write_bytes
-from offdiff.train.runner import TrainRequest, plan
+from offdiff.train.runner import TrainRequest
 
 POLL_S = 0.1
 Record = Callable[[str, str, str], str]  # (run key, state, error) -> state
@@ -73,17 +73,11 @@ def run_concurrently(runs: Sequence[tuple[str, TrainRequest]], concurrency: int,
                      ) -> dict[str, str]:
     """Train `runs` ((key, request) pairs) `concurrency` at a time; `record` stores each outcome as it comes.
 
-    Runs already DONE are recorded without a worker (as a job in turn would find them). `env` is added to the
-    workers' environment (e.g. CUDA MPS's). Returns each run's state.
+    `env` is added to the workers' environment (e.g. CUDA MPS's). Returns each run's state.
     """
     folder.mkdir(parents=True, exist_ok=True)
     states: dict[str, str] = {}
-    pending: list[tuple[int, str, TrainRequest]] = []
-    for index, (key, request) in enumerate(runs):
-        if plan(request).run_dir.is_done():
-            states[key] = record(key, "cached" if cache_only else "done", "")
-        else:
-            pending.append((index, key, request))
+    pending = [(index, key, request) for index, (key, request) in enumerate(runs)]
     running: list[_Worker] = []
     try:
         while pending or running:
