@@ -17,7 +17,8 @@ EXECUTORS: tuple[str, ...] = ("slurm", "local", "debug")
 
 @dataclasses.dataclass(frozen=True)
 class Profile:
-    """One cluster (or this machine). Empty strings mean "not set"; `gpu_hours_per_step` 0 means unknown."""
+    """One cluster (or this machine). Empty strings mean "not set"; `gpu_hours_per_step` and
+    `concurrent_speedup` 0 mean unknown."""
 
     executor: Executor = "slurm"
     partition: str = ""
