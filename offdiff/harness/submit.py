@@ -26,7 +26,7 @@ from tqdm import tqdm
 from offdiff.errors import OffdiffError
 from offdiff.harness.grid import Cell, Grid, expand
 from offdiff.harness.job import GridJob
-from offdiff.harness.profile import Profile
+from offdiff.harness.profile import Profile, threads_per_run
 from offdiff.harness.record import JobEntry, Record, harness_dir, read_outcomes, submitting
 from offdiff.harness.schedule import Array, Job, describe, make_schedule
 from offdiff.harness.status import counts, report, run_states
@@ -146,8 +146,9 @@ def _launch(grid: Grid, arrays: tuple[Array, ...], profile: Profile, folder: Pat
             with _one_line_errors(profile, logs.parent), executor.batch():
                 submitted = [executor.submit(GridJob(
                     runs=[(c.key, dataclasses.replace(c.planned.request, device=profile.device)) for c in job.cells],
-                    harness=folder, cache_only=phase == "cache", threads=profile.cpus,
-                    raise_on_failure=profile.executor != "debug",
+                    harness=folder, logs=logs, cache_only=phase == "cache", threads=threads_per_run(profile),
+                    raise_on_failure=profile.executor != "debug", concurrency=profile.concurrency,
+                    cuda_mps=profile.cuda_mps,
                 )) for job in jobs]
             submission.jobs.extend(JobEntry(j.job_id, phase, [c.key for c in job.cells], list(after))
                                    for j, job in zip(submitted, jobs, strict=True))
