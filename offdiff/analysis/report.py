@@ -94,12 +94,17 @@ def _run_notes(frame: pd.DataFrame) -> list[str]:
     return notes
 
 
+def _normalization_kind(source: str) -> str:
+    """A reference-score source without what is particular to one task (each toy task has its own scores)."""
+    return "each toy task's own scores" if source.startswith("offdiff toy task") else source
+
+
 def _normalization_notes(frame: pd.DataFrame, present: Presentation) -> list[str]:
-    """Which reference scores normalized which task, when the tasks do not all share one source."""
+    """Which reference scores normalized which task, when the tasks do not all share one kind of source."""
     recorded = frame[frame.ref_scores_source.notna()]
     by_source: dict[str, list[str]] = {}
     for dataset, task in present.tasks.items():
-        for source in sorted(set(recorded[recorded.dataset == dataset].ref_scores_source)):
+        for source in sorted({_normalization_kind(s) for s in recorded[recorded.dataset == dataset].ref_scores_source}):
             by_source.setdefault(source, []).append(task)
     if len(by_source) < 2:
         return []
