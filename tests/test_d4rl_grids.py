@@ -37,7 +37,7 @@ def test_d4rl_grid_names_a_missing_dataset(tmp_path: Path, capsys: pytest.Captur
     monkeypatch.setenv(d4rl.STORE_VARIABLE, str(tmp_path / "empty"))
     code, _, err = _submit(capsys, "d4rl.yaml", tmp_path)
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert "d4rl.yaml:" in err and "d4rl:halfcheetah-medium-v2 is not in the local D4RL store" in err
+    assert "d4rl.yaml:" in err and "dataset 'd4rl:halfcheetah-medium-v2' is not in the local D4RL store" in err
     assert "offdiff data fetch d4rl:halfcheetah-medium-v2" in err
 
 
@@ -47,7 +47,7 @@ def test_minari_d4rl_grids_name_a_missing_dataset(tmp_path: Path, capsys: pytest
                                                   first: str) -> None:
     code, _, err = _submit(capsys, grid, tmp_path)
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert f"dataset {first} is not in the local Minari store" in err and f"offdiff data fetch {first}" in err
+    assert f"dataset '{first}' is not in the local Minari store" in err and f"offdiff data fetch {first}" in err
 
 
 def test_d4rl_grid_plans_at_the_papers_budgets(tmp_path: Path, capsys: pytest.CaptureFixture,

@@ -16,6 +16,7 @@ from offdiff.cli import main
 from offdiff.data import d4rl
 from offdiff.data.download import sha256_of
 from offdiff.data.sources import list_local, resolve
+from offdiff.errors import OffdiffError
 
 
 class _Server:
@@ -144,5 +145,5 @@ def test_unknown_names(name: str, message: str, capsys: pytest.CaptureFixture) -
 
 def test_a_dataset_not_fetched_says_how(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv(d4rl.STORE_VARIABLE, str(tmp_path / "store"))
-    with pytest.raises(Exception, match="not in the local D4RL store.*offdiff data fetch d4rl:hopper-medium-v2"):
+    with pytest.raises(OffdiffError, match="not in the local D4RL store.*offdiff data fetch d4rl:hopper-medium-v2"):
         resolve("d4rl:hopper-medium-v2")

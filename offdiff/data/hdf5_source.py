@@ -126,7 +126,7 @@ class D4rlSource(Hdf5Source):
         d4rl.check_name(name)
         path = d4rl.local_path(name)
         if not path.is_file():
-            raise OffdiffError(f"dataset d4rl:{name} is not in the local D4RL store ({d4rl.store()}); fetch it on "
+            raise OffdiffError(f"dataset 'd4rl:{name}' is not in the local D4RL store ({d4rl.store()}); fetch it on "
                                f"a machine with network: offdiff data fetch d4rl:{name}")
         super().__init__(str(path), eval_env, source=f"d4rl:{name}", dataset_id=name, is_d4rl=True,
                          task=TaskName(task_key(name), f"the D4RL name {name}"))
