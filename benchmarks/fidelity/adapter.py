@@ -53,10 +53,20 @@ class Adapter:
     def __init__(self, config: Any, spec: EnvSpec, data: ReleaseData, device: torch.device, seed: int):
         self.config, self.spec, self.data, self.device, self.seed = config, spec, data, device, seed
 
-    def release_values(self) -> dict[str, Any]:
-        """Config fields the release hard-codes (for this task), with the release's value: offdiff's config must
+    @classmethod
+    def release_values(cls, task: str) -> dict[str, Any]:
+        """Config fields the release hard-codes (for `task`), with the release's value: offdiff's config must
         agree, or the official run could not follow it."""
         return {"obs_transform": "none"}  # no release normalizes observations
+
+    @classmethod
+    def check_config(cls, config: AlgorithmConfig, task: str) -> None:
+        """One line naming every config field the release cannot follow (before anything is written)."""
+        wrong = {k: (getattr(config, k), v) for k, v in cls.release_values(task).items() if getattr(config, k) != v}
+        if wrong:
+            fields = "; ".join(f"{k}={mine!r} (the release has {theirs!r})" for k, (mine, theirs) in wrong.items())
+            raise OffdiffError(f"the {cls.release} release cannot follow this {cls.algo} config: {fields}; drop "
+                               "those --set values (or use a task whose preset the release matches)")
 
     @classmethod
     def check_checkout(cls, checkout: Checkout) -> None:
@@ -83,15 +93,6 @@ class Adapter:
 
     def renamed(self, metrics: Mapping[str, float]) -> dict[str, float]:
         return {self.metric_names.get(k, k): float(v) for k, v in metrics.items()}
-
-
-def check_config(adapter: Adapter, config: AlgorithmConfig) -> None:
-    """One line naming every config field the release cannot follow."""
-    wrong = {k: (getattr(config, k), v) for k, v in adapter.release_values().items() if getattr(config, k) != v}
-    if wrong:
-        fields = "; ".join(f"{k}={mine!r} (the release has {theirs!r})" for k, (mine, theirs) in wrong.items())
-        raise OffdiffError(f"the {adapter.release} release cannot follow this {adapter.algo} config: {fields}; "
-                           "drop those --set values (or use a task whose preset the release matches)")
 
 
 def seed_everything(seed: int) -> None:
@@ -129,7 +130,6 @@ class ReleaseAlgorithm(Algorithm):
         if self.adapter is None:  # built at the first stage: the release gets the data the run prepared
             seed = self.generator.initial_seed()
             self.adapter = self.adapter_cls(self.config, self.spec, ReleaseData.from_buffer(data), self.device, seed)
-            check_config(self.adapter, self.config)
             stubs.feed(self.adapter.data.arrays)
             seed_everything(seed)
             try:

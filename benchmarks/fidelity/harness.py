@@ -71,4 +71,5 @@ def run_official(release: str, checkout_path: Path, request: TrainRequest, any_c
     with imported(checkout):
         adapter.check_checkout(checkout)
     _, twin = plan_pair(release, request)
+    adapter.check_config(twin.config, twin.choice.task)
     return ReleaseTrainer(twin, checkout, progress=progress).run_all()

@@ -29,19 +29,24 @@ class DQLAdapter(Adapter):
     repository = "https://github.com/Zhendong-Wang/Diffusion-Policies-for-Offline-RL"
     metric_names = {"ql_loss": "q_loss"}
 
-    def release_values(self) -> dict[str, Any]:
-        return {**super().release_values(), "critic_lr": 3e-4, "max_q_samples": 10, "beta_min": 0.1, "beta_max": 10.0,
-                "hidden": 256, "ema_decay": 0.995, "ema_every": 5, "ema_start": 1000, "ema_warmup": "release",
-                "eval_candidates": 50}
+    @classmethod
+    def release_values(cls, task: str) -> dict[str, Any]:
+        return {**super().release_values(task), "critic_lr": 3e-4, "max_q_samples": 10, "beta_min": 0.1,
+                "beta_max": 10.0, "hidden": 256, "ema_decay": 0.995, "ema_every": 5, "ema_start": 1000,
+                "ema_warmup": "release", "eval_candidates": 50}
+
+    @classmethod
+    def check_config(cls, config: Any, task: str) -> None:
+        super().check_config(config, task)
+        if config.lr_schedule == "cosine":
+            raise OffdiffError("the dql release has no lr_schedule=cosine (offdiff's fixed schedule); use "
+                               "released (its --lr_decay) or constant")
 
     def build(self) -> None:
         from agents.ql_diffusion import Diffusion_QL
         from utils.data_sampler import Data_Sampler
 
         c, device = self.config, str(self.device)
-        if c.lr_schedule == "cosine":
-            raise OffdiffError("the dql release has no lr_schedule=cosine (offdiff's fixed schedule); use "
-                               "released (its --lr_decay) or constant")
         self.decay = c.lr_schedule == "released"
         self.sampler = Data_Sampler(self.data.arrays, device, REWARD_TUNE[c.reward_transform])
         self.agent = Diffusion_QL(

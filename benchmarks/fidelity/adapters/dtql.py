@@ -27,8 +27,9 @@ class DTQLAdapter(Adapter):
     # the release's train() metrics -> offdiff's names (ql_loss is -Q of the policy's actions: negated below)
     metric_names = {"distill_loss": "tr_loss", "actor_loss": "policy_loss", "gamma_loss": "nll"}
 
-    def release_values(self) -> dict[str, Any]:
-        return {**super().release_values(), "critic_lr": 3e-4, "value_from_target": False, "clip_denoised": True,
+    @classmethod
+    def release_values(cls, task: str) -> dict[str, Any]:
+        return {**super().release_values(task), "critic_lr": 3e-4, "value_from_target": False, "clip_denoised": True,
                 "diffusion_hidden": 256, "diffusion_layers": 4, "time_dim": 16, "policy_hidden": 256,
                 "critic_hidden": 256, "regularizer": "tr"}
 

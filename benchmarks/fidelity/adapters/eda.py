@@ -47,16 +47,17 @@ class EDAAdapter(Adapter):
     repository = "https://github.com/thu-ml/Efficient-Diffusion-Alignment"
     metric_names = {"v_loss": "value_loss", "q": "q_data"}
 
-    @property
-    def env_name(self) -> str:
+    @staticmethod
+    def env_name(task: str) -> str:
         """The D4RL-style name the release reads its switches from ("v2": the state-conditioned model, "maze",
         "antmaze", "kitchen": expectile, reward processing and IQL temperature)."""
-        return f"{self.spec.task}-v2"
+        return f"{task}-v2"
 
-    def release_values(self) -> dict[str, Any]:
-        name = self.env_name
+    @classmethod
+    def release_values(cls, task: str) -> dict[str, Any]:
+        name = cls.env_name(task)
         reward = "iql_antmaze" if "antmaze" in name else "none" if "kitchen" in name else "iql_locomotion"
-        return {**super().release_values(), "reward_transform": reward, "expectile": 0.9 if "maze" in name else 0.7,
+        return {**super().release_values(task), "reward_transform": reward, "expectile": 0.9 if "maze" in name else 0.7,
                 "behavior_lr": 3e-4, "critic_lr": 3e-4, "align_lr": 5e-5, "hidden": 256, "time_dim": 32,
                 "fourier_scale": 30.0, "state_input": True, "vp_beta_0": 0.1, "vp_beta_1": 20.0, "t_eps": 1e-3,
                 "critic_hidden": 256, "discount": 0.99, "critic_tau": 0.005, "label_fraction": 1.0,
@@ -81,10 +82,11 @@ class EDAAdapter(Adapter):
             args = utils.get_args()
         finally:
             sys.argv = argv
-        args.env, args.seed, args.device, args.beta, args.alpha = self.env_name, self.seed, str(self.device), c.beta, \
-            c.q_scale
-        args.M, args.policy_batchsize, args.actor_blocks, args.dropout_rate = c.num_candidates, c.align_batch_size, \
-            c.num_blocks, c.dropout
+        for key, value in {"env": self.env_name(self.spec.task), "seed": self.seed, "device": str(self.device),
+                           "beta": c.beta, "alpha": c.q_scale, "M": c.num_candidates,
+                           "policy_batchsize": c.align_batch_size, "actor_blocks": c.num_blocks,
+                           "dropout_rate": c.dropout}.items():
+            setattr(args, key, value)
         args.run = stubs.modules()["wandb"].init()
         args.marginal_prob_std_fn = functools.partial(utils.marginal_prob_std, device=args.device, beta_1=20.0)
         self.args, self.folder = args, tempfile.TemporaryDirectory(prefix="eda-official-")
