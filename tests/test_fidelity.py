@@ -18,7 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 
-from fidelity import run  # noqa: E402
+from fidelity import curves, run  # noqa: E402
 from fidelity.adapters.eda import _fix_applied  # noqa: E402
 
 from offdiff.analysis.report import aggregate  # noqa: E402
@@ -166,6 +166,7 @@ def test_official_twin_sees_the_same_data_budget_and_eval_seeds(fake_release, tm
     assert [(r["stage"], r["step"]) for r in metrics] == [("pretrain", s) for s in (2, 4, 6)] + \
         [("main", s) for s in (2, 4, 6)]
     assert metrics[-1]["q_policy"] == 2.0 and metrics[-1]["tr_loss"] == 0.5 and "bc_loss" in metrics[-1]
+    assert "nll" not in metrics[-1]  # gamma_nll = 0: the release does not compute it
 
     # Nothing of the release stays importable after the run.
     assert not {"gym", "d4rl", "agents", "utils", "agents.dtql"} & set(sys.modules)
@@ -177,6 +178,11 @@ def test_official_twin_sees_the_same_data_budget_and_eval_seeds(fake_release, tm
     header = lines[0].split(",")
     algos = {row.split(",")[header.index("algorithm")] for row in lines[1:]}
     assert algos == {"dtql", "dtql-official"}
+
+    # ... and the training curves of both sides, side by side.
+    assert curves.main([str(runs / "fidelity"), "--out", str(out / "curves")]) == 0
+    assert {p.name for p in (out / "curves").iterdir()} == {f"training_curves_dtql_toy-four_corners.{x}"
+                                                            for x in ("png", "pdf")}
 
 
 def test_bad_input_is_one_line_and_writes_nothing(fake_release, tmp_path, capsys):

@@ -53,6 +53,8 @@ class DTQLAdapter(Adapter):
             return {"bc_loss": agent.bc_loss.item()}
         metrics = {k: v[0] for k, v in agent.train(self.sampler, batch_size=batch).items()}
         metrics["q_policy"] = -metrics.pop("ql_loss")
+        if self.config.gamma_nll == 0:
+            del metrics["gamma_loss"]  # the release does not compute the NLL then (it logs 0)
         return self.renamed(metrics)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
