@@ -193,6 +193,9 @@ def test_bad_input_is_one_line_and_writes_nothing(fake_release, tmp_path, capsys
     err = capsys.readouterr().err
     assert err.startswith("offdiff: error: the dtql release cannot follow") and "critic_lr=0.001" in err
     assert len(err.strip().splitlines()) == 1
+    argv = _argv(fake_release, runs, "--any-commit", "--task", "hopper-medium", "--device", "cpu")
+    assert run.main(["--release", "eda", *argv[2:]]) == 2
+    assert "hard-codes CUDA" in capsys.readouterr().err
     assert not runs.exists()
 
 

@@ -49,6 +49,7 @@ class Adapter:
     commit: ClassVar[str]  # the pinned commit
     repository: ClassVar[str]
     metric_names: ClassVar[Mapping[str, str]] = {}  # the release's metric name -> offdiff's, where they agree
+    needs_cuda: ClassVar[bool] = False  # the release hard-codes CUDA
 
     def __init__(self, config: Any, spec: EnvSpec, data: ReleaseData, device: torch.device, seed: int):
         self.config, self.spec, self.data, self.device, self.seed = config, spec, data, device, seed

@@ -19,7 +19,7 @@ from fidelity.release import Checkout, imported, open_checkout
 from offdiff.errors import OffdiffError
 from offdiff.registry import get_algorithm
 from offdiff.train.run_dir import RunDir
-from offdiff.train.runner import PlannedRun, Trainer, TrainRequest, plan
+from offdiff.train.runner import PlannedRun, Trainer, TrainRequest, plan, resolve_device
 
 
 def official_label(release: str) -> str:
@@ -65,11 +65,17 @@ class ReleaseTrainer(Trainer):
 
 def run_official(release: str, checkout_path: Path, request: TrainRequest, any_commit: bool = False,
                  progress: bool = True) -> dict[str, Any]:
-    """Train (or skip, if DONE) the official twin of `request`; returns its summary."""
+    """Train (or skip, if DONE) the official twin of `request`; returns its summary. Every check comes first."""
     adapter = adapter_for(release)
-    checkout = open_checkout(checkout_path, adapter.commit, any_commit)
-    with imported(checkout):
-        adapter.check_checkout(checkout)
     _, twin = plan_pair(release, request)
     adapter.check_config(twin.config, twin.choice.task)
+    if adapter.needs_cuda and resolve_device(request.device).type != "cuda":
+        raise OffdiffError(f"the {release} release hard-codes CUDA; run it on a GPU (--device cuda)")
+    checkout = open_checkout(checkout_path, adapter.commit, any_commit)
+    with imported(checkout):
+        try:
+            adapter.check_checkout(checkout)
+        except ImportError as exc:
+            raise OffdiffError(f"--checkout {checkout.path}: not the {release} release, or its requirements are "
+                               f"missing ({exc}); see benchmarks/fidelity/README.md") from None
     return ReleaseTrainer(twin, checkout, progress=progress).run_all()
