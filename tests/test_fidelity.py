@@ -117,7 +117,8 @@ def _rows(path: Path) -> list[dict]:
 
 def test_official_twin_sees_the_same_data_budget_and_eval_seeds(fake_release, tmp_path):
     runs = tmp_path / "runs"
-    rc = run.main(_argv(fake_release, runs, "--any-commit", "--set", "alpha=2.5", "--also-offdiff"))
+    rc = run.main(_argv(fake_release, runs, "--any-commit", "--set", "alpha=2.5", "--set", "reward_transform=normalize",
+                          "--also-offdiff"))
     assert rc == 0
     [official] = list((runs / "fidelity" / "dtql-official").glob("*/*/seed_3"))
     [mine] = list((runs / "fidelity" / "dtql").glob("*/*/seed_3"))
@@ -152,10 +153,12 @@ def test_official_twin_sees_the_same_data_budget_and_eval_seeds(fake_release, tm
     assert [r["event"] for r in log[1:]] == ["pretrain"] * 6 + ["train"] * 6
     assert {r["batch_size"] for r in log[1:]} == {config["batch_size"]}
 
-    # The release got the offdiff source's transitions (actions in offdiff's [-1, 1], raw rewards).
+    # The release got the offdiff source's transitions (actions in offdiff's [-1, 1]) with raw rewards, and
+    # processes them itself (reward_tune), while the offdiff run's buffer holds its own transform's rewards.
     fed = np.load(tmp_path / "release_data.npz")
     buffer = prepare(SOURCE).buffer
-    assert str(fed["reward_tune"]) == "no"
+    assert manifests["mine"]["transforms"]["reward"]["name"] == "normalize"
+    assert str(fed["reward_tune"]) == "normalize"
     np.testing.assert_array_equal(fed["observations"], buffer.obs.numpy())
     np.testing.assert_array_equal(fed["actions"], buffer.actions.numpy())
     np.testing.assert_array_equal(fed["rewards"], buffer.rewards.numpy())

@@ -21,24 +21,25 @@ from fidelity import stubs
 from fidelity.release import Checkout
 from offdiff.algorithm import Algorithm, AlgorithmConfig, EnvSpec, Metrics, Stage
 from offdiff.data.buffer import Batch, DeviceBuffer
+from offdiff.data.pipeline import prepare
 from offdiff.errors import OffdiffError
+from offdiff.train.runner import TrainRequest
 
 
 @dataclasses.dataclass(frozen=True)
 class ReleaseData:
     """The offdiff source's transitions as D4RL's `qlearning_dataset` gives them: raw observations and rewards
-    (the release applies its own reward processing), actions scaled to [-1, 1] by offdiff's action scaler."""
+    (each release applies its own reward processing), actions scaled to [-1, 1] by offdiff's action scaler."""
 
     arrays: dict[str, np.ndarray]
 
     @classmethod
-    def from_buffer(cls, buffer: DeviceBuffer) -> ReleaseData:
-        def host(t: torch.Tensor) -> np.ndarray:
-            return t.detach().cpu().numpy().copy()
-
-        return cls({"observations": host(buffer.obs), "actions": host(buffer.actions),
-                    "next_observations": host(buffer.next_obs), "rewards": host(buffer.rewards),
-                    "terminals": host(1.0 - buffer.not_done)})
+    def load(cls, source: str, eval_env: str | None, ref_scores: str | None) -> ReleaseData:
+        """The run's data through offdiff's `prepare`, without the config's reward (or observation) transform."""
+        buffer = prepare(source, eval_env=eval_env, ref_scores=ref_scores).buffer
+        return cls({"observations": buffer.obs.numpy(), "actions": buffer.actions.numpy(),
+                    "next_observations": buffer.next_obs.numpy(), "rewards": buffer.rewards.numpy(),
+                    "terminals": (1.0 - buffer.not_done).numpy()})
 
 
 class Adapter:
@@ -109,12 +110,14 @@ class ReleaseAlgorithm(Algorithm):
     adapter_cls: ClassVar[type[Adapter]]
     plugin: ClassVar[type[Algorithm]]
 
+    request: ClassVar[TrainRequest]  # the run's request: its data source, eval env and reference scores
+
     @classmethod
-    def bind(cls, adapter_cls: type[Adapter], plugin: type[Algorithm]) -> type[ReleaseAlgorithm]:
+    def bind(cls, adapter_cls: type[Adapter], plugin: type[Algorithm], request: TrainRequest) -> type[ReleaseAlgorithm]:
         name = f"{adapter_cls.release}-official"
         return type(f"Official_{adapter_cls.release}", (cls,), {
             "name": name, "display_name": name, "Config": plugin.Config, "presets": plugin.presets,
-            "adapter_cls": adapter_cls, "plugin": plugin,
+            "adapter_cls": adapter_cls, "plugin": plugin, "request": request,
         })
 
     def __init__(self, config: AlgorithmConfig, spec: EnvSpec, device: torch.device, generator: torch.Generator):
@@ -130,7 +133,9 @@ class ReleaseAlgorithm(Algorithm):
     def begin_stage(self, stage: str, data: DeviceBuffer) -> None:
         if self.adapter is None:  # built at the first stage: the release gets the data the run prepared
             seed = self.generator.initial_seed()
-            self.adapter = self.adapter_cls(self.config, self.spec, ReleaseData.from_buffer(data), self.device, seed)
+            r = self.request
+            release_data = ReleaseData.load(r.source, r.eval_env, r.ref_scores)
+            self.adapter = self.adapter_cls(self.config, self.spec, release_data, self.device, seed)
             stubs.feed(self.adapter.data.arrays)
             seed_everything(seed)
             try:

@@ -40,7 +40,7 @@ def plan_pair(release: str, request: TrainRequest) -> tuple[PlannedRun, PlannedR
     label = official_label(release)
     root = Path(request.runs_root) / request.grid
     path = root / label / mine.run_dir.path.relative_to(root / adapter.algo)
-    cls = ReleaseAlgorithm.bind(adapter, get_algorithm(adapter.algo))
+    cls = ReleaseAlgorithm.bind(adapter, get_algorithm(adapter.algo), request)
     twin = dataclasses.replace(mine, request=dataclasses.replace(request, algo=label), cls=cls, run_dir=RunDir(path))
     return mine, twin
 
