@@ -73,6 +73,15 @@ class DTQL:
         return (out + 0.1 * torch.randn_like(out)).clamp(-1, 1).numpy()
 '''
 
+FAKE_MAIN = '''
+import gym  # never run: the harness reads the table below without executing the script
+offline_hyperparameters = {
+    "toy-four_corners-v0": {"lr": 3e-4, "alpha": 1.0, "gamma": 0.0, "lr_decay": False, "num_epochs": 7,
+                            "batch_size": 256, "expectile": 0.7},
+    "other-task-v2": {"lr": 1.0},
+}
+'''
+
 FAKE_SAMPLER = '''
 import os
 import numpy as np
@@ -97,7 +106,7 @@ class Data_Sampler:
 def fake_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "fake_dtql"
     for name, text in {"agents/__init__.py": "", "agents/dtql.py": FAKE_DTQL, "utils/__init__.py": "",
-                       "utils/data_sampler.py": FAKE_SAMPLER}.items():
+                       "utils/data_sampler.py": FAKE_SAMPLER, "main.py": FAKE_MAIN}.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(textwrap.dedent(text))
     monkeypatch.setenv("FAKE_RELEASE_LOG", str(tmp_path / "release.jsonl"))
@@ -142,6 +151,10 @@ def test_official_twin_sees_the_same_data_budget_and_eval_seeds(fake_release, tm
     assert manifests["official"]["algorithm"] == "dtql-official"
     assert manifests["official"]["release"]["path"] == str(fake_release.resolve())
     assert manifests["official"]["release"]["commit"] is None  # not a git checkout (allowed by --any-commit)
+    # The release's own table for the task, against offdiff's preset (no preset for this toy: the defaults).
+    assert manifests["official"]["release"]["preset_check"] == {
+        "table": "main.py:offline_hyperparameters", "entries": ["toy-four_corners-v0"],
+        "differences": {"toy-four_corners-v0:num_epochs": {"field": "steps", "offdiff": 1_000_000, "release": 7000}}}
 
     # The release got the budget and the hyperparameters of the offdiff config.
     config = manifests["mine"]["config"]

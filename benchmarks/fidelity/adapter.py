@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -51,6 +51,8 @@ class Adapter:
     repository: ClassVar[str]
     metric_names: ClassVar[Mapping[str, str]] = {}  # the release's metric name -> offdiff's, where they agree
     needs_cuda: ClassVar[bool] = False  # the release hard-codes CUDA
+    table: ClassVar[tuple[str, str] | None] = None  # (file, name) of the release's per-task hyperparameter table
+    table_columns: ClassVar[Mapping[str, tuple[str, Callable[[Any], Any]]]] = {}  # column -> (offdiff field, unit)
 
     def __init__(self, config: Any, spec: EnvSpec, data: ReleaseData, device: torch.device, seed: int):
         self.config, self.spec, self.data, self.device, self.seed = config, spec, data, device, seed

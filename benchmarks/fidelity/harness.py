@@ -15,6 +15,8 @@ from typing import Any
 
 from fidelity.adapter import ReleaseAlgorithm
 from fidelity.adapters import ADAPTERS
+from fidelity.presets import compare_preset
+from fidelity.presets import describe as describe_check
 from fidelity.release import Checkout, imported, open_checkout
 from offdiff.errors import OffdiffError
 from offdiff.registry import get_algorithm
@@ -48,15 +50,15 @@ def plan_pair(release: str, request: TrainRequest) -> tuple[PlannedRun, PlannedR
 class ReleaseTrainer(Trainer):
     """offdiff's runner, with the release's checkout in the manifest and its modules importable while it runs."""
 
-    def __init__(self, planned: PlannedRun, checkout: Checkout, progress: bool = True):
+    def __init__(self, planned: PlannedRun, checkout: Checkout, preset_check: dict[str, Any], progress: bool = True):
         super().__init__(planned, progress=progress)
-        self.checkout = checkout
+        self.checkout, self.preset_check = checkout, preset_check
 
     def _manifest(self) -> dict[str, Any]:
         adapter = self.p.cls.adapter_cls  # type: ignore[attr-defined]
         return {**super()._manifest(), "release": {
             "name": adapter.release, "repository": adapter.repository, "pinned_commit": adapter.commit,
-            "compared_with": adapter.algo, **self.checkout.describe()}}
+            "compared_with": adapter.algo, **self.checkout.describe(), "preset_check": self.preset_check}}
 
     def run_all(self) -> dict[str, Any]:
         with imported(self.checkout):
@@ -78,4 +80,7 @@ def run_official(release: str, checkout_path: Path, request: TrainRequest, any_c
         except ImportError as exc:
             raise OffdiffError(f"--checkout {checkout.path}: not the {release} release, or its requirements are "
                                f"missing ({exc}); see benchmarks/fidelity/README.md") from None
-    return ReleaseTrainer(twin, checkout, progress=progress).run_all()
+    task = twin.choice.task
+    check = compare_preset(adapter, checkout, twin.cls.plugin, task)  # type: ignore[attr-defined]
+    print(f"[{official_label(release)}] {describe_check(check, task)}", flush=True)
+    return ReleaseTrainer(twin, checkout, check, progress=progress).run_all()

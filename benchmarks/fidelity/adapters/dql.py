@@ -28,6 +28,10 @@ class DQLAdapter(Adapter):
     commit = "d871f5c"
     repository = "https://github.com/Zhendong-Wang/Diffusion-Policies-for-Offline-RL"
     metric_names = {"ql_loss": "q_loss"}
+    table = ("main.py", "hyperparameters")
+    table_columns = {"lr": ("lr", float), "eta": ("eta", float), "max_q_backup": ("max_q_backup", bool),
+                     "reward_tune": ("reward_transform", lambda tune: "none" if tune == "no" else tune),
+                     "num_epochs": ("steps", lambda epochs: epochs * EPOCH), "gn": ("grad_norm", float)}
 
     @classmethod
     def release_values(cls, task: str) -> dict[str, Any]:

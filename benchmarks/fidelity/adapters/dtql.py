@@ -26,6 +26,10 @@ class DTQLAdapter(Adapter):
     repository = "https://github.com/TianyuCodings/Diffusion_Trusted_Q_Learning"
     # the release's train() metrics -> offdiff's names (ql_loss is -Q of the policy's actions: negated below)
     metric_names = {"distill_loss": "tr_loss", "actor_loss": "policy_loss", "gamma_loss": "nll"}
+    table = ("main.py", "offline_hyperparameters")
+    table_columns = {"lr": ("lr", float), "alpha": ("alpha", float), "gamma": ("gamma_nll", float),
+                     "lr_decay": ("lr_decay", bool), "num_epochs": ("steps", lambda epochs: epochs * 1000),
+                     "batch_size": ("batch_size", int), "expectile": ("expectile", float)}
 
     @classmethod
     def release_values(cls, task: str) -> dict[str, Any]:
