@@ -124,7 +124,7 @@ def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_official_twin_sees_the_same_data_budget_and_eval_seeds(fake_release, tmp_path):
+def test_official_twin_sees_the_same_data_budget_and_eval_seeds(fake_release, tmp_path, capsys):
     runs = tmp_path / "runs"
     rc = run.main(_argv(fake_release, runs, "--any-commit", "--set", "alpha=2.5", "--set", "reward_transform=normalize",
                           "--also-offdiff"))
@@ -194,6 +194,15 @@ def test_official_twin_sees_the_same_data_budget_and_eval_seeds(fake_release, tm
     header = lines[0].split(",")
     algos = {row.split(",")[header.index("algorithm")] for row in lines[1:]}
     assert algos == {"dtql", "dtql-official"}
+
+    # A finished twin is skipped; an unfinished one does not resume (the release's counters are not saved).
+    assert run.main(_argv(fake_release, runs, "--any-commit", "--set", "alpha=2.5", "--set",
+                          "reward_transform=normalize")) == 0
+    assert len(_rows(tmp_path / "release.jsonl")) == len(log)  # the release did not run again
+    (official / "DONE").unlink()
+    assert run.main(_argv(fake_release, runs, "--any-commit", "--set", "alpha=2.5", "--set",
+                          "reward_transform=normalize")) == 2
+    assert "does not resume from a checkpoint" in capsys.readouterr().err
 
     # ... and the training curves of both sides, side by side.
     assert curves.main([str(runs / "fidelity"), "--out", str(out / "curves")]) == 0

@@ -111,7 +111,6 @@ class ReleaseAlgorithm(Algorithm):
 
     adapter_cls: ClassVar[type[Adapter]]
     plugin: ClassVar[type[Algorithm]]
-
     request: ClassVar[TrainRequest]  # the run's request: its data source, eval env and reference scores
 
     @classmethod
@@ -133,7 +132,7 @@ class ReleaseAlgorithm(Algorithm):
         return self._stages
 
     def begin_stage(self, stage: str, data: DeviceBuffer) -> None:
-        if self.adapter is None:  # built at the first stage: the release gets the data the run prepared
+        if self.adapter is None:  # built at the first stage, from the run's source without the config's transforms
             seed = self.generator.initial_seed()
             r = self.request
             release_data = ReleaseData.load(r.source, r.eval_env, r.ref_scores)
