@@ -1,0 +1,187 @@
+"""Stage diagnostics and compute records: the plugins' diagnostic policies and Q calibration after their stages,
+kill-and-resume around a stage end, the cache, and `offdiff aggregate`'s diagnostics CSV and table."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from offdiff.analysis.report import aggregate
+from offdiff.data.episodes import Episodes
+from offdiff.data.transitions import Transitions
+from offdiff.train import runner
+from offdiff.train.run_dir import read_jsonl
+from offdiff.train.runner import TrainRequest, plan, train
+
+PROTOCOL = {"eval_every": 10, "eval_episodes": 6, "eval_envs": 3, "log_every": 5, "checkpoint_every": 5}
+TINY = {
+    "dtql": ("toy:grid25_hard", {"diffusion_hidden": "16", "policy_hidden": "16", "critic_hidden": "16",
+                                 "batch_size": "32", "eval_candidates": "4"}),
+    "eda": ("toy:gaussians8", {"hidden": "16", "time_dim": "8", "num_blocks": "1", "critic_hidden": "16",
+                               "behavior_batch_size": "16", "critic_batch_size": "16", "align_batch_size": "4",
+                               "num_candidates": "4", "solver_nfe": "2", "eval_candidates": "2"}),
+    "dql": ("toy:four_corners", {"hidden": "16", "batch_size": "32", "eval_candidates": "4", "n_timesteps": "2"}),
+}
+
+
+def _request(root: Path, algo: str, **overrides: str) -> TrainRequest:
+    source, tiny = TINY[algo]
+    return TrainRequest(algo=algo, source=source, steps=10, overrides={**tiny, **overrides}, protocol=PROTOCOL,
+                        device="cpu", runs_root=root)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One finished tiny run of each algorithm (read only)."""
+    root = tmp_path_factory.mktemp("runs")
+    for algo in TINY:
+        train(_request(root, algo), progress=False)
+    return root
+
+
+def _folder(root: Path, algo: str, **overrides: str):
+    return plan(_request(root, algo, **overrides)).run_dir
+
+
+def test_returns_to_go_end_at_terminals_and_are_cut_at_timeouts():
+    rewards = np.array([1, 2, 3, 4, 5, 6, 7], dtype=np.float32)
+    terminals = np.array([0, 0, 1, 0, 0, 0, 0], bool)  # episode 1 terminates; 2 times out; 3 ends with the data
+    timeouts = np.array([0, 0, 0, 0, 1, 0, 0], bool)
+    t = Transitions(np.zeros((7, 1)), np.zeros((7, 1)), rewards, np.zeros((7, 1)), terminals, timeouts)
+    episodes = Episodes.of(t)
+    assert episodes.ends.tolist() == [2, 4, 6] and episodes.terminal.tolist() == [True, False, False]
+    assert episodes.returns.tolist() == [6.0, 9.0, 13.0]
+    assert episodes.row_terminal().tolist() == [True] * 3 + [False] * 4
+    np.testing.assert_allclose(episodes.returns_to_go(rewards, 0.5),
+                               [1 + 0.5 * 2 + 0.25 * 3, 2 + 0.5 * 3, 3, 4 + 0.5 * 5, 5, 6 + 0.5 * 7, 7])
+
+
+def test_diagnostic_policies_after_their_stage_for_dtql_and_eda_none_for_dql(runs):
+    expected = {"dtql": {("policy", "pretrain", "diffusion"), ("q_calibration", "pretrain", None),
+                         ("q_calibration", "main", None)},
+                "eda": {("policy", "behavior", "behavior"), ("q_calibration", "critic", None)},
+                "dql": {("q_calibration", "main", None)}}
+    for algo, kinds in expected.items():
+        run = _folder(runs, algo)
+        rows = read_jsonl(run.diagnostics)
+        assert {(r["kind"], r["stage"], r.get("policy")) for r in rows} == kinds, algo
+        assert all(r["step"] == 10 for r in rows), "logged at the end of the stage"
+        evals = read_jsonl(run.evals)
+        summary = json.loads(run.done_marker.read_text())
+        final = summary["final_normalized_score"]
+        policies = [r for r in rows if r["kind"] == "policy"]
+        for row in policies:  # the run's own eval episodes and reset seeds, through the same evaluation path
+            assert row["seeds"] == evals[-1]["seeds"] and len(row["returns"]) == PROTOCOL["eval_episodes"]
+            assert summary["diagnostic_scores"] == {row["policy"]: row["normalized_mean"]}
+            assert summary["gain_over_diagnostic"] == {row["policy"]: final - row["normalized_mean"]}
+        if not policies:
+            assert "diagnostic_scores" not in summary and "gain_over_diagnostic" not in summary
+        for row in rows:
+            if row["kind"] == "q_calibration":
+                assert row["transitions"] == 10_000 and row["terminal_fraction"] == 1.0  # one-step bandits
+                assert row["discount"] == 0.99 and np.isfinite(row["mean_q"])
+                assert row["mean_return"] == pytest.approx(json.loads(run.manifest.read_text())
+                                                           ["data_returns"]["mean_return"])  # r: one step
+
+
+def test_compute_is_recorded_per_stage(runs):
+    summary = json.loads(_folder(runs, "eda").done_marker.read_text())
+    compute = summary["compute"]
+    assert compute["device"].startswith("cpu") and compute["complete"] is True
+    assert list(compute["stages"]) == ["align", "behavior", "critic"]  # DONE is written with sorted keys
+    for stage in compute["stages"].values():
+        assert stage["device_s"] == pytest.approx(stage["train_s"] + stage["eval_s"] + stage["diagnostics_s"],
+                                                  abs=2e-3)
+        assert stage["train_s"] > 0
+    assert compute["stages"]["behavior"]["diagnostics_s"] > 0 and compute["stages"]["align"]["eval_s"] > 0
+    assert compute["stages"]["behavior"]["eval_s"] == 0  # the behaviour stage is not evaluated on the schedule
+    assert compute["run_device_s"] == pytest.approx(sum(s["device_s"] for s in compute["stages"].values()), abs=2e-3)
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_kill_around_a_stage_end_leaves_the_logs_of_a_straight_run(runs, tmp_path, monkeypatch, where):
+    """Killed after the behaviour stage's diagnostics but before its last checkpoint, or just after that checkpoint:
+    the resumed run's logs equal those of the run that was never killed, and so do its parameters."""
+    save = runner.Trainer._save_checkpoint
+
+    def dies(self, stage_index, step):
+        if where == "after":
+            save(self, stage_index, step)
+        if (stage_index, step) == (0, 10):
+            raise Killed
+        if where == "before":
+            save(self, stage_index, step)
+
+    monkeypatch.setattr(runner.Trainer, "_save_checkpoint", dies)
+    with pytest.raises(Killed):
+        train(_request(tmp_path, "eda"), progress=False)
+    killed = _folder(tmp_path, "eda")
+    assert [r["stage"] for r in read_jsonl(killed.diagnostics)] == ["behavior"]
+    monkeypatch.setattr(runner.Trainer, "_save_checkpoint", save)
+    train(_request(tmp_path, "eda"), progress=False)
+    straight = _folder(runs, "eda")
+    for log in ("diagnostics", "evals"):
+        assert read_jsonl(getattr(killed, log)) == read_jsonl(getattr(straight, log)), log
+    steps = [(m["stage_index"], m["step"]) for m in read_jsonl(killed.metrics)]
+    assert steps == [(m["stage_index"], m["step"]) for m in read_jsonl(straight.metrics)]
+    ours, theirs = (torch.load(r.checkpoint, weights_only=False)["algorithm"]["modules"] for r in (killed, straight))
+    for module, state in theirs.items():
+        for key, value in state.items():
+            assert torch.equal(value, ours[module][key]), f"{module}.{key}"
+    assert json.loads(killed.done_marker.read_text())["compute"]["complete"] is True
+
+
+def test_a_stage_from_the_cache_gets_the_same_diagnostics_and_its_producers_compute(runs, tmp_path):
+    root = tmp_path / "runs"
+    shutil.copytree(runs / "_cache", root / "_cache")
+    train(_request(root, "eda", beta="0.5"), progress=False)
+    reused = _folder(root, "eda", beta="0.5")
+    producer = _folder(runs, "eda")
+    assert read_jsonl(reused.diagnostics) == read_jsonl(producer.diagnostics)
+    stages = json.loads(reused.done_marker.read_text())["compute"]["stages"]
+    produced = json.loads(producer.done_marker.read_text())["compute"]["stages"]
+    assert stages["behavior"]["cached"] is True and stages["behavior"]["train_s"] < produced["behavior"]["train_s"]
+    assert stages["behavior"]["producer_device_s"] == pytest.approx(produced["behavior"]["device_s"], abs=2e-3)
+
+
+def test_aggregate_writes_the_diagnostics_and_regenerates_them_from_the_csv(runs, tmp_path):
+    out = tmp_path / "out"
+    result = aggregate(out, runs=[runs / "train"], reps=20, seed=0)
+    assert {"diagnostics.csv", "diagnostics.md"} <= set(result.files)
+    table = (out / "diagnostics.md").read_text()
+    rows = {line.split(" | ")[1]: line.split(" | ") for line in table.splitlines() if line.startswith("| toy")}
+    assert set(rows) == {"DTQL", "EDA", "Diffusion-QL"}
+    assert rows["EDA"][4] == "behavior" and rows["DTQL"][4] == "diffusion" and rows["Diffusion-QL"][4] == "—"
+    eda = json.loads(_folder(runs, "eda").done_marker.read_text())
+    assert rows["EDA"][6] == f"{eda['gain_over_diagnostic']['behavior']:.1f} ± 0.0"
+    assert "diagnostics.csv" in (out / "README.md").read_text()
+    again = tmp_path / "again"
+    aggregate(again, from_csv=out / "scores.csv", reps=20, seed=0)
+    for name in result.files:
+        if name != "provenance.json":
+            assert (again / name).read_bytes() == (out / name).read_bytes(), name
+
+
+def test_runs_without_diagnostics_aggregate_as_before(runs, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(runs / "train", old)
+    for run in old.rglob("DONE"):
+        (run.parent / "diagnostics.jsonl").unlink()
+        manifest = json.loads((run.parent / "manifest.json").read_text())
+        del manifest["data_returns"]
+        (run.parent / "manifest.json").write_text(json.dumps(manifest))
+        summary = json.loads(run.read_text())
+        del summary["compute"]
+        run.write_text(json.dumps(summary))
+    result = aggregate(tmp_path / "out", runs=[old], reps=20, seed=0)
+    assert not {"diagnostics.csv", "diagnostics.md"} & set(result.files)
+    assert "diagnostics" not in (tmp_path / "out" / "README.md").read_text()
