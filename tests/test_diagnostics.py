@@ -216,3 +216,20 @@ def test_edm_heun_sampler_draws_the_data_distribution_under_the_exact_denoiser()
     assert abs(stds[200] - 0.2) < abs(stds[18] - 0.2)
     assert torch.equal(model.sample(cond[:50], 2, torch.Generator().manual_seed(3)),
                        model.sample(cond[:50], 2, torch.Generator().manual_seed(3)))
+
+
+def test_a_damaged_diagnostics_log_is_a_clear_error_or_skipped(runs, tmp_path, capsys):
+    from offdiff.cli import main
+
+    copy = tmp_path / "runs"
+    shutil.copytree(runs / "train", copy)
+    (log,) = [p for p in copy.rglob("diagnostics.jsonl") if "/eda/" in p.as_posix()]
+    log.write_text(log.read_text()[:-20])
+    assert main(["aggregate", str(copy), "--out", str(tmp_path / "out"), "--reps", "20"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "diagnostics.jsonl is not valid JSON" in err and str(log) in err
+    assert not (tmp_path / "out").exists(), "nothing half-written"
+    assert main(["aggregate", str(copy), "--out", str(tmp_path / "out"), "--reps", "20", "--skip-bad"]) == 0
+    assert "diagnostics left out" in capsys.readouterr().err
+    table = (tmp_path / "out" / "diagnostics.md").read_text()
+    assert "| toy-gaussians8 | EDA | 1 |" in table and "| DTQL |" in table

@@ -87,12 +87,22 @@ def run_rows(path: Path, base: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def collect_rows(score_rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The diagnostics rows of every run in the scores rows (by `run_dir`), in the scores' run order."""
+def collect_rows(score_rows: Iterable[dict[str, Any]],
+                 skip_bad: bool = False) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """The diagnostics rows of every run in the scores rows (by `run_dir`, sorted), and the runs whose diagnostics
+    were skipped (with `skip_bad`; else a damaged file raises `BadRun`)."""
     runs: dict[str, dict[str, Any]] = {}
     for row in score_rows:
         runs.setdefault(row["run_dir"], {k: row[k] for k in RUN})
-    return [r for run_dir, base in sorted(runs.items()) for r in run_rows(Path(run_dir), base)]
+    rows, skipped = [], []
+    for run_dir, base in sorted(runs.items()):
+        try:
+            rows += run_rows(Path(run_dir), base)
+        except BadRun as exc:
+            if not skip_bad:
+                raise
+            skipped.append((run_dir, f"diagnostics left out: {exc}"))
+    return rows, skipped
 
 
 def to_csv_bytes(rows: list[dict[str, Any]]) -> bytes:

@@ -313,7 +313,8 @@ def aggregate(out: Path, runs: Sequence[Path] = (), from_csv: Path | None = None
     if from_csv is None:
         collection = collect(runs, skip_bad=skip_bad)
         skipped, csv = collection.skipped, to_csv_bytes(collection.rows)
-        found = diagnostics_module.collect_rows(collection.rows)
+        found, bad = diagnostics_module.collect_rows(collection.rows, skip_bad)
+        skipped += bad
         diagnostics = diagnostics_module.to_csv_bytes(found) if found else None
     else:
         frame, csv = read_scores(from_csv), from_csv.read_bytes()  # a bad CSV fails before anything is written
