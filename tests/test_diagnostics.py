@@ -233,3 +233,14 @@ def test_a_damaged_diagnostics_log_is_a_clear_error_or_skipped(runs, tmp_path, c
     assert "diagnostics left out" in capsys.readouterr().err
     table = (tmp_path / "out" / "diagnostics.md").read_text()
     assert "| toy-gaussians8 | EDA | 1 |" in table and "| DTQL |" in table
+
+
+def test_dry_run_names_each_stages_diagnostics(tmp_path, capsys):
+    from offdiff.cli import main
+
+    assert main(["train", "--algo", "eda", "--dataset", "toy:gaussians8", "--steps", "10", "--runs-dir",
+                 str(tmp_path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "behavior: 10 steps x batch 2048, not evaluated, cacheable; then diagnostic policy behavior\n" in out
+    assert "critic: 10 steps x batch 256, not evaluated, cacheable; then Q calibration\n" in out
+    assert "align: 10 steps x batch 256, evaluated\n" in out
