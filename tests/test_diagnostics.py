@@ -244,3 +244,26 @@ def test_dry_run_names_each_stages_diagnostics(tmp_path, capsys):
     assert "behavior: 10 steps x batch 2048, not evaluated, cacheable; then diagnostic policy behavior\n" in out
     assert "critic: 10 steps x batch 256, not evaluated, cacheable; then Q calibration\n" in out
     assert "align: 10 steps x batch 256, evaluated\n" in out
+
+
+def test_q_calibration_on_episodes_that_terminate_or_time_out(d4rl_hdf5_file, tmp_path):
+    """The D4RL-layout file's episodes 0 and 2 terminate and the other three time out (tests/conftest.py)."""
+    import h5py
+
+    request = TrainRequest(algo="dql", source=f"hdf5:{d4rl_hdf5_file}", eval_env="Hopper-v5", task="none",
+                           ref_scores="0,100", steps=4, overrides=TINY["dql"][1], device="cpu", runs_root=tmp_path,
+                           protocol={"eval_episodes": 2, "eval_envs": 2, "log_every": 2})
+    train(request, progress=False)
+    run = plan(request).run_dir
+    (row,) = read_jsonl(run.diagnostics)
+    with h5py.File(d4rl_hdf5_file) as f:
+        rewards, terminals, timeouts = (np.asarray(f[k]) for k in ("rewards", "terminals", "timeouts"))
+    returns, running = np.zeros(len(rewards)), 0.0
+    for i in reversed(range(len(rewards))):
+        running = rewards[i] + (0.0 if terminals[i] or timeouts[i] else 0.99 * running)
+        returns[i] = running
+    assert row["transitions"] == 200 and row["terminal_fraction"] == (30 + 20) / 200
+    assert row["mean_return"] == pytest.approx(returns.mean(), rel=1e-6)
+    data = json.loads(run.manifest.read_text())["data_returns"]
+    assert (data["episodes"], data["terminal_episodes"]) == (5, 2)
+    assert data["mean_return"] == pytest.approx(rewards.sum() / 5, rel=1e-6)
