@@ -88,5 +88,7 @@ def describe_run(planned: PlannedRun) -> list[str]:
     lines.append("stages:")
     lines += [f"  {s.name}: {s.steps} steps x batch {s.batch_size}"
               + (", evaluated" if s.evaluate else ", not evaluated") + (", cacheable" if s.cacheable else "")
+              + (f"; then diagnostic policy {s.diagnostic_policy}" if s.diagnostic_policy else "")
+              + ("; then Q calibration" if s.q_calibration else "")
               for s in algo.stages()]
     return lines

@@ -2,7 +2,9 @@
 
 It builds the plugin on a small random dataset and checks: the config is a frozen dataclass whose
 defaults construct; every stage runs and reports finite scalar metrics; `act` returns actions of the
-right shape inside [-1, 1] and is deterministic under a fixed generator; `state_dict` round-trips; and
+right shape inside [-1, 1] and is deterministic under a fixed generator; so do the stages' diagnostic
+policies, which leave the training state and torch's random stream untouched, and `critic_q` gives finite
+(N,) values where a stage declares `q_calibration`; `state_dict` round-trips; and
 resume equivalence: N steps straight equal k steps, save to bytes, restore into a fresh instance,
 N - k steps, to the bit (on CPU), in every stage; a cacheable stage's artifact, loaded into a fresh
 instance, continues exactly like the run that produced it.
@@ -18,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from offdiff.algorithm import Algorithm, AlgorithmConfig, EnvSpec
+from offdiff.algorithm import Algorithm, AlgorithmConfig, EnvSpec, Stage
 from offdiff.config import apply_overrides, budget_fields
 from offdiff.data.buffer import DeviceBuffer
 from offdiff.data.transitions import Transitions
@@ -134,6 +136,27 @@ def _assert_same_training(a: Algorithm, b: Algorithm, what: str) -> None:
     raise AssertionError(f"{what}: not exact; differs: {', '.join(differ)}; {hint}")
 
 
+def _check_diagnostics(algo: Algorithm, stages: list[Stage], obs: torch.Tensor) -> None:
+    """What the stages declare for the suite's diagnostics (offdiff/train/diagnostics.py) works and changes nothing."""
+    before, rng = _roundtrip(algo.state_dict()), torch.get_rng_state()
+    for stage in stages:
+        if stage.diagnostic_policy is not None:
+            runs = [algo.diagnostic_act(stage.diagnostic_policy, obs, torch.Generator(obs.device).manual_seed(5))
+                    for _ in range(2)]
+            where = f"diagnostic policy {stage.diagnostic_policy!r} of stage {stage.name!r}"
+            assert runs[0].shape == (obs.shape[0], algo.spec.act_dim), f"{where}: shape {tuple(runs[0].shape)}"
+            assert torch.isfinite(runs[0]).all() and runs[0].abs().max() <= 1.0, f"{where}: actions outside [-1, 1]"
+            assert torch.equal(*runs), f"{where}: not deterministic under a fixed generator"
+        if stage.q_calibration:
+            actions = torch.rand(obs.shape[0], algo.spec.act_dim, device=obs.device,
+                                 generator=torch.Generator(obs.device).manual_seed(6)) * 2 - 1
+            q = algo.critic_q(obs, actions)
+            assert q.shape == (obs.shape[0],) and torch.isfinite(q).all(), f"critic_q: shape {tuple(q.shape)} or NaN"
+            assert 0.0 <= algo.q_discount() <= 1.0, f"q_discount() = {algo.q_discount()} is not in [0, 1]"
+    _assert_same_state(before, algo.state_dict(), "the diagnostics must leave the training state as it was")
+    assert torch.equal(rng, torch.get_rng_state()), "the diagnostics must not draw from torch's global random stream"
+
+
 def check_algorithm(
     cls: type[Algorithm], overrides: Mapping[str, Any] | None = None, steps: int = 6, device: str = "cpu"
 ) -> None:
@@ -178,6 +201,7 @@ def check_algorithm(
             f"actions must lie in [-1, 1] (squash them, e.g. tanh or clamp): got |a| = {worst:.4g} for observations "
             f"scaled by {scale:g}")
     assert torch.equal(first, again), "act must be deterministic under a fixed generator"
+    _check_diagnostics(algo, stages, obs)
 
     # state_dict round-trip into an instance built with another seed.
     other = h.build(seed=99)

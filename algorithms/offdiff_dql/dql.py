@@ -88,7 +88,7 @@ class DiffusionQL(Algorithm):
         self.critic_sched = torch.optim.lr_scheduler.LambdaLR(self.critic_opt, decay)
 
     def stages(self) -> list[Stage]:
-        return [Stage("main", self.config.steps, self.config.batch_size)]
+        return [Stage("main", self.config.steps, self.config.batch_size, q_calibration=True)]
 
     def modules(self) -> Mapping[str, torch.nn.Module]:
         return {"actor": self.actor, "ema_actor": self.ema_actor, "critic": self.critic}
@@ -144,6 +144,9 @@ class DiffusionQL(Algorithm):
         self.critic_sched.step()
         return {"critic_loss": critic_loss.detach(), "bc_loss": bc_loss.detach(), "q_loss": q_loss.detach(),
                 "actor_loss": actor_loss.detach(), "q_mean": q.detach().mean()}
+
+    def critic_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.critic.target_q(obs, actions).amin(dim=0)  # the Q that picks the executed action
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

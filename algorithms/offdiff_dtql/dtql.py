@@ -34,6 +34,7 @@ from offdiff_dtql.kl import KLDistillation
 from offdiff_dtql.presets import PRESETS
 
 MAX_ACTION = 1.0  # the suite scales every action box to [-1, 1]
+DIAGNOSTIC_SAMPLER_STEPS = 18  # noise levels of EDM's Heun sampler when the diffusion model acts as a diagnostic
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,8 +109,8 @@ class DTQL(Algorithm):
     def stages(self) -> list[Stage]:
         c = self.config
         return [Stage("pretrain", c.pretrain_steps, c.batch_size, evaluate=False, cacheable=True,
-                      config_keys=PRETRAIN_KEYS),
-                Stage("main", c.steps, c.batch_size)]
+                      config_keys=PRETRAIN_KEYS, diagnostic_policy="diffusion", q_calibration=True),
+                Stage("main", c.steps, c.batch_size, q_calibration=True)]
 
     def modules(self) -> Mapping[str, torch.nn.Module]:
         return {"diffusion": self.diffusion, "critic": self.critic, "actor": self.actor}
@@ -183,6 +184,18 @@ class DTQL(Algorithm):
         optimizer_step(self.opts["fake_score"], fake_loss)
         return {"kl_loss": kl_loss.detach(), "q_policy": q.detach().mean(), "policy_loss": loss.detach(),
                 "fake_score_loss": fake_loss.detach()}
+
+    # -- diagnostics: the pretrained diffusion model as a policy; the target critic's Q ---------------------
+    @torch.no_grad()
+    def diagnostic_act(self, policy: str, obs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """`diffusion`: one sample of μ_φ(·|s) per state by EDM's Heun sampler (behaviour cloning, no Q)."""
+        if policy != "diffusion":
+            raise KeyError(f"DTQL has no diagnostic policy {policy!r}")
+        actions = self.diffusion.sample(obs, self.spec.act_dim, generator, DIAGNOSTIC_SAMPLER_STEPS)
+        return actions.clamp(-MAX_ACTION, MAX_ACTION)
+
+    def critic_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.critic.target_q_min(obs, actions)  # the Q that picks the executed action
 
     # -- acting ----------------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -121,10 +121,10 @@ class EDA(Algorithm):
         c = self.config
         return [
             Stage("behavior", c.behavior_steps, c.behavior_batch_size, evaluate=False, cacheable=True,
-                  config_keys=BEHAVIOR_KEYS),
+                  config_keys=BEHAVIOR_KEYS, diagnostic_policy="behavior"),
             # The critic's artifact also holds the behavior model (and its run consumed the behavior's batches).
             Stage("critic", c.critic_steps, c.critic_batch_size, evaluate=False, cacheable=True,
-                  config_keys=BEHAVIOR_KEYS + CRITIC_KEYS),
+                  config_keys=BEHAVIOR_KEYS + CRITIC_KEYS, q_calibration=True),
             Stage("align", c.align_steps, c.align_batch_size),
         ]
 
@@ -236,6 +236,19 @@ class EDA(Algorithm):
         optimizer_step(self.policy_opt, loss)
         agree = (logits.argmax(dim=1) == q.argmax(dim=1)).float().mean()
         return {"align_loss": loss.detach(), "q_label": q.mean(), "top1_agreement": agree.detach()}
+
+    # -- diagnostics: the behavior model as a policy; the target critic's Q ----------------------
+    @torch.no_grad()
+    def diagnostic_act(self, policy: str, obs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """`behavior`: one sample of μ_φ(·|s) per state (DPM-Solver, as for the candidates), no Q: cloning alone."""
+        if policy != "behavior":
+            raise KeyError(f"EDA has no diagnostic policy {policy!r}")
+        self.behavior.eval()  # no dropout; every behavior step sets train() again
+        c = self.config
+        return self.behavior.sample(obs, generator, c.solver_nfe, c.solver_order).clamp(-1.0, 1.0)
+
+    def critic_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.critic.target_q_min(obs, actions)  # the Q that labels the candidates and picks actions
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

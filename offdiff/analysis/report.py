@@ -18,6 +18,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 import offdiff
+from offdiff.analysis import diagnostics as diagnostics_module
 from offdiff.analysis import layout as layout_module
 from offdiff.analysis import plots, published, stats, tables
 from offdiff.analysis.collect import collect
@@ -53,6 +54,8 @@ DESCRIPTIONS = {
     "scores_best.md": "per-task table, best evaluation over training (online model selection, optimistic)",
     "scores_best.tex": "the same, LaTeX",
     "scores_summary.csv": "both per-task tables (view final: headline, best: best over training), as a CSV",
+    "diagnostics.csv": "stage diagnostics of every run: diagnostic policies, Q calibration, data average, compute",
+    "diagnostics.md": "final score beside the behaviour model's, gain, data average, Q calibration, device-s",
     "aggregates.md": "IQM, mean, median, optimality gap with 95% stratified-bootstrap CIs",
     "aggregates.tex": "the same, LaTeX",
     "aggregates.csv": "the same, as a CSV",
@@ -251,11 +254,17 @@ def figures(a: Analysis) -> dict[str, Callable[[], Figure]]:
 
 
 def derive(frame: pd.DataFrame, reps: int, seed: int, about: str = "", layout: Layout | None = None,
-           display_name: Callable[[str], str] = plugin_display_name) -> dict[str, bytes]:
+           display_name: Callable[[str], str] = plugin_display_name,
+           diagnostics: bytes | None = None) -> dict[str, bytes]:
     """Every output but the CSV and provenance, from the parsed CSV: file name -> bytes. `about` (Markdown,
-    e.g. what was run and with which budgets) opens the README; `layout` overrides names, order and options."""
+    e.g. what was run and with which budgets) opens the README; `layout` overrides names, order and options;
+    `diagnostics` (a diagnostics CSV) is kept as diagnostics.csv and gives diagnostics.md."""
     a = analyse(frame, reps, seed, layout, display_name)
     files = _tables(a)
+    if diagnostics is not None:
+        parsed = diagnostics_module.parse_csv(diagnostics, "diagnostics.csv")
+        files["diagnostics.csv"] = diagnostics
+        files["diagnostics.md"] = diagnostics_module.table(frame, parsed, a.present).encode()
     for name, build in figures(a).items():
         for ext, data in plots.render(build).items():
             files[f"{name}.{ext}"] = data
@@ -309,14 +318,19 @@ def aggregate(out: Path, runs: Sequence[Path] = (), from_csv: Path | None = None
     if from_csv is None:
         collection = collect(runs, skip_bad=skip_bad)
         skipped, csv = collection.skipped, to_csv_bytes(collection.rows)
+        found, bad = diagnostics_module.collect_rows(collection.rows, skip_bad)
+        skipped += bad
+        diagnostics = diagnostics_module.to_csv_bytes(found) if found else None
     else:
         frame, csv = read_scores(from_csv), from_csv.read_bytes()  # a bad CSV fails before anything is written
+        beside = from_csv.parent / "diagnostics.csv"
+        diagnostics = beside.read_bytes() if beside.is_file() else None
     about = (out / ABOUT).read_text() + "\n" if (out / ABOUT).is_file() else ""
     with atomic_folder(out, drop=OUTPUTS) as tmp:  # all or nothing: `out` is replaced whole, or left as it was
         atomic_write_bytes(tmp / "scores.csv", csv)
         if from_csv is None:
             frame = read_scores(tmp / "scores.csv")  # the outputs come from the parsed file, either way
-        files = {"scores.csv": csv, **derive(frame, reps, seed, about, layout)}
+        files = {"scores.csv": csv, **derive(frame, reps, seed, about, layout, diagnostics=diagnostics)}
         for name, data in files.items():
             atomic_write_bytes(tmp / name, data)
         atomic_write_json(tmp / "provenance.json", {

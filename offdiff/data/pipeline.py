@@ -9,6 +9,7 @@ import torch
 
 from offdiff.data.base import DatasetInfo, EnvFactory
 from offdiff.data.buffer import DeviceBuffer
+from offdiff.data.episodes import Episodes
 from offdiff.data.scores import RefScores
 from offdiff.data.sources import resolve
 from offdiff.data.transforms import ActionScaler, ObsNormalizer, apply_reward_transform, check_transform_names
@@ -23,6 +24,7 @@ class PreparedData:
     action_scaler: ActionScaler
     transforms: dict[str, Any]  # names and parameters, JSON-able, for the run manifest
     make_env: EnvFactory  # picklable; one raw evaluation env (apply obs_normalizer / action_scaler)
+    episodes: Episodes  # where the buffer's episodes end and their returns before the reward transform
 
 
 def prepare(
@@ -43,6 +45,7 @@ def prepare(
     scaler = ActionScaler(info.action_low, info.action_high)
     actions = scaler.check_dataset(transitions.actions, source)
     transitions = transitions.replace(actions=scaler.to_policy(actions))
+    episodes = Episodes.of(transitions)
     transitions, reward_params = apply_reward_transform(reward_transform, transitions)
     normalizer = ObsNormalizer.from_name(obs_transform, transitions)
     transitions = transitions.replace(
@@ -55,4 +58,4 @@ def prepare(
         "action": scaler.state(),
     }
     buffer = DeviceBuffer(transitions, device)
-    return PreparedData(info, ref, buffer, normalizer, scaler, transforms, data.env_factory())
+    return PreparedData(info, ref, buffer, normalizer, scaler, transforms, data.env_factory(), episodes)

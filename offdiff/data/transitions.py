@@ -82,12 +82,16 @@ class Transitions:
                 )
         return self
 
-    def episode_returns(self) -> np.ndarray:
-        """Undiscounted return per episode; episodes end at terminals | timeouts and at the end of data."""
+    def episode_ends(self) -> np.ndarray:
+        """The last row of each episode: episodes end at terminals | timeouts and at the end of data."""
         ends = np.flatnonzero(self.terminals | self.timeouts)
         if len(ends) == 0 or ends[-1] != len(self) - 1:
             ends = np.append(ends, len(self) - 1)
-        cumulative = np.cumsum(self.rewards, dtype=np.float64)[ends]
+        return ends
+
+    def episode_returns(self) -> np.ndarray:
+        """Undiscounted return per episode (episodes as in `episode_ends`)."""
+        cumulative = np.cumsum(self.rewards, dtype=np.float64)[self.episode_ends()]
         return np.diff(cumulative, prepend=0.0)
 
 

@@ -151,6 +151,7 @@ class RunDir:
     manifest = property(lambda self: self.path / "manifest.json")
     metrics = property(lambda self: self.path / "metrics.jsonl")
     evals = property(lambda self: self.path / "evals.jsonl")
+    diagnostics = property(lambda self: self.path / "diagnostics.jsonl")  # offdiff/train/diagnostics.py
     checkpoint = property(lambda self: self.path / "checkpoint.pt")
     done_marker = property(lambda self: self.path / "DONE")
 
@@ -207,9 +208,12 @@ class RunDir:
 
     def rewind_logs(self, position: tuple[int, int]) -> None:
         """Drop log rows written after the checkpoint at (stage index, step): they will be written again."""
-        for path in (self.metrics, self.evals):
+        for path in (self.metrics, self.evals, self.diagnostics):
             kept = [r for r in read_jsonl(path) if (r["stage_index"], r["step"]) <= position]
             atomic_write_bytes(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept).encode())
 
     def eval_rows(self) -> Iterator[dict[str, Any]]:
         yield from read_jsonl(self.evals)
+
+    def diagnostic_rows(self) -> Iterator[dict[str, Any]]:
+        yield from read_jsonl(self.diagnostics)

@@ -26,15 +26,16 @@ from tqdm import tqdm
 from offdiff.algorithm import Algorithm, EnvSpec, Stage
 from offdiff.config import apply_overrides, budget_fields, config_dict, stable_hash
 from offdiff.data.pipeline import PreparedData, prepare
-from offdiff.data.scores import RefScores, normalized_score
+from offdiff.data.scores import RefScores
 from offdiff.data.sources import DatasetInfo, resolve
 from offdiff.data.tasks import NO_TASK
 from offdiff.errors import OffdiffError
-from offdiff.eval import evaluate
-from offdiff.provenance import provenance
+from offdiff.eval import evaluation_row
+from offdiff.provenance import describe_device, provenance
 from offdiff.registry import get_algorithm, plugins
 from offdiff.runtime import keep_freed_memory
 from offdiff.train.compile import AUTO_MIN_STEPS, check_compile_available, compile_steps, resolve_compile
+from offdiff.train.diagnostics import ComputeLedger, StageDiagnostics, data_returns
 from offdiff.train.protocol import Protocol, default_protocol
 from offdiff.train.run_dir import RunDir, atomic_torch_save, atomic_write_json, torch_load
 
@@ -221,6 +222,9 @@ class Trainer:
                   file=sys.stderr)
             compile_steps(self.algo)  # lazily: graphs are built at the first calls
         self.eval_seed = derive_seed(seed, "eval")
+        self.diagnostics = StageDiagnostics(self.algo, self.data, p.protocol, self.device, self.eval_seed,
+                                            lambda purpose: derive_seed(self.eval_seed, purpose))
+        self.compute = ComputeLedger(describe_device(self.device))
 
     def _manifest(self) -> dict[str, Any]:
         p = self.p
@@ -237,12 +241,15 @@ class Trainer:
             "protocol": dataclasses.asdict(p.protocol),
             "stages": [dataclasses.asdict(s) for s in self.stages],
             "compile": self.compiled,
+            "data_returns": data_returns(self.data),
             **provenance(self.device, plugin.package if plugin else None),
         }
 
     # -- checkpoints -------------------------------------------------------------------------
     def _save_checkpoint(self, stage_index: int, step: int) -> None:
+        self.compute.settle(self.stages[stage_index].name)
         atomic_torch_save(self.run.checkpoint, {
+            "compute": self.compute.state(),
             "position": (stage_index, step),
             "algorithm": self.algo.state_dict(),
             "sampler": self.sampler.get_state(),
@@ -259,6 +266,7 @@ class Trainer:
             if state["cuda_rng"] is not None:
                 torch.cuda.set_rng_state_all(state["cuda_rng"])
             position = tuple(state["position"])
+            self.compute.load(state.get("compute"))  # None: a checkpoint older than compute accounting
         except (KeyError, RuntimeError, TypeError, ValueError) as exc:
             raise OffdiffError(
                 f"checkpoint {self.run.checkpoint} does not fit this run ({type(exc).__name__}: {exc}); "
@@ -269,7 +277,7 @@ class Trainer:
     def _cache_path(self, stage: Stage) -> Path:
         key = stable_hash({
             "algo": self.p.request.algo, "source": self.p.request.source, "transforms": self.data.transforms,
-            "stage": dataclasses.asdict(stage), "seed": self.p.request.seed,
+            "stage": _cache_stage_key(stage), "seed": self.p.request.seed,
             "config": {k: getattr(self.p.config, k) for k in stage.config_keys},
         })
         return Path(self.p.request.runs_root) / "_cache" / self.p.request.algo / stage.name / f"{key}.pt"
@@ -305,13 +313,15 @@ class Trainer:
                 continue
             start = position[1] if index == position[0] else 0
             if stage.cacheable and start == 0 and self._load_cached(stage):
+                self.compute.begin()
+                self._diagnose(index, stage)
                 self._save_checkpoint(index, stage.steps)
                 continue
             self._run_stage(index, stage, start)
             if stage.cacheable:
                 atomic_torch_save(self._cache_path(stage), {
                     "algorithm": self.algo.stage_artifact(stage.name), "sampler": self.sampler.get_state(),
-                    "torch_rng": torch.get_rng_state(),
+                    "torch_rng": torch.get_rng_state(), "compute": self.compute.state()["stages"][stage.name],
                 })
         summary = self._summary(time.time() - started)
         atomic_write_json(self.run.done_marker, summary)
@@ -325,6 +335,7 @@ class Trainer:
         self.algo.load_stage_artifact(stage.name, artifact["algorithm"])
         self.sampler.set_state(artifact["sampler"])
         torch.set_rng_state(artifact["torch_rng"])
+        self.compute.reused(stage.name, artifact.get("compute"))
         self.run.append(self.run.metrics, {"stage": stage.name, "stage_index": self.stages.index(stage),
                                            "step": stage.steps, "event": "reused_cached_stage",
                                            "artifact": str(path)})
@@ -333,6 +344,7 @@ class Trainer:
 
     def _run_stage(self, index: int, stage: Stage, start: int) -> None:
         protocol = self.p.protocol
+        self.compute.begin()
         self.algo.begin_stage(stage.name, self.data.buffer)
         bar = _Progress(stage.steps, start, f"{self.p.request.algo}:{stage.name}", self.progress)
         sums: dict[str, torch.Tensor] = {}
@@ -352,6 +364,8 @@ class Trainer:
                 bar.update(done, 1, logged)
                 if stage.evaluate and (done % protocol.eval_every == 0 or done == stage.steps):
                     self._evaluate(index, stage, done)
+                if done == stage.steps:
+                    self._diagnose(index, stage)
                 if done % protocol.checkpoint_every == 0 or done == stage.steps:
                     self._save_checkpoint(index, done)
         finally:
@@ -372,25 +386,30 @@ class Trainer:
 
     def _evaluate(self, index: int, stage: Stage, step: int) -> None:
         generator = torch.Generator(device=self.device).manual_seed(derive_seed(self.eval_seed, f"{index}:{step}"))
-        episodes = evaluate(
-            lambda obs: self.algo.act(obs, generator=generator), self.data.make_env,
-            episodes=self.p.protocol.eval_episodes, num_envs=self.p.protocol.eval_envs, seed=self.eval_seed,
-            obs_normalizer=self.data.obs_normalizer, action_scaler=self.data.action_scaler, device=self.device,
-        )
-        returns = np.array([e.ret for e in episodes])
-        normalized = normalized_score(returns, self.data.ref)
-        self.run.append(self.run.evals, {
-            "stage": stage.name, "stage_index": index, "step": step,
-            "returns": returns.tolist(), "lengths": [e.length for e in episodes], "seeds": [e.seed for e in episodes],
-            "normalized": np.asarray(normalized).tolist(),
-            "mean_return": float(returns.mean()), "normalized_mean": float(np.mean(normalized)),
-            "normalized_std": float(np.std(normalized)),
-        })
+        with self.compute.timing(stage.name, "eval_s"):
+            row = evaluation_row(lambda obs: self.algo.act(obs, generator=generator), self.data,
+                                 episodes=self.p.protocol.eval_episodes, num_envs=self.p.protocol.eval_envs,
+                                 seed=self.eval_seed, device=self.device)
+        self.run.append(self.run.evals, {"stage": stage.name, "stage_index": index, "step": step, **row})
+
+    def _diagnose(self, index: int, stage: Stage) -> None:
+        """The stage's diagnostics (offdiff/train/diagnostics.py), before its last checkpoint: rewound with it."""
+        with self.compute.timing(stage.name, "diagnostics_s"):
+            rows = self.diagnostics.after(index, stage)
+        for row in rows:
+            self.run.append(self.run.diagnostics, {"stage": stage.name, "stage_index": index, "step": stage.steps,
+                                                   **row})
+            if row["kind"] == "policy":
+                print(f"[{self.p.request.algo}] diagnostic: {row['policy']} after {stage.name}: normalized score "
+                      f"{row['normalized_mean']:.1f} ± {row['normalized_std']:.1f}", file=sys.stderr)
 
     def _summary(self, seconds: float) -> dict[str, Any]:
         evals = list(self.run.eval_rows())
         summary: dict[str, Any] = {"run_dir": str(self.run.path), "wall_time_s": round(seconds, 2),
-                                   "steps": {s.name: s.steps for s in self.stages}}
+                                   "steps": {s.name: s.steps for s in self.stages}, "compute": self.compute.summary()}
+        policies = {r["policy"]: r["normalized_mean"] for r in self.run.diagnostic_rows() if r["kind"] == "policy"}
+        if policies:
+            summary["diagnostic_scores"] = policies
         if evals:
             last = evals[-1]
             best = max(evals, key=lambda r: r["normalized_mean"])
@@ -402,7 +421,15 @@ class Trainer:
                 "best_normalized_score_online_selection": best["normalized_mean"],
                 "best_step": [best["stage"], best["step"]],
             })
+            if policies:  # e.g. EDA's alignment gain: the final policy against its behaviour model
+                summary["gain_over_diagnostic"] = {k: last["normalized_mean"] - v for k, v in policies.items()}
         return summary
+
+
+def _cache_stage_key(stage: Stage) -> dict[str, Any]:
+    """The stage's fields that make its cached artifact: the diagnostics it declares do not."""
+    fields = dataclasses.asdict(stage)
+    return {k: v for k, v in fields.items() if k not in ("diagnostic_policy", "q_calibration")}
 
 
 def train(request: TrainRequest, progress: bool = True, stop_after_cacheable: bool = False) -> dict[str, Any]:
