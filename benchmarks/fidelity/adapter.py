@@ -124,7 +124,9 @@ class ReleaseAlgorithm(Algorithm):
     def __init__(self, config: AlgorithmConfig, spec: EnvSpec, device: torch.device, generator: torch.Generator):
         super().__init__(config, spec, device, generator)
         cpu = torch.device("cpu")  # the plugin is built only to read its stages (their names, lengths, batches)
-        self._stages = [dataclasses.replace(s, cacheable=False, config_keys=())
+        # offdiff's stage diagnostics need the plugin's own networks; the release side is compared by its scores
+        self._stages = [dataclasses.replace(s, cacheable=False, config_keys=(), diagnostic_policy=None,
+                                            q_calibration=False)
                         for s in self.plugin(config, spec, cpu, torch.Generator(cpu).manual_seed(0)).stages()]
         self.adapter: Adapter | None = None
 
