@@ -83,7 +83,7 @@ def atomic_folder(path: Path, drop: Iterable[str] = ()) -> Iterator[Path]:
     except those named in `drop` (outputs the new contents no longer have). The
     swap is two renames; a kill between them leaves `path` missing and its previous contents in `.NAME.old-*`.
     """
-    path, drop = Path(path), set(drop)
+    path, drop = Path(path).resolve(), set(drop)  # resolved: `--out .` or a symlink replace the folder itself
     with writing(path):
         tmp = _make_dir(_make_dir(path.parent), f".{path.name}.new-")
     try:
