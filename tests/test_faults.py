@@ -29,6 +29,7 @@ from offdiff.harness.status import run_states
 from offdiff.train import runner
 from offdiff.train.run_dir import RunDir, read_jsonl
 from offdiff.train.runner import TrainRequest, plan, train
+from offdiff_dql import DiffusionQL
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"hidden": "16", "batch_size": "32", "eval_candidates": "4", "n_timesteps": "3"}
@@ -115,7 +116,7 @@ def os_error(code: int):
 
 KILLS = {
     "before the first checkpoint": (runner.Trainer, "_save_checkpoint", lambda n, *a: n == 1),
-    "mid-evaluation": (runner, "evaluate", lambda n, *a: n == 2),
+    "mid-evaluation": (DiffusionQL, "act", lambda n, *a: n == 2),  # inside the second evaluation's episodes
     "between a checkpoint and its log rows": (RunDir, "append", lambda n, self, path, row: row["step"] == 15),
 }
 
