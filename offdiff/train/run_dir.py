@@ -4,7 +4,8 @@ Every write is atomic (temp file in the same folder, then rename), so a killed j
 old file or the new one, never half of one; a whole folder (`atomic_folder`) is built beside its target and
 swapped in. A full disk or a read-only folder is one line (`cannot write PATH: No space left on device`), not
 a traceback. A second process pointed at a run that is in use gets a clear error instead of interleaving its
-writes. Every write of offdiff goes through `_make_dir`, `_create` and `_write`, so tests can make them fail.
+writes. Run folders, the harness's records and `aggregate`'s results are written through `_make_dir`, `_create`
+and `_write`, so tests can make them fail (tests/test_faults.py).
 """
 
 from __future__ import annotations
