@@ -1,7 +1,8 @@
 """A run's folder: manifest, JSONL logs, atomic checkpoint, DONE marker and a lock; and offdiff's write layer.
 
-Every write is atomic (temp file in the same folder, then rename), so a killed job leaves either the
-old file or the new one, never half of one; a whole folder (`atomic_folder`) is built beside its target and
+Every file is replaced atomically (temp file in the same folder, then rename), so a killed job leaves either
+the old file or the new one, never half of one; the JSONL logs are appended to, and a restart rewinds them to
+its checkpoint (a line cut short by a kill is dropped); a whole folder (`atomic_folder`) is built beside its target and
 swapped in. A full disk or a read-only folder is one line (`cannot write PATH: No space left on device`), not
 a traceback. A second process pointed at a run that is in use gets a clear error instead of interleaving its
 writes. Run folders, the harness's records and `aggregate`'s results are written through `_make_dir`, `_create`
