@@ -174,7 +174,7 @@ def test_corrupt_checkpoint_moved_away_restarts_from_scratch(tmp_path, monkeypat
 def test_sigkill_before_the_first_checkpoint_then_restart_rewinds(tmp_path, monkeypatch):
     """A real SIGKILL of `offdiff train` after its first log rows, before any checkpoint."""
     runs = tmp_path / "runs"
-    argv = [*TRAIN, "--steps", "100000", "--checkpoint-every", "100000", "--runs-dir", str(runs)]
+    argv = [*TRAIN, "--steps", "100000", "--checkpoint-every", "100000", "--no-compile", "--runs-dir", str(runs)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen([sys.executable, "-m", "offdiff.cli", *argv], env=env, stderr=subprocess.DEVNULL)
     try:
@@ -185,7 +185,7 @@ def test_sigkill_before_the_first_checkpoint_then_restart_rewinds(tmp_path, monk
         proc.wait()
     (evals,) = runs.glob("**/evals.jsonl")
     assert read_jsonl(evals) and not (evals.parent / "checkpoint.pt").exists()
-    restarted = request(tmp_path, steps=100000, protocol={**PROTOCOL, "checkpoint_every": 100000})
+    restarted = request(tmp_path, steps=100000, protocol={**PROTOCOL, "checkpoint_every": 100000}, compile=False)
     kill_at(monkeypatch, runner.Trainer, "_run_stage", lambda n, *a: True)  # stop right after the restart's set-up
     with pytest.raises(Killed):
         train(restarted, progress=False)
@@ -390,7 +390,7 @@ def test_sbatch_without_a_reachable_controller_is_one_line(tmp_path, monkeypatch
 
 def test_ctrl_c_on_grid_submit_prints_one_line(tmp_path):
     grid, profile = tmp_path / "grid.yaml", tmp_path / "local.yaml"
-    grid.write_text(GRID.replace("steps: 30,", "steps: 100000,"))
+    grid.write_text(GRID.replace("steps: 30,", "steps: 100000,") + "compile: false\n")
     profile.write_text(LOCAL)
     runs = tmp_path / "runs"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}

@@ -1,10 +1,12 @@
 """A run's folder: manifest, JSONL logs, atomic checkpoint, DONE marker and a lock; and offdiff's write layer.
 
-Every write is atomic (temp file in the same folder, then rename), so a killed job leaves either the
-old file or the new one, never half of one; a whole folder (`atomic_folder`) is built beside its target and
+Every file is replaced atomically (temp file in the same folder, then rename), so a killed job leaves either
+the old file or the new one, never half of one; the JSONL logs are appended to, and a restart rewinds them to
+its checkpoint (a line cut short by a kill is dropped); a whole folder (`atomic_folder`) is built beside its target and
 swapped in. A full disk or a read-only folder is one line (`cannot write PATH: No space left on device`), not
 a traceback. A second process pointed at a run that is in use gets a clear error instead of interleaving its
-writes. Every write of offdiff goes through `_make_dir`, `_create` and `_write`, so tests can make them fail.
+writes. Run folders, the harness's records and `aggregate`'s results are written through `_make_dir`, `_create`
+and `_write`, so tests can make them fail (tests/test_faults.py).
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ def atomic_folder(path: Path, drop: Iterable[str] = ()) -> Iterator[Path]:
     except those named in `drop` (outputs the new contents no longer have). The
     swap is two renames; a kill between them leaves `path` missing and its previous contents in `.NAME.old-*`.
     """
-    path, drop = Path(path), set(drop)
+    path, drop = Path(path).resolve(), set(drop)  # resolved: `--out .` or a symlink replace the folder itself
     with writing(path):
         tmp = _make_dir(_make_dir(path.parent), f".{path.name}.new-")
     try:
