@@ -270,7 +270,8 @@ def _readme(frame: pd.DataFrame, files: dict[str, bytes], run_notes: list[str], 
     lines = [
         f"{heading} offdiff aggregate",
         "",
-        "Everything here but provenance.json is derived from scores.csv alone: "
+        "Everything here but provenance.json is derived from scores.csv alone (algorithms named by their plugins' "
+        f"display names{', and layout.yaml' * layout}): "
         f"`offdiff aggregate --from-csv scores.csv{' --layout layout.yaml' * layout} --out DIR --reps {reps} "
         f"--seed {seed}` regenerates it byte for "
         "byte.",
