@@ -273,3 +273,15 @@ def test_datasets_sharing_a_task_key_keep_their_ids_and_plugins_name_themselves(
     assert shown.task_names == ["local/hopper/medium-v0", "mujoco/hopper/medium-v0"]
     assert shown.algorithms == SHOWN and all(get_algorithm(a).display_name == n for a, n in SHOWN.items())
     assert present(frame, Layout(), lambda algo: algo).algorithm_names == list(ALGOS)  # no plugin: its name
+
+
+def test_algorithms_with_fewer_runs_say_so(tmp_path):
+    csv = scores_csv(tmp_path / "scores.csv")
+    lines = csv.read_text().splitlines(keepends=True)
+    csv.write_text("".join(line for line in lines if not (line.startswith("eda,") and "/seed_2," in line)))
+    analysis = analyse(read_scores(csv), REPS, SEED)
+    with plots.styled():
+        fig = figures(analysis)["aggregate_intervals"]()
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == [
+        "Diffusion-QL (3 runs)", "DTQL (3 runs)", "EDA (2 runs)"]
+    assert fig._supxlabel.get_text().endswith("over 2–3 runs × 4 tasks")
