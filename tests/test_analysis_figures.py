@@ -146,7 +146,7 @@ def test_axis_ranges_fit_the_data(built, tmp_path):
     best = max(ALGOS["dql"][3][2], ALGOS["dtql"][3][2]) + 30 + 6  # antmaze, seed 2
     lowest = ALGOS["eda"][3][2] + 0.0  # EDA's last score on hopper-medium, seed 0
     assert ax.get_xlim() == (min(0, 10 * np.floor(lowest / 10)), 10 * np.ceil(best / 10 + 0.05)) == (0, 100)
-    assert ax.get_ylim() == (-0.02, 1.02)
+    assert ax.get_ylim() == (-0.02, 1.02) and ax.get_title().endswith("over 3 runs × 4 tasks")
     ax = built["probability_of_improvement"].axes[0]
     assert ax.get_xlim() == (-0.02, 1.02)
     titles = [a.get_title() for a in built["aggregate_intervals"].axes]

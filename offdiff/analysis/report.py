@@ -239,7 +239,7 @@ def figures(a: Analysis) -> dict[str, Callable[[], Figure]]:
             out["sample_efficiency"] = lambda: plots.sample_efficiency(a.curves.steps, efficiency, a.curves.offsets,
                                                                        a.shape, a.present)
         out["aggregate_intervals"] = lambda: plots.interval_estimates(a.estimates, a.shape, a.present)
-        out["performance_profiles"] = lambda: plots.performance_profiles(taus, profiles, a.present)
+        out["performance_profiles"] = lambda: plots.performance_profiles(taus, profiles, a.shape, a.present)
     if a.pairs:
         out["probability_of_improvement"] = lambda: plots.probability_of_improvement(a.pairs, a.present)
     return out
