@@ -146,7 +146,7 @@ def test_axis_ranges_fit_the_data(built, tmp_path):
     best = max(ALGOS["dql"][3][2], ALGOS["dtql"][3][2]) + 30 + 6  # antmaze, seed 2
     lowest = ALGOS["eda"][3][2] + 0.0  # EDA's last score on hopper-medium, seed 0
     assert ax.get_xlim() == (min(0, 10 * np.floor(lowest / 10)), 10 * np.ceil(best / 10 + 0.05)) == (0, 100)
-    assert ax.get_ylim() == (-0.02, 1.02)
+    assert ax.get_ylim() == (-0.02, 1.02) and ax.get_title().endswith("over 3 runs × 4 tasks")
     ax = built["probability_of_improvement"].axes[0]
     assert ax.get_xlim() == (-0.02, 1.02)
     titles = [a.get_title() for a in built["aggregate_intervals"].axes]
@@ -273,3 +273,15 @@ def test_datasets_sharing_a_task_key_keep_their_ids_and_plugins_name_themselves(
     assert shown.task_names == ["local/hopper/medium-v0", "mujoco/hopper/medium-v0"]
     assert shown.algorithms == SHOWN and all(get_algorithm(a).display_name == n for a, n in SHOWN.items())
     assert present(frame, Layout(), lambda algo: algo).algorithm_names == list(ALGOS)  # no plugin: its name
+
+
+def test_algorithms_with_fewer_runs_say_so(tmp_path):
+    csv = scores_csv(tmp_path / "scores.csv")
+    lines = csv.read_text().splitlines(keepends=True)
+    csv.write_text("".join(line for line in lines if not (line.startswith("eda,") and "/seed_2," in line)))
+    analysis = analyse(read_scores(csv), REPS, SEED)
+    with plots.styled():
+        fig = figures(analysis)["aggregate_intervals"]()
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == [
+        "Diffusion-QL (3 runs)", "DTQL (3 runs)", "EDA (2 runs)"]
+    assert fig._supxlabel.get_text().endswith("over 2–3 runs × 4 tasks")

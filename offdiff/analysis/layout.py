@@ -66,17 +66,23 @@ class Layout:
         return yaml.safe_dump(set_fields, sort_keys=False, allow_unicode=True) if set_fields else ""
 
 
-_KINDS: dict[str, Callable[[Any], bool]] = {
-    "names": lambda v: isinstance(v, dict) and all(isinstance(x, str) and x for x in (*v, *v.values())),
-    "algorithm_order": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
-    "task_order": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
-    "domains": lambda v: isinstance(v, dict) and all(isinstance(x, str) and x for x in (*v, *v.values())),
-    "tau_max": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
-    "compare_published": lambda v: isinstance(v, bool),
+def _texts(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(x, str) for x in value)
+
+
+def _text_map(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(x, str) and x for x in (*value, *value.values()))
+
+
+# key -> (check of its value, what the value must be)
+_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "names": (_text_map, "a mapping of names to display names"),
+    "algorithm_order": (_texts, "a list of names"),
+    "task_order": (_texts, "a list of names"),
+    "domains": (_text_map, "a mapping of dataset ids to domains"),
+    "tau_max": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v), "a number"),
+    "compare_published": (lambda v: isinstance(v, bool), "true or false"),
 }
-_EXPECTED = {"names": "a mapping of names to display names", "algorithm_order": "a list of names",
-             "task_order": "a list of names", "domains": "a mapping of dataset ids to domains",
-             "tau_max": "a number", "compare_published": "true or false"}
 
 
 def read_layout(path: Path) -> Layout:
@@ -86,12 +92,13 @@ def read_layout(path: Path) -> Layout:
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise OffdiffError(f"cannot read layout {path}: {' '.join(str(exc).split())}") from None
     if not isinstance(raw, dict):
-        raise OffdiffError(f"layout {path} must be a mapping with keys {', '.join(_KINDS)}")
+        raise OffdiffError(f"layout {path} must be a mapping with keys {', '.join(_KEYS)}")
     for key, value in raw.items():
-        if key not in _KINDS:
-            raise OffdiffError(f"layout {path}: unknown key {key!r} (known: {', '.join(_KINDS)})")
-        if not _KINDS[key](value):
-            raise OffdiffError(f"layout {path}: {key} must be {_EXPECTED[key]}")
+        if key not in _KEYS:
+            raise OffdiffError(f"layout {path}: unknown key {key!r} (known: {', '.join(_KEYS)})")
+        check, expected = _KEYS[key]
+        if not check(value):
+            raise OffdiffError(f"layout {path}: {key} must be {expected}")
     return Layout(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
 
 

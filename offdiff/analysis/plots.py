@@ -184,7 +184,7 @@ def interval_estimates(estimates: dict[str, dict[str, Estimate]], shape: dict[st
 
 
 def performance_profiles(taus: np.ndarray, profiles: dict[str, tuple[np.ndarray, np.ndarray | None]],
-                         present: Presentation) -> Figure:
+                         shape: dict[str, tuple[int, int]], present: Presentation) -> Figure:
     """rliable's score distributions: the fraction of runs above each normalized score tau, with 95% CIs."""
     fig = Figure(figsize=(6.0, 4.2), layout="constrained")
     ax = fig.subplots()
@@ -196,6 +196,7 @@ def performance_profiles(taus: np.ndarray, profiles: dict[str, tuple[np.ndarray,
     ax.set_xlim(x[0], x[-1])
     ax.set_ylim(-0.02, 1.02)
     ax.set(xlabel=rf"{SCORE} $\tau$", ylabel=r"fraction of runs with score $> \tau$")
+    ax.set_title(f"Score distributions with 95% CIs over {_runs_text(shape)}", fontsize="medium")
     _legend(fig, [ax], present)
     return fig
 

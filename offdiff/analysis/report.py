@@ -247,7 +247,7 @@ def figures(a: Analysis) -> dict[str, Callable[[], Figure]]:
             out["sample_efficiency"] = lambda: plots.sample_efficiency(a.curves.steps, efficiency, a.curves.offsets,
                                                                        a.shape, a.present)
         out["aggregate_intervals"] = lambda: plots.interval_estimates(a.estimates, a.shape, a.present)
-        out["performance_profiles"] = lambda: plots.performance_profiles(taus, profiles, a.present)
+        out["performance_profiles"] = lambda: plots.performance_profiles(taus, profiles, a.shape, a.present)
     if a.pairs:
         out["probability_of_improvement"] = lambda: plots.probability_of_improvement(a.pairs, a.present)
     return out
@@ -284,7 +284,8 @@ def _readme(frame: pd.DataFrame, files: dict[str, bytes], run_notes: list[str], 
     lines = [
         f"{heading} offdiff aggregate",
         "",
-        "Everything here but provenance.json is derived from scores.csv alone: "
+        "Everything here but provenance.json is derived from scores.csv alone (algorithms named by their plugins' "
+        f"display names{', and layout.yaml' * layout}): "
         f"`offdiff aggregate --from-csv scores.csv{' --layout layout.yaml' * layout} --out DIR --reps {reps} "
         f"--seed {seed}` regenerates it byte for "
         "byte.",

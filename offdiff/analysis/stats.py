@@ -1,4 +1,5 @@
-"""rliable statistics on score matrices: aggregate interval estimates, probability of improvement, profiles.
+"""rliable statistics on score matrices: aggregate interval estimates, probability of improvement, profiles,
+sample-efficiency curves (IQM per training step) and per-task means.
 
 rliable takes scores on a 0-1 scale (normalized score / 100); aggregates are reported back on the
 0-100 scale, probabilities and profile fractions stay 0-1. CIs are 95% percentile stratified-bootstrap
