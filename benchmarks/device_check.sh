@@ -13,7 +13,8 @@
 #   cuda-grid        a short three-algorithm grid on a toy bandit, one job training its 3 runs at once, then
 #                    `offdiff aggregate` into OUT/grid-results
 # Without CUDA only the two CPU steps run (CI runs this path): one line says so, and the exit status is 0 if
-# they passed. The exit status is 1 if any step failed; later steps run anyway.
+# they passed. The exit status is 1 if any step failed or ran past STEP_TIMEOUT_S (default 900) seconds;
+# later steps run anyway.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 python -c "import offdiff" 2>/dev/null || source benchmarks/env.sh   # CI's and a set-up shell already have it
@@ -25,13 +26,18 @@ failed=0
 step() {  # step NAME COMMAND...: run it with its output in OUT/NAME.log; one summary line
   local name="$1" start=$SECONDS status
   shift
-  if "$@" > "$OUT/$name.log" 2>&1; then status=ok; else status="failed ($?)"; failed=1; fi
+  if timeout -k 30 "${STEP_TIMEOUT_S:-900}" "$@" > "$OUT/$name.log" 2>&1; then
+    status=ok
+  else
+    status="failed ($?)"
+    failed=1
+  fi
   printf '%s\t%s\t%ss\t%s\n' "$name" "$status" "$((SECONDS - start))" "$OUT/$name.log" | tee -a "$OUT/summary.tsv"
 }
 
-bench() { python -m offdiff.cli bench speed "$@"; }
+bench=(python -m offdiff.cli bench speed)
 
-step cpu-concurrent bench --quick --algos dql --concurrent 2 --threads 1 --out "$OUT/cpu-concurrent.json"
+step cpu-concurrent "${bench[@]}" --quick --algos dql --concurrent 2 --threads 1 --out "$OUT/cpu-concurrent.json"
 step cpu-packing python benchmarks/concurrency.py "$OUT/cpu-packing" --quick --steps 50 --rounds 1 \
   --variants sequential,concurrent
 
@@ -43,11 +49,11 @@ fi
 python -c "import torch; print(torch.cuda.get_device_name(), torch.__version__)" > "$OUT/device.txt" 2>&1
 step cuda-tests env OFFDIFF_COMPILE_TESTS=all python -m pytest tests/test_speed.py -q -p no:cacheprovider \
   -k "cuda or host_sync"
-step cuda-speed bench --device cuda --modes eager,compile --out "$OUT/cuda-speed.json"
-step cuda-concurrent bench --device cuda --algos dql,dtql --concurrent 1,2,4,8 --threads 1 \
+step cuda-speed "${bench[@]}" --device cuda --modes eager,compile --out "$OUT/cuda-speed.json"
+step cuda-concurrent "${bench[@]}" --device cuda --algos dql,dtql --concurrent 1,2,4,8 --threads 1 \
   --out "$OUT/cuda-concurrent.json"
 if command -v nvidia-cuda-mps-control > /dev/null; then
-  step cuda-concurrent-mps bench --device cuda --algos dql,dtql --concurrent 1,2,4,8 --threads 1 --mps \
+  step cuda-concurrent-mps "${bench[@]}" --device cuda --algos dql,dtql --concurrent 1,2,4,8 --threads 1 --mps \
     --out "$OUT/cuda-concurrent-mps.json"
 fi
 step cuda-packing python benchmarks/concurrency.py "$OUT/cuda-packing" --device cuda --k 1,2,4,8 --steps 500 \

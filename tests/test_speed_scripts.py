@@ -71,3 +71,17 @@ def test_device_check_without_cuda_runs_its_cpu_parts_and_says_so(tmp_path):
     concurrent = packing["summary"][1]
     assert concurrent["speedup_over_sequential"] == packing["summary"][0]["job_s_median"] / concurrent["job_s_median"]
     assert (out / "cpu-packing" / "packing.png").stat().st_size > 0
+
+
+def test_packing_summary_takes_medians_and_pairs_each_round_with_its_own_baseline():
+    times = {(0, "sequential"): 40.0, (0, "sequential-all-cpus"): 30.0, (0, "concurrent"): 20.0,
+             (1, "sequential"): 90.0, (1, "sequential-all-cpus"): 60.0, (1, "concurrent"): 60.0,
+             (2, "sequential"): 50.0, (2, "sequential-all-cpus"): 50.0, (2, "concurrent"): 100.0}
+    rows = [{"k": 2, "round": r, "variant": v, "job_s": t, "training_s": t - 1, "command_s": t + 5}
+            for (r, v), t in times.items()]
+    summary = {s["variant"]: s for s in _load("concurrency").summarize(rows)}
+    concurrent = summary["concurrent"]
+    assert concurrent["job_s_median"] == 60.0 and concurrent["job_s_range"] == [20.0, 100.0]
+    assert concurrent["speedup_over_sequential"] == 1.5  # the rounds' ratios 2.0, 1.5, 0.5
+    assert concurrent["speedup_over_sequential-all-cpus"] == 1.0  # 1.5, 1.0, 0.5
+    assert summary["sequential"]["speedup_over_sequential"] == 1.0 and concurrent["rounds"] == 3
