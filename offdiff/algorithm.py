@@ -8,6 +8,13 @@ An algorithm is a class with a typed, frozen config dataclass (defaults = the pa
 The suite owns data loading and transforms, the batch sampler, observation normalization and action
 scaling at evaluation (the algorithm sees normalized observations and actions in [-1, 1]), the eval
 schedule, seeds, score normalization, checkpoints, resume, logging and timing.
+
+Stage diagnostics (offdiff/train/diagnostics.py): a stage may name a `diagnostic_policy` (e.g. the behaviour
+model after its pretraining), which the suite evaluates once the stage ends through the same evaluation path
+and episodes as the headline score, by calling `diagnostic_act(policy, obs, generator)`; and a stage that
+trains a critic may set `q_calibration`, after which the suite compares `critic_q` on a fixed subset of
+dataset transitions with their discounted returns-to-go (discount `q_discount()`). Both are logged to the
+run's `diagnostics.jsonl`, never mixed with the headline evaluations.
 """
 
 from __future__ import annotations
@@ -19,15 +26,24 @@ from typing import Any, ClassVar
 
 import torch
 
+from offdiff.config import check_config, field
 from offdiff.data.buffer import Batch, DeviceBuffer
 
 
 @dataclasses.dataclass(frozen=True)
 class AlgorithmConfig:
-    """Fields every algorithm config has: the named data transforms the suite applies for it."""
+    """Fields every algorithm config has: the named data transforms the suite applies for it.
 
-    reward_transform: str = "none"
-    obs_transform: str = "none"
+    A plugin's config subclasses this and declares each field with `offdiff.config.field(default, doc, check)`
+    (or `budget(default, doc)` for a stage length), so `offdiff algos NAME` documents it and every value is
+    range-checked wherever it comes from (preset, `--steps`, `--set`, a grid).
+    """
+
+    reward_transform: str = field("none", "named reward transform applied to the dataset (offdiff/data/transforms.py)")
+    obs_transform: str = field("none", "named observation transform, the same at training and evaluation")
+
+    def __post_init__(self) -> None:
+        check_config(self, type(self).__name__)  # every field in its declared range, however the config is made
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +62,9 @@ class Stage:
 
     `cacheable` stages produce an artifact that depends only on (dataset, transforms, the config fields
     named in `config_keys`, seed), so every run sharing that key can reuse it. `evaluate` says whether
-    the policy is evaluated on the suite's schedule during this stage.
+    the policy is evaluated on the suite's schedule during this stage. `diagnostic_policy` names a policy
+    (`Algorithm.diagnostic_act`) the suite evaluates once after the stage ends; `q_calibration` says the stage
+    trains the critic of `Algorithm.critic_q`, whose Q the suite compares with the data's returns after it.
     """
 
     name: str
@@ -55,6 +73,8 @@ class Stage:
     evaluate: bool = True
     cacheable: bool = False
     config_keys: tuple[str, ...] = ()
+    diagnostic_policy: str | None = None
+    q_calibration: bool = False
 
 
 Metrics = dict[str, torch.Tensor]
@@ -64,7 +84,14 @@ class Algorithm(ABC):
     """Base class of every offdiff algorithm plugin."""
 
     name: ClassVar[str]
+    display_name: ClassVar[str]  # how tables and figures name it, e.g. "Diffusion-QL"; default: `name`
     Config: ClassVar[type[AlgorithmConfig]]
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}  # task key -> the paper's config for that task
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "display_name" not in cls.__dict__ and isinstance(cls.__dict__.get("name"), str):
+            cls.display_name = cls.name
 
     def __init__(self, config: AlgorithmConfig, spec: EnvSpec, device: torch.device, generator: torch.Generator):
         self.config = config
@@ -75,7 +102,7 @@ class Algorithm(ABC):
     @classmethod
     def preset(cls, task: str) -> dict[str, Any]:
         """Config overrides that reproduce the paper's setting for a D4RL-style task key (e.g. `hopper-medium`)."""
-        return {}
+        return dict(cls.presets.get(task, {}))
 
     @abstractmethod
     def stages(self) -> list[Stage]:
@@ -91,6 +118,20 @@ class Algorithm(ABC):
     @abstractmethod
     def act(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Actions in [-1, 1] for a batch of normalized observations (N, obs_dim) -> (N, act_dim)."""
+
+    def diagnostic_act(self, policy: str, obs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Actions in [-1, 1] of the diagnostic policy `policy` that a stage names (e.g. sampling the behaviour
+        model). Draw only from `generator` and leave the training state as it was: the run continues bit-exact."""
+        raise NotImplementedError(f"{self.name} declares diagnostic policy {policy!r} but has no diagnostic_act")
+
+    def critic_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """(N,) the critic's estimate of Q(s, a), the one the algorithm acts or trains with, for stages that set
+        `q_calibration`; deterministic, in the units of the (transformed) training rewards."""
+        raise NotImplementedError(f"{self.name} declares q_calibration but has no critic_q")
+
+    def q_discount(self) -> float:
+        """γ of `critic_q`'s returns; default: the config's `discount` field."""
+        return float(self.config.discount)  # type: ignore[attr-defined]
 
     @abstractmethod
     def modules(self) -> Mapping[str, torch.nn.Module]:

@@ -37,9 +37,15 @@ def _train(args: argparse.Namespace) -> int:
     request = TrainRequest(
         algo=args.algo, source=args.dataset, seed=args.seed, eval_env=args.eval_env,
         overrides=parse_assignments(args.set), protocol=protocol, steps=args.steps, device=args.device,
-        runs_root=Path(args.runs_dir), compile=args.compile, keep=args.keep, log=parse_log(",".join(args.log)),
+        runs_root=Path(args.runs_dir), compile=args.compile, task=args.task, ref_scores=args.ref_scores,
+        keep=args.keep, log=parse_log(",".join(args.log)),
     )
     planned = plan(request)
+    if args.dry_run:
+        from offdiff.explain import describe_run
+
+        print("\n".join(describe_run(planned)))
+        return 0
     if planned.run_dir.is_done():
         print(f"already done (DONE marker present): {planned.run_dir.path}")
     summary = train(request, progress=not args.quiet)
@@ -60,7 +66,16 @@ def _print_summary(summary: dict) -> None:
 
 
 def _algos(args: argparse.Namespace) -> int:
-    from offdiff.registry import plugins
+    from offdiff.registry import get_algorithm, plugins
+
+    if args.name:
+        from offdiff.explain import describe_algorithm
+        from offdiff.train.runner import TrainRequest, plan
+
+        planned = plan(TrainRequest(algo=args.name, source=args.dataset, eval_env=args.eval_env, task=args.task,
+                                    ref_scores=args.ref_scores)) if args.dataset else None
+        print("\n".join(describe_algorithm(get_algorithm(args.name), planned)))
+        return 0
 
     rows = list(plugins().values())
     if not rows:
@@ -94,7 +109,7 @@ def _data(args: argparse.Namespace) -> int:
             print(table(["key", "value"], [[k, json.dumps(v, default=str) if isinstance(v, (dict, list)) else v]
                                            for k, v in info.items()]))
     elif args.data_command == "fetch":
-        path = sources.fetch(args.dataset_id, timeout_s=args.timeout)
+        path = sources.fetch(args.dataset_id, timeout_s=args.timeout, expected_sha256=args.sha256)
         print(f"fetched {args.dataset_id} into {path}")
     return 0
 
@@ -110,11 +125,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train one algorithm on one dataset with one seed (resumes; skips if DONE)")
     t.add_argument("--algo", required=True, help="a registered algorithm, see `offdiff algos`")
-    t.add_argument("--dataset", required=True, help="minari:<id> | hdf5:<path> | toy:<name>")
+    t.add_argument("--dataset", required=True, help="minari:<id> | d4rl:<name> | hdf5:<path> | toy:<name>")
+    t.add_argument("--task", help="the task whose preset applies (e.g. hopper-medium; `none`: the paper's defaults); "
+                                  "default: derived from the dataset by the README's rules, and printed")
+    t.add_argument("--ref-scores", metavar="MIN,MAX|d4rl",
+                   help="reference scores for normalization; default: the dataset's own metadata, else D4RL's "
+                        "for D4RL data, else an error (`d4rl` asks for D4RL's constants for the task)")
     t.add_argument("--seed", type=int, default=0, help="run seed; the sampler's and evaluation's seeds derive from it")
     t.add_argument("--steps", type=int, help="train every stage for this many steps (sets every step-budget key)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-    t.add_argument("--eval-env", help="gymnasium id of the evaluation env (required for hdf5:)")
+    t.add_argument("--eval-env", help="gymnasium id of the evaluation env (default: the dataset's recorded env; "
+                                      "-v4 for D4RL locomotion; required for other hdf5: files)")
     t.add_argument("--eval-episodes", type=int,
                    help="episodes per evaluation (default: 10 on Gym locomotion, 100 elsewhere)")
     t.add_argument("--eval-every", type=int, help="evaluate every N steps (and at the end of each stage)")
@@ -134,9 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "the run folder's tensorboard/) and wandb (pip install 'offdiff[wandb]'; offline unless "
                         "WANDB_MODE), or none (default: tensorboard)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--dry-run", action="store_true",
+                   help="print the run folder, resolved config, protocol and stages; train nothing, write nothing")
     t.set_defaults(func=_train)
 
-    a = sub.add_parser("algos", help="list registered algorithms (name, source, package, version)")
+    a = sub.add_parser("algos", help="list registered algorithms; with NAME, every config key documented")
+    a.add_argument("name", nargs="?", help="an algorithm: print each config key's type, default, range and doc")
+    a.add_argument("--dataset", help="also the task's preset and the resolved config for this dataset source")
+    a.add_argument("--eval-env", help="gymnasium id of the evaluation env (for hdf5: datasets)")
+    a.add_argument("--task", help="the task whose preset applies, as for train (`none`: the paper's defaults)")
+    a.add_argument("--ref-scores", metavar="MIN,MAX|d4rl", help="reference scores, as for train")
     a.set_defaults(func=_algos)
 
     d = sub.add_parser("data", help="local datasets: list, info, fetch, collect")
@@ -144,12 +172,16 @@ def build_parser() -> argparse.ArgumentParser:
     listing = dsub.add_parser("list", help="datasets in the local Minari store")
     listing.add_argument("--json", action="store_true", help="one JSON object per dataset instead of the table")
     info = dsub.add_parser("info", help="shape, size, env and reference scores of a dataset source")
-    info.add_argument("source", help="minari:<id> | hdf5:<path> | toy:<name>")
-    info.add_argument("--eval-env", help="gymnasium id of the evaluation env (required for hdf5:)")
+    info.add_argument("source", help="minari:<id> | d4rl:<name> | hdf5:<path> | toy:<name>")
+    info.add_argument("--eval-env", help="gymnasium id of the evaluation env (for hdf5: files without one)")
     info.add_argument("--json", action="store_true", help="print JSON instead of the table")
-    fetch = dsub.add_parser("fetch", help="download a Minari dataset (login node; never done by training)")
-    fetch.add_argument("dataset_id", help="a Minari dataset id, e.g. mujoco/hopper/medium-v0")
+    fetch = dsub.add_parser("fetch", help="download d4rl:<name> or a Minari dataset (login node; never done by "
+                                          "training)")
+    fetch.add_argument("dataset_id", metavar="DATASET",
+                       help="d4rl:<name> (e.g. d4rl:hopper-medium-v2) or a Minari id (e.g. D4RL/antmaze/umaze-v1)")
     fetch.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
+    fetch.add_argument("--sha256", help="the expected SHA-256 of a d4rl: file (D4RL publishes none; offdiff "
+                                        "records the one it computed beside the file)")
     register_collect(dsub)
     d.set_defaults(func=_data)
     register_eval(sub)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import typing
 from collections.abc import Mapping
 from typing import Any
@@ -25,17 +26,85 @@ def parse_assignments(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def budget(default: int) -> Any:
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The values a numeric config field accepts: `low` and/or `high`, each end closed unless marked open."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        if self.low is None:
+            return f"{'<' if self.high_open else '<='} {self.high:g}"
+        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+POSITIVE = Range(0, low_open=True)
+NON_NEGATIVE = Range(0)
+AT_LEAST_1 = Range(1)
+UNIT = Range(0, 1)  # [0, 1]
+FRACTION = Range(0, 1, low_open=True)  # (0, 1]
+RATE = Range(0, 1, low_open=True, high_open=True)  # (0, 1): Polyak rates, discounts, expectiles
+
+
+def at_least(low: float) -> Range:
+    return Range(low)
+
+
+def field(default: Any, doc: str, check: Range | None = None, budget: bool = False) -> Any:
+    """A documented config field: `doc` is its one line for `offdiff algos NAME`, `check` the values it accepts
+    (floats must also be finite). Every override (preset, `--steps`, `--set`, a grid's entry) is checked on arrival,
+    before any run folder exists."""
+    return dataclasses.field(default=default, metadata={"doc": doc, "check": check, "budget": budget})
+
+
+def budget(default: int, doc: str) -> Any:
     """A config field that is a training-step budget (a stage length): `--steps N` sets every such field.
 
     Other integer fields whose names happen to end in "steps" (e.g. diffusion or solver steps) are untouched.
     """
-    return dataclasses.field(default=default, metadata={"budget": True})
+    return field(default, doc, AT_LEAST_1, budget=True)
 
 
 def budget_fields(config_cls: Any) -> list[str]:
     """Names of the fields of a config dataclass declared with `budget(...)`."""
     return [f.name for f in dataclasses.fields(config_cls) if f.metadata.get("budget")]
+
+
+def field_doc(f: dataclasses.Field) -> str:
+    return f.metadata.get("doc", "")
+
+
+def field_check(f: dataclasses.Field) -> Range | None:
+    return f.metadata.get("check")
+
+
+def check_value(f: dataclasses.Field, value: Any, origin: str) -> None:
+    """A one-line error if `value` is outside what field `f` accepts (a float must be finite)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise OffdiffError(f"{origin}: {f.name}={value!r} must be a finite number")
+    check = field_check(f)
+    if check is not None and isinstance(value, (int, float)) and not isinstance(value, bool) and value not in check:
+        raise OffdiffError(f"{origin}: {f.name}={value!r} must be {check} ({field_doc(f) or f.name})")
+
+
+def check_config(config: Any, origin: str) -> None:
+    """Every field of a config dataclass within its declared range (and a Literal field one of its choices)."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if typing.get_origin(hints[f.name]) is typing.Literal and value not in typing.get_args(hints[f.name]):
+            raise OffdiffError(f"{origin}: {f.name}={value!r} is not one of {list(typing.get_args(hints[f.name]))}")
+        check_value(f, value, origin)
 
 
 def _as_number(value: Any) -> Any:
@@ -48,21 +117,20 @@ def _as_number(value: Any) -> Any:
     return value
 
 
-def _coerce(value: Any, annotation: Any, key: str) -> Any:
+def _coerce(value: Any, annotation: Any, key: str, origin: str) -> Any:
     """Turn a CLI/YAML value into the field's declared type (int, float, bool, str, Literal)."""
-    origin = typing.get_origin(annotation)
-    if origin is typing.Literal:
+    if typing.get_origin(annotation) is typing.Literal:
         choices = typing.get_args(annotation)
         parsed = value if not isinstance(value, str) or str in map(type, choices) else yaml.safe_load(value)
         if parsed not in choices:
-            raise OffdiffError(f"{key}={value!r} is not one of {list(choices)}")
+            raise OffdiffError(f"{origin}: {key}={value!r} is not one of {list(choices)}")
         return parsed
     if annotation is str:
         return str(value)
     parsed = yaml.safe_load(value) if isinstance(value, str) else value
     if annotation is bool:
         if not isinstance(parsed, bool):
-            raise OffdiffError(f"{key} expects true/false, got {value!r}")
+            raise OffdiffError(f"{origin}: {key} expects true/false, got {value!r}")
         return parsed
     if annotation in (int, float):
         parsed = _as_number(parsed)
@@ -70,26 +138,32 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         if isinstance(parsed, float) and parsed.is_integer():
             parsed = int(parsed)
         if not isinstance(parsed, int) or isinstance(parsed, bool):
-            raise OffdiffError(f"{key} expects an integer, got {value!r}")
+            raise OffdiffError(f"{origin}: {key} expects an integer, got {value!r}")
         return parsed
     if annotation is float:
         if not isinstance(parsed, (int, float)) or isinstance(parsed, bool):
-            raise OffdiffError(f"{key} expects a number, got {value!r}")
+            raise OffdiffError(f"{origin}: {key} expects a number, got {value!r}")
         return float(parsed)
     return parsed
 
 
 def apply_overrides(config: Any, overrides: Mapping[str, Any], origin: str = "--set") -> Any:
-    """A copy of a frozen config dataclass with typed overrides; an unknown key is a clear error."""
+    """A copy of a frozen config dataclass with typed, range-checked overrides; an unknown key is a clear error."""
     hints = typing.get_type_hints(type(config))
-    fields = {f.name for f in dataclasses.fields(config)}
-    unknown = sorted(set(overrides) - fields)
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    unknown = sorted(set(overrides) - set(fields))
     if unknown:
         raise OffdiffError(
             f"{origin}: unknown config key(s) {unknown} for {type(config).__qualname__}; "
             f"valid keys: {', '.join(sorted(fields))}"
         )
-    return dataclasses.replace(config, **{k: _coerce(v, hints[k], k) for k, v in overrides.items()})
+    typed = {k: _coerce(v, hints[k], k, origin) for k, v in overrides.items()}
+    for key, value in typed.items():
+        check_value(fields[key], value, origin)
+    try:
+        return dataclasses.replace(config, **typed)
+    except OffdiffError as exc:  # a rule across fields, checked by the config itself
+        raise OffdiffError(f"{origin}: {exc}") from None
 
 
 def config_dict(config: Any) -> dict[str, Any]:

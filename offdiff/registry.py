@@ -19,27 +19,40 @@ class PluginInfo:
     version: str
 
 
-def plugins() -> dict[str, PluginInfo]:
-    """Every registered plugin by name, without importing it."""
-    found = {}
+def _registered() -> dict[str, PluginInfo]:
+    """Every registered plugin by name; two packages registering one name is an error naming both."""
+    found: dict[str, PluginInfo] = {}
     for ep in entry_points(group=GROUP):
         dist = ep.dist
-        found[ep.name] = PluginInfo(
-            name=ep.name,
-            target=ep.value,
-            package=dist.metadata["Name"] if dist else "?",
-            version=dist.version if dist else "?",
-        )
-    return dict(sorted(found.items()))
+        info = PluginInfo(name=ep.name, target=ep.value, package=dist.metadata["Name"] if dist else "?",
+                          version=dist.version if dist else "?")
+        other = found.setdefault(ep.name, info)
+        if other != info:  # the same distribution seen twice on sys.path registers the same plugin: no clash
+            raise OffdiffError(
+                f"two packages register the algorithm {ep.name!r}: {other.package} {other.version} ({other.target}) "
+                f"and {info.package} {info.version} ({info.target}); uninstall or rename one of them"
+            )
+    return found
+
+
+def plugins() -> dict[str, PluginInfo]:
+    """Every registered plugin by name, without importing it."""
+    return dict(sorted(_registered().items()))
 
 
 def get_algorithm(name: str) -> type[Algorithm]:
-    """The algorithm class registered under `name`; an unknown name is a clear error."""
-    for ep in entry_points(group=GROUP):
-        if ep.name == name:
-            cls = ep.load()
-            if not (isinstance(cls, type) and issubclass(cls, Algorithm)):
-                raise OffdiffError(f"plugin {name!r} ({ep.value}) is not an offdiff Algorithm subclass")
-            return cls
-    known = ", ".join(plugins()) or "none (is offdiff installed with `pip install -e .`?)"
-    raise OffdiffError(f"unknown algorithm {name!r}; registered: {known}")
+    """The algorithm class registered under `name`; an unknown name or a broken entry point is a clear error."""
+    found = _registered()
+    if name not in found:
+        known = ", ".join(sorted(found)) or "none (is offdiff installed with `pip install -e .`?)"
+        raise OffdiffError(f"unknown algorithm {name!r}; registered: {known}")
+    info = found[name]
+    ep = next(ep for ep in entry_points(group=GROUP) if ep.name == name)
+    try:
+        cls = ep.load()
+    except (ImportError, AttributeError) as exc:
+        raise OffdiffError(f"plugin {name!r} of {info.package} points to {info.target}, which does not load "
+                           f"({type(exc).__name__}: {exc})") from None
+    if not (isinstance(cls, type) and issubclass(cls, Algorithm)):
+        raise OffdiffError(f"plugin {name!r} ({info.target}) is not an offdiff Algorithm subclass")
+    return cls

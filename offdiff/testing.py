@@ -2,7 +2,9 @@
 
 It builds the plugin on a small random dataset and checks: the config is a frozen dataclass whose
 defaults construct; every stage runs and reports finite scalar metrics; `act` returns actions of the
-right shape inside [-1, 1] and is deterministic under a fixed generator; `state_dict` round-trips; and
+right shape inside [-1, 1] and is deterministic under a fixed generator; so do the stages' diagnostic
+policies, which leave the training state and torch's random stream untouched, and `critic_q` gives finite
+(N,) values where a stage declares `q_calibration`; `state_dict` round-trips; and
 resume equivalence: N steps straight equal k steps, save to bytes, restore into a fresh instance,
 N - k steps, to the bit (on CPU), in every stage; a cacheable stage's artifact, loaded into a fresh
 instance, continues exactly like the run that produced it.
@@ -18,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from offdiff.algorithm import Algorithm, AlgorithmConfig, EnvSpec
+from offdiff.algorithm import Algorithm, AlgorithmConfig, EnvSpec, Stage
 from offdiff.config import apply_overrides, budget_fields
 from offdiff.data.buffer import DeviceBuffer
 from offdiff.data.transitions import Transitions
@@ -93,8 +95,66 @@ def _assert_same_state(a: Any, b: Any, where: str = "state") -> None:
         assert a == b, f"{where}: {a!r} != {b!r}"
 
 
-def _assert_same_params(a: Algorithm, b: Algorithm, what: str) -> None:
-    _assert_same_state(a.state_dict()["modules"], b.state_dict()["modules"], what)
+def _training_state(obj: Any, prefix: str = "", depth: int = 0) -> dict[str, Any]:
+    """Everything stateful reachable from `obj`'s attributes, by attribute path: modules, optimizers and schedulers
+    (their state dicts), generators (their states), tensors, and numbers (counters)."""
+    found: dict[str, Any] = {}
+    for name, value in vars(obj).items():
+        key = f"{prefix}{name}"
+        if isinstance(value, torch.Generator):
+            found[key] = value.get_state()
+        elif isinstance(value, (torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler)):
+            found[key] = value.state_dict()
+        elif isinstance(value, (torch.Tensor, int, float)):
+            found[key] = value
+        elif depth < 2 and hasattr(value, "__dict__") and not isinstance(value, (type, torch.device)):
+            found.update(_training_state(value, f"{key}.", depth + 1))
+    return found
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        _assert_same_state(a, b)
+    except AssertionError:
+        return False
+    return True
+
+
+def _assert_same_training(a: Algorithm, b: Algorithm, what: str) -> None:
+    """Two instances that should be in the same state are; else name every attribute that differs, and whether
+    `state_dict()` covers it (a generator, optimizer, scheduler or counter left out of it is the usual cause)."""
+    mine, theirs = _training_state(a), _training_state(b)
+    differ = [k for k in sorted(set(mine) | set(theirs)) if k not in mine or k not in theirs or not _same(mine[k],
+                                                                                                        theirs[k])]
+    if not differ:
+        return
+    saved = {id(v) for group in ("modules", "optimizers", "schedulers") for v in getattr(a, group)().values()}
+    saved.add(id(a.generator))
+    unsaved = [k for k in differ if "." not in k and id(getattr(a, k, None)) not in saved]
+    hint = (f"not in state_dict(): {', '.join(unsaved)} (save and restore it)" if unsaved else
+            "every differing attribute is in state_dict(): something it holds is not restored exactly")
+    raise AssertionError(f"{what}: not exact; differs: {', '.join(differ)}; {hint}")
+
+
+def _check_diagnostics(algo: Algorithm, stages: list[Stage], obs: torch.Tensor) -> None:
+    """What the stages declare for the suite's diagnostics (offdiff/train/diagnostics.py) works and changes nothing."""
+    before, rng = _roundtrip(algo.state_dict()), torch.get_rng_state()
+    for stage in stages:
+        if stage.diagnostic_policy is not None:
+            runs = [algo.diagnostic_act(stage.diagnostic_policy, obs, torch.Generator(obs.device).manual_seed(5))
+                    for _ in range(2)]
+            where = f"diagnostic policy {stage.diagnostic_policy!r} of stage {stage.name!r}"
+            assert runs[0].shape == (obs.shape[0], algo.spec.act_dim), f"{where}: shape {tuple(runs[0].shape)}"
+            assert torch.isfinite(runs[0]).all() and runs[0].abs().max() <= 1.0, f"{where}: actions outside [-1, 1]"
+            assert torch.equal(*runs), f"{where}: not deterministic under a fixed generator"
+        if stage.q_calibration:
+            actions = torch.rand(obs.shape[0], algo.spec.act_dim, device=obs.device,
+                                 generator=torch.Generator(obs.device).manual_seed(6)) * 2 - 1
+            q = algo.critic_q(obs, actions)
+            assert q.shape == (obs.shape[0],) and torch.isfinite(q).all(), f"critic_q: shape {tuple(q.shape)} or NaN"
+            assert 0.0 <= algo.q_discount() <= 1.0, f"q_discount() = {algo.q_discount()} is not in [0, 1]"
+    _assert_same_state(before, algo.state_dict(), "the diagnostics must leave the training state as it was")
+    assert torch.equal(rng, torch.get_rng_state()), "the diagnostics must not draw from torch's global random stream"
 
 
 def check_algorithm(
@@ -110,6 +170,7 @@ def check_algorithm(
         "Config must be a dataclass subclassing offdiff.algorithm.AlgorithmConfig")
     assert cls.Config.__dataclass_params__.frozen, "Config must be frozen"
     assert isinstance(cls.name, str) and cls.name, "the class needs a non-empty `name`"
+    assert isinstance(cls.display_name, str) and cls.display_name, "`display_name` must be a non-empty string"
     assert budget_fields(cls.Config), (
         "declare the stage lengths with offdiff.config.budget(...) so that `--steps` and this suite can set them")
     h = _Harness(cls, overrides or {}, steps, device)
@@ -128,13 +189,19 @@ def check_algorithm(
             assert not value.requires_grad, f"metric {key} must be detached"
             assert np.isfinite(float(value)), f"metric {key} is not finite: {float(value)}"
 
-    # act: shape, bounds, determinism under a fixed generator.
+    # act: shape, bounds (also far outside the data, where an unsquashed output leaves the box), determinism.
     obs = torch.randn(7, h.spec.obs_dim, device=h.device)
     first = algo.act(obs, generator=torch.Generator(h.device).manual_seed(5))
     again = algo.act(obs, generator=torch.Generator(h.device).manual_seed(5))
     assert first.shape == (7, h.spec.act_dim), f"act returned shape {tuple(first.shape)}"
-    assert torch.isfinite(first).all() and first.abs().max() <= 1.0 + 1e-6, "actions must lie in [-1, 1]"
+    for scale in (1.0, 10.0, 1000.0):
+        actions = first if scale == 1.0 else algo.act(scale * obs, generator=torch.Generator(h.device).manual_seed(5))
+        worst = actions.abs().max().item()
+        assert torch.isfinite(actions).all() and worst <= 1.0, (
+            f"actions must lie in [-1, 1] (squash them, e.g. tanh or clamp): got |a| = {worst:.4g} for observations "
+            f"scaled by {scale:g}")
     assert torch.equal(first, again), "act must be deterministic under a fixed generator"
+    _check_diagnostics(algo, stages, obs)
 
     # state_dict round-trip into an instance built with another seed.
     other = h.build(seed=99)
@@ -157,7 +224,7 @@ def check_algorithm(
         sampler.set_state(saved["sampler"])
         torch.set_rng_state(saved["rng"])
         h.drive(resumed, sampler, (index, k), end)
-        _assert_same_params(straight, resumed, f"resume in stage {stage.name!r} at step {k}")
+        _assert_same_training(straight, resumed, f"resume in stage {stage.name!r} at step {k}")
 
     # A cacheable stage's artifact continues exactly like the run that produced it.
     for index, stage in enumerate(stages):
@@ -173,4 +240,5 @@ def check_algorithm(
         sampler.set_state(artifact["sampler"])
         torch.set_rng_state(artifact["rng"])
         h.drive(consumer, sampler, (index + 1, 0), end)
-        _assert_same_params(producer, consumer, f"cached {stage.name!r} artifact reused")
+        _assert_same_state(producer.state_dict()["modules"], consumer.state_dict()["modules"],
+                           f"cached {stage.name!r} artifact reused")

@@ -29,7 +29,7 @@ from offdiff.errors import OffdiffError
 from offdiff.train.run_dir import RunDir, read_jsonl
 
 TRACKERS = ("tensorboard", "wandb")
-_NOT_METRICS = {"stage", "stage_index", "step", "event", "artifact"}
+_NOT_METRICS = {"stage", "stage_index", "step", "event", "artifact", "steps_averaged"}
 
 
 def parse_log(value: str | Sequence[str]) -> tuple[str, ...]:

@@ -81,10 +81,11 @@ def tiny_hopper_minari(isolated_data_dirs: None, tiny_hopper_store: Path) -> str
     return f"minari:{TINY_HOPPER_ID}"
 
 
-def write_d4rl_file(path: Path, lengths: tuple[int, ...] = (30, 50, 20, 40, 60), seed: int = 0, **override) -> Path:
+def write_d4rl_file(path: Path, lengths: tuple[int, ...] = (30, 50, 20, 40, 60), seed: int = 0,
+                    attrs: dict | None = None, **override) -> Path:
     """A D4RL-layout HDF5 file with Hopper shapes (obs 11, act 3); episodes 0 and 2 terminate, the rest time out.
 
-    `override` replaces (or, with value None, drops) any of the six arrays.
+    `override` replaces (or, with value None, drops) any of the six arrays; `attrs` become file attributes.
     """
     rng = np.random.default_rng(seed)
     n = sum(lengths)
@@ -106,6 +107,7 @@ def write_d4rl_file(path: Path, lengths: tuple[int, ...] = (30, 50, 20, 40, 60),
         for key, value in arrays.items():
             if value is not None:
                 f.create_dataset(key, data=value)
+        f.attrs.update(attrs or {})
     return path
 
 

@@ -22,6 +22,9 @@ REPS, SEED = 200, 7
 HOPPER, WALKER = "mujoco/hopper/medium-v0", "mujoco/walker2d/medium-v0"
 TASKS = {HOPPER: "hopper-medium", WALKER: "walker2d-medium", "mujoco/hopper/expert-v0": "hopper-expert"}
 LEVEL = {"dql": 60.0, "dtql": 75.0, "eda": 70.0}
+SHOWN = {"dql": "Diffusion-QL", "dtql": "DTQL", "eda[beta=0.1]": "EDA[beta=0.1]", "eda[beta=1.0]": "EDA[beta=1.0]"}
+FIGURES = ("learning_curves", "sample_efficiency", "aggregate_intervals", "performance_profiles",
+           "probability_of_improvement")
 
 
 def make_run(root: Path, algo: str, dataset: str, seed: int, *, config: dict | None = None, evals: int = 3,
@@ -92,6 +95,7 @@ def test_collects_one_row_per_evaluation_with_config_labels(grid):
     assert eda.total_step.tolist() == [200, 300, 400] and eda.step.tolist() == [100, 200, 300]
     assert eda.is_last.tolist() == [False, False, True] and eda.episodes.tolist() == [10, 10, 10]
     assert eda.stage.tolist() == ["main"] * 3 and eda.config_hash.iloc[0] == Path(eda.run_dir.iloc[0]).parent.name
+    assert set(frame.ref_scores_source) == {"test"}  # the manifest's dataset.ref_scores.source
     late = frame[frame.seed == 3]
     assert len(late) == 2 and not late.done.any() and late.is_last.tolist() == [False, True]
     assert "1 run(s) not finished" in (grid / "out" / "README.md").read_text()
@@ -122,14 +126,14 @@ def test_aggregates_equal_rliable_on_the_same_score_matrix(grid):
              metrics.aggregate_optimality_gap]
     rows = [line.split(",") for line in (grid / "out" / "aggregates.csv").read_text().splitlines()[1:]]
     ours = {(r[0], r[1]): [float(v) for v in r[2:5]] for r in rows}
-    assert len(ours) == 4 * 4
+    assert len(ours) == 4 * 4 and {a for a, _ in ours} == set(SHOWN.values())
     for algorithm, scores in matrix.items():
         np.random.seed(SEED)
         point, ci = library.get_interval_estimates({algorithm: scores}, lambda x: np.array([f(x) for f in funcs]),
                                                    reps=REPS)
         for i, name in enumerate(["IQM", "Mean", "Median", "Optimality gap"]):
             expected = [100 * point[algorithm][i], 100 * ci[algorithm][0, i], 100 * ci[algorithm][1, i]]
-            assert ours[algorithm, name] == pytest.approx(expected, abs=1e-4)
+            assert ours[SHOWN[algorithm], name] == pytest.approx(expected, abs=1e-4)
     pairs = stats.probability_of_improvement(score_matrices(final_scores(frame)), reps=REPS, seed=SEED)
     assert len(pairs) == 6  # every pair of the four labels
     for x, y in [("dtql", "eda[beta=0.1]"), ("dql", "dtql")]:
@@ -138,7 +142,7 @@ def test_aggregates_equal_rliable_on_the_same_score_matrix(grid):
                                                    metrics.probability_of_improvement, reps=REPS)
         mine = pairs[x, y]
         assert [mine.point, mine.low, mine.high] == pytest.approx([point["p"], *ci["p"][:, 0]], abs=1e-9)
-        line = f"| {x} | {y} | {mine.point:.2f} [{mine.low:.2f}, {mine.high:.2f}] |"
+        line = f"| {SHOWN[x]} | {SHOWN[y]} | {mine.point:.2f} [{mine.low:.2f}, {mine.high:.2f}] |"
         assert line in (grid / "out" / "prob_improvement.md").read_text()
     assert 0 < pairs["dtql", "eda[beta=0.1]"].point < 1  # the fakes overlap: not a trivial comparison
 
@@ -155,10 +159,10 @@ def test_iqm_is_the_mean_of_the_middle_half():
 
 def test_from_csv_regenerates_every_output_byte_for_byte(grid, tmp_path):
     first = outputs(grid / "out")
-    figures = {f"{n}.{e}" for n in ("learning_curves", "aggregate_intervals", "performance_profiles")
-               for e in ("png", "pdf")}
+    figures = {f"{n}.{e}" for n in FIGURES for e in ("png", "pdf")}
     assert set(first) == {"scores.csv", "scores.md", "scores.tex", "scores_best.md", "scores_best.tex",
-                          "aggregates.md", "aggregates.csv", "prob_improvement.md", "README.md", *figures}
+                          "scores_summary.csv", "aggregates.md", "aggregates.tex", "aggregates.csv",
+                          "prob_improvement.md", "prob_improvement.tex", "prob_improvement.csv", "README.md", *figures}
     assert main(["aggregate", "--from-csv", str(grid / "out" / "scores.csv"), "--out", str(tmp_path / "b"),
                  "--reps", str(REPS), "--seed", str(SEED)]) == 0
     assert outputs(tmp_path / "b") == first
@@ -193,20 +197,24 @@ def test_tables_mark_best_missing_and_fewer_seeds(tmp_path):
     dtql = final[(final.algorithm == "dtql") & (final.dataset == HOPPER)].score
     assert dtql.mean() > final[(final.algorithm == "dql") & (final.dataset == HOPPER)].score.mean()
     md = (tmp_path / "out" / "scores.md").read_text().splitlines()
-    assert md[:2] == ["| Dataset | dql | dtql |", "|:---|---:|---:|"]
-    rows = {line.split(" | ")[0][2:]: line for line in md[2:5]}
-    assert rows[HOPPER].endswith(f"| **{dtql.mean():.1f} ± {dtql.std(ddof=0):.1f}** (3) |")
-    assert rows[HOPPER].count("**") == 2
-    assert rows[WALKER].endswith("** (1)† |") and rows[WALKER].count("**") == 2  # best, with fewer seeds
-    assert rows["mujoco/hopper/expert-v0"].endswith("(1)† | — |") and "**" not in rows["mujoco/hopper/expert-v0"]
+    assert md[:2] == ["| Task | Diffusion-QL | DTQL |", "|:---|---:|---:|"]
+    rows = {line.split(" | ")[0][2:]: line for line in md[2:6]}
+    assert list(rows) == ["hopper-medium", "walker2d-medium", "hopper-expert", "Average (3 tasks)"]  # by kind
+    assert rows["hopper-medium"].endswith(f"| **{dtql.mean():.1f} ± {dtql.std(ddof=0):.1f}** (3) |")
+    assert rows["hopper-medium"].count("**") == 2
+    assert rows["walker2d-medium"].endswith("** (1)† |") and rows["walker2d-medium"].count("**") == 2  # fewer seeds
+    assert rows["hopper-expert"].endswith("(1)† | — |") and "**" not in rows["hopper-expert"]
+    dql = final[final.algorithm == "dql"].groupby("dataset").score.mean().mean()
+    assert rows["Average (3 tasks)"] == f"| Average (3 tasks) | {dql:.1f} | — |"  # no rival: not bold
     tex = (tmp_path / "out" / "scores.tex").read_text()
     assert r"\textbf{" in tex and r"(1)$^\dagger$ & ---" in tex and r"\begin{tabular}{lcc}" in tex
     aggregates = (tmp_path / "out" / "aggregates.md").read_text()
-    assert "tasks left out of the aggregates (not done by every algorithm): mujoco/hopper/expert-v0" in aggregates
-    assert "dtql: seeds left out of the aggregates (not done on every task): 1, 2" in aggregates
-    assert "dql: seeds" not in aggregates and "No CI for dtql" in aggregates
+    assert "tasks left out of the aggregates (not done by every algorithm): hopper-expert" in aggregates
+    assert "DTQL: seeds left out of the aggregates (not done on every task): 1, 2" in aggregates
+    assert "Diffusion-QL: seeds" not in aggregates and "No CI for DTQL" in aggregates
     rows = {line.split(" | ")[0][2:]: line for line in aggregates.splitlines()[2:4]}
-    assert rows["dql"].endswith("] | 3 |") and rows["dtql"].endswith("| 1 |") and "[" not in rows["dtql"]
+    assert rows["Diffusion-QL"].endswith("] | 3 × 2 |") and rows["DTQL"].endswith("| 1 × 2 |")
+    assert "[" not in rows["DTQL"]
 
 
 def test_one_algorithm_one_seed_degrades_gracefully(tmp_path):
@@ -215,13 +223,13 @@ def test_one_algorithm_one_seed_degrades_gracefully(tmp_path):
     assert "Skipped: the probability of improvement needs two algorithms" in (
         tmp_path / "out" / "prob_improvement.md").read_text()
     agg = (tmp_path / "out" / "aggregates.md").read_text()
-    assert "No CI for dql" in agg and "[" not in agg.splitlines()[2]
+    assert "No CI for Diffusion-QL" in agg and "[" not in agg.splitlines()[2]
     assert (tmp_path / "out" / "performance_profiles.png").stat().st_size > 0
     # Nothing finished: the tables say so, no plot is drawn, and the stale ones are removed.
     make_run(tmp_path / "unfinished", "dql", HOPPER, 0, done=False)
     aggregate(tmp_path / "out", [tmp_path / "unfinished"], reps=REPS, seed=SEED)
     assert not list((tmp_path / "out").glob("*.p*"))
-    assert f"| {HOPPER} | — |" in (tmp_path / "out" / "scores.md").read_text()
+    assert "| hopper-medium | — |" in (tmp_path / "out" / "scores.md").read_text()
     assert "No aggregates" in (tmp_path / "out" / "aggregates.md").read_text()
     assert "Not drawn" in (tmp_path / "out" / "README.md").read_text()
 
@@ -299,7 +307,7 @@ def test_collects_a_real_run_folder(tmp_path):
     assert set(frame.algorithm) == {"dql"} and set(frame.dataset) == {"toy/four_corners"}
     assert set(frame.task) == {"toy-four_corners"} and set(frame.run_dir) == {run.path.as_posix()}
     assert frame[frame.is_last].normalized.item() == summary["final_normalized_score"]
-    assert "toy/four_corners" in (tmp_path / "out" / "scores.md").read_text()
+    assert "| toy-four_corners |" in (tmp_path / "out" / "scores.md").read_text()
 
 
 @pytest.mark.parametrize("name", ["quickstart", "local-suite"])
@@ -315,7 +323,7 @@ def test_committed_results_regenerate_from_their_csv(name, tmp_path):
     assert {"README.md", "scores.md", "aggregates.md", "prob_improvement.md"} <= set(texts)
     for text in texts:
         assert (tmp_path / text).read_bytes() == (committed / text).read_bytes(), text
-    for plot in ("learning_curves", "aggregate_intervals", "performance_profiles"):
+    for plot in FIGURES:
         assert (committed / f"{plot}.png").stat().st_size > 0 and (committed / f"{plot}.pdf").stat().st_size > 0
 
 
@@ -324,7 +332,8 @@ def test_local_suite_table_has_every_algorithm_on_every_task():
     frame = read_scores(root / "results/local-suite/scores.csv")
     final = frame[frame.done]
     grid = yaml.safe_load((root / "benchmarks/grids/local-suite.yaml").read_text())
-    tasks = {source.removeprefix("minari:") for source in grid["datasets"]}
+    sources = [entry["source"] if isinstance(entry, dict) else entry for entry in grid["datasets"]]
+    tasks = {source.removeprefix("minari:") for source in sources}
     assert len(tasks) == 4 and set(final.dataset) == tasks
     seeds = final.groupby(["algorithm", "dataset"]).seed.nunique()
     assert set(final.algorithm) == {"dql", "dtql", "eda"} and len(seeds) == 12 and (seeds >= 3).all()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
+import torch
 
 from offdiff.testing import check_algorithm
 from offdiff_dql import DiffusionQL
@@ -30,6 +33,44 @@ class UnboundedActions(DiffusionQL):
         return 2.0 * super().act(obs, generator)
 
 
+class Unsquashed(DiffusionQL):
+    """A linear policy head without tanh or clamp: inside [-1, 1] near the data, far outside it elsewhere."""
+
+    def act(self, obs, generator=None):
+        return 0.1 * obs[:, : self.spec.act_dim]
+
+
+class ThriceItsBound(DiffusionQL):
+    """Squashed, but into [-3, 3]."""
+
+    def act(self, obs, generator=None):
+        return 3.0 * torch.tanh(0.1 * obs[:, : self.spec.act_dim])
+
+
+class ForgetsCounter(DiffusionQL):
+    """An update counter that changes the steps but is not in state_dict."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.updates = 0
+
+    def update(self, stage, batch, step):
+        self.updates += 1
+        return super().update(stage, dataclasses.replace(batch, obs=batch.obs + 0.01 * self.updates), step)
+
+
+class ForgetsGenerator(DiffusionQL):
+    """A second generator (observation noise) that is not in state_dict."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.noise = torch.Generator(self.device).manual_seed(3)
+
+    def update(self, stage, batch, step):
+        noise = torch.randn(batch.obs.shape, generator=self.noise, device=self.device)
+        return super().update(stage, dataclasses.replace(batch, obs=batch.obs + 0.01 * noise), step)
+
+
 class SyncsMetrics(DiffusionQL):
     def update(self, stage, batch, step):
         return {k: float(v) for k, v in super().update(stage, batch, step).items()}
@@ -38,11 +79,15 @@ class SyncsMetrics(DiffusionQL):
 @pytest.mark.parametrize(
     ("cls", "message"),
     [
-        (ForgetsEMA, "resume in stage 'main'"),
+        (ForgetsEMA, "resume in stage 'main'.*not in state_dict\\(\\): ema_actor"),
         (ForgetsOptimizer, "resume in stage 'main'"),
         (IgnoresGenerator, "deterministic under a fixed generator"),
         (UnboundedActions, r"\[-1, 1\]"),
         (SyncsMetrics, "0-d tensor"),
+        (Unsquashed, r"\[-1, 1\] \(squash them.*scaled by 10"),
+        (ThriceItsBound, r"\[-1, 1\].*got \|a\| = 2\.9"),
+        (ForgetsCounter, r"resume in stage 'main'.*not in state_dict\(\): updates"),
+        (ForgetsGenerator, r"resume in stage 'main'.*not in state_dict\(\): noise"),
     ],
 )
 def test_broken_plugins_are_caught(cls, message):

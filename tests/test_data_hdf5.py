@@ -23,12 +23,12 @@ def test_load_and_info(d4rl_hdf5_file: Path) -> None:
         np.testing.assert_array_equal(t.observations, f["observations"][()])
         np.testing.assert_array_equal(t.timeouts, f["timeouts"][()])
     assert t.terminals.sum() == 2 and t.timeouts.sum() == 3
-    assert source.ref_scores().min == -20.272305
+    assert source.ref_scores("d4rl").min == -20.272305
     np.testing.assert_array_equal(resolve(f"hdf5:{d4rl_hdf5_file}", "Hopper-v5").load().rewards, t.rewards)
 
 
 def test_eval_env_required(d4rl_hdf5_file: Path) -> None:
-    with pytest.raises(OffdiffError, match="eval_env"):
+    with pytest.raises(OffdiffError, match="needs an evaluation env: pass --eval-env"):
         resolve(f"hdf5:{d4rl_hdf5_file}")
 
 

@@ -47,7 +47,10 @@ def test_info(tiny_hopper_minari: str) -> None:
     assert (info.obs_dim, info.act_dim, info.num_episodes) == (11, 3, 8)
     assert info.action_low == (-1.0, -1.0, -1.0) and info.action_high == (1.0, 1.0, 1.0)
     assert info.metadata["author"] == ["offdiff tests"]  # a set in Minari, JSON-able here
-    assert resolve(tiny_hopper_minari).ref_scores().source == D4RL_SOURCE
+    assert info.task_rule == "the Minari id test/hopper/tiny-v0" and not info.is_d4rl
+    with pytest.raises(OffdiffError, match="not D4RL's data"):  # like Minari's mujoco/ data: no scores of its own
+        resolve(tiny_hopper_minari).ref_scores()
+    assert D4RL_SOURCE in resolve(tiny_hopper_minari).ref_scores("d4rl").source
 
 
 def test_cache_hit_and_corrupt_cache_rebuilt(tiny_hopper_minari: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -97,14 +100,15 @@ def test_list_local_and_describe(tiny_hopper_minari: str) -> None:
     [row] = list_local()
     assert row["id"] == "test/hopper/tiny-v0" and row["env"] == "Hopper-v5"
     assert row["episodes"] == 8 and row["steps"] > 0 and row["size_mb"] > 0
-    assert row["ref_scores"]["max"] == 3234.3
+    assert row["source"] == "minari:test/hopper/tiny-v0" and row["ref_scores"] is None
     described = describe(tiny_hopper_minari)
-    assert described["num_episodes"] == 8 and described["ref_scores"]["min"] == -20.272305
+    assert described["num_episodes"] == 8 and described["ref_scores"] is None
+    assert "--ref-scores" in described["ref_scores_error"]
 
 
 def test_unknown_scheme_lists_schemes() -> None:
-    with pytest.raises(OffdiffError, match="minari:.*hdf5:.*toy:"):
-        resolve("d4rl:hopper-medium-v2")
+    with pytest.raises(OffdiffError, match="minari:.*d4rl:.*hdf5:.*toy:"):
+        resolve("rlds:hopper-medium-v2")
     with pytest.raises(OffdiffError, match="minari:"):
         resolve("hopper-medium-v2")
 

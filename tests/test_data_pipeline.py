@@ -19,7 +19,7 @@ from offdiff.errors import OffdiffError
 def test_prepare_minari(tiny_hopper_minari: str) -> None:
     data = prepare(
         tiny_hopper_minari, eval_env=None, obs_transform="standardize", reward_transform="iql_locomotion",
-        device="cpu",
+        device="cpu", ref_scores="d4rl",
     )
     raw = resolve(tiny_hopper_minari).load()
     assert len(data.buffer) == len(raw) and data.info.task == "hopper-tiny"
@@ -49,12 +49,13 @@ def test_prepare_rejects_out_of_bounds_actions(tmp_path: Path) -> None:
     actions[42, 1] = 1.5
     path = write_d4rl_file(tmp_path / "hopper-oob-v2.hdf5", actions=actions)
     with pytest.raises(OffdiffError, match=r"hopper-oob-v2.*actions leave.*row 42"):
-        prepare(f"hdf5:{path}", eval_env="Hopper-v5", obs_transform="none", reward_transform="none")
+        prepare(f"hdf5:{path}", eval_env="Hopper-v5", obs_transform="none", reward_transform="none",
+                ref_scores="0,1")
 
 
 def test_prepare_fails_early_without_reference_scores(tmp_path: Path) -> None:
     path = write_d4rl_file(tmp_path / "mystery.hdf5")
-    with pytest.raises(OffdiffError, match="no reference score for dataset mystery"):
+    with pytest.raises(OffdiffError, match=r"no reference scores for hdf5:.*mystery.hdf5: it is not D4RL's data"):
         prepare(f"hdf5:{path}", eval_env="Hopper-v5", obs_transform="none", reward_transform="none")
 
 

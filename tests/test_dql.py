@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from offdiff.algorithm import EnvSpec
+from offdiff.data.buffer import DeviceBuffer
 from offdiff.data.toy import TOY_TASKS
-from offdiff.testing import check_algorithm
+from offdiff.testing import check_algorithm, random_transitions
 from offdiff.train.runner import TrainRequest, plan, train
 from offdiff_dql import DiffusionQL
 from offdiff_dql.dql import released_schedule
@@ -71,3 +72,21 @@ def test_learns_the_best_corner_where_behavior_cloning_does_not(tmp_path):
     assert evaluation >= 0.8
     assert policy >= 0.8  # the diffusion policy itself moved, not only the Q-based selection
     assert cloned < 0.5  # BC covers the four equally likely corners (about 0.25 each)
+
+
+@pytest.mark.parametrize("warmup", ["release", "copy"])
+def test_ema_warmup_before_ema_start(warmup: str):
+    """The release leaves the EMA actor at its initial weights until step 1000; `copy` tracks the actor."""
+    spec = EnvSpec(obs_dim=3, act_dim=2, dataset_id="test/x-v0", task="test")
+    config = DiffusionQL.Config(hidden=16, batch_size=8, ema_start=10, ema_every=5, ema_warmup=warmup)
+    algo = DiffusionQL(config, spec, torch.device("cpu"), torch.Generator().manual_seed(0))
+    initial = [p.clone() for p in algo.ema_actor.parameters()]
+    buffer = DeviceBuffer(random_transitions(64, obs_dim=3, act_dim=2), "cpu")
+    gen = torch.Generator().manual_seed(1)
+    for step in range(7):  # steps 0 and 5 are EMA steps, both before ema_start; step 6 trains the actor on
+        algo.update("main", buffer.sample(8, gen), step)
+    same_as_initial = all(torch.equal(a, b) for a, b in zip(algo.ema_actor.parameters(), initial, strict=True))
+    same_as_actor = all(torch.equal(a, b) for a, b in
+                        zip(algo.ema_actor.parameters(), algo.actor.parameters(), strict=True))
+    assert same_as_initial == (warmup == "release")
+    assert (warmup == "copy") == (not same_as_initial) and not same_as_actor  # copied at step 5, trained since

@@ -166,6 +166,7 @@ def test_trust_region_keeps_the_policy_in_the_best_data_mode(tmp_path):
 
 def test_cli_train_on_tiny_minari_dataset(tmp_path, capsys, tiny_hopper_minari):
     code = main(["train", "--algo", "dtql", "--dataset", tiny_hopper_minari, "--runs-dir", str(tmp_path),
+                 "--task", "hopper-medium", "--ref-scores", "d4rl",
                  "--steps", "20", "--eval-episodes", "2", "--eval-envs", "2", "--device", "cpu", "--quiet",
                  *(f"--set={k}={v}" for k, v in {**TINY, "batch_size": 32, "eval_candidates": 16}.items())])
     out, err = capsys.readouterr()

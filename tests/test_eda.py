@@ -140,6 +140,7 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
 
 def test_cli_three_stages_and_a_beta_sweep_reusing_behavior_and_critic(tmp_path, capsys, tiny_hopper_minari):
     common = ["train", "--algo", "eda", "--dataset", tiny_hopper_minari, "--runs-dir", str(tmp_path), "--steps", "4",
+              "--task", "none", "--ref-scores", "0,1000",
               "--eval-episodes", "2", "--eval-envs", "2", "--device", "cpu", "--quiet",
               *[arg for key, value in {**TINY, "candidate_chunk": 64}.items() for arg in ("--set", f"{key}={value}")]]
     code, out, err = _run(capsys, *common)

@@ -162,7 +162,7 @@ def test_shipped_grid_and_profiles_load(capsys, tmp_path):
     assert code == 0 and "to submit: 18" in out and "GPU-hours" in out  # 3 algorithms × 3 bandits × 2 seeds
     local_suite = REPO / "benchmarks/grids/local-suite.yaml"  # its datasets are not collected in this store
     code, out = grid_cli(capsys, "submit", local_suite, "--profile", REPO / "slurm/profiles/local.yaml", "--dry-run")
-    assert code == 2 and "local/hopper/medium-v0 is not in the local Minari store" in out
+    assert code == 2 and "'local/hopper/medium-v0' is not in the local Minari store" in out
     assert "bash benchmarks/collect_local_suite.sh" in out
 
 
@@ -225,7 +225,7 @@ def test_grid_compile_reaches_every_run(tmp_path):
     ("name: g\ndatasets: [toy:four_corners]\nseeds: [0]\nalgorithms:\n  - algo: dql\n    sweep:\n"
      "      hidden: [32, big]\n", r"grid.yaml:7: hidden expects an integer, got 'big'"),
     ("name: g\ndatasets:\n  - toy:four_corners\n  - minari:mujoco/hopper/medium-v0\nseeds: [0]\nalgorithms: [dql]\n",
-     r"grid.yaml:4: dataset mujoco/hopper/medium-v0 is not in the local Minari store .* offdiff data fetch"),
+     r"grid.yaml:4: dataset 'mujoco/hopper/medium-v0' is not in the local Minari store .* offdiff data fetch"),
     ("name: g\ndatasets: [toy:four_corners]\nseeds: [0]\nprotocol: {eval_evry: 10}\nalgorithms: [dql]\n",
      r"grid.yaml:4: unknown key 'eval_evry' in protocol \(did you mean 'eval_every'\?\)"),
     ("name: g\ndatasets: [toy:four_corners]\nseeds: [0, 0]\nalgorithms: [dql]\n",
@@ -237,6 +237,12 @@ def test_grid_compile_reaches_every_run(tmp_path):
      r"grid.yaml:1: name '../g' must be a plain folder name"),
     ("name: g\ndatasets: [toy:four_corners]\nseeds: [0]\nalgorithms: [dql]\ncompile: fast\n",
      r"grid.yaml:5: compile is true, false or auto, got 'fast'"),
+    ("name: g\ndatasets:\n  - {source: toy:four_corners, ref_scores: [1]}\nseeds: [0]\nalgorithms: [dql]\n",
+     r"grid.yaml:3: ref_scores is \[MIN, MAX\] \(two numbers\) or d4rl"),
+    ("name: g\ndatasets:\n  - {source: toy:four_corners, ref_scores: [5, 1]}\nseeds: [0]\nalgorithms: [dql]\n",
+     r"grid.yaml:3: --ref-scores '5,1': need finite MIN < MAX"),
+    ("name: g\ndatasets:\n  - {source: toy:four_corners, taks: x}\nseeds: [0]\nalgorithms: [dql]\n",
+     r"grid.yaml:3: unknown key 'taks' in a dataset \(did you mean 'task'\?\)"),
 ])
 def test_bad_grid_is_a_one_line_error_at_its_line(tmp_path, body, message):
     path = tmp_path / "grid.yaml"
@@ -341,3 +347,19 @@ def test_second_job_on_a_run_in_use_is_refused_then_resubmitted(tmp_path, capsys
     latest = Record(harness_dir(runs.resolve(), "g")).submissions[-1]
     assert [k for j in latest.jobs for k in j.runs] == [cells[1].key]  # only the failed run
     assert cells[0].planned.run_dir.done_marker.stat().st_mtime_ns == done_stamp
+
+
+def test_grid_dataset_task_and_ref_scores_reach_every_run(tmp_path):
+    """`task:` picks the preset and `ref_scores:` the normalization of every cell on that dataset."""
+    from conftest import write_d4rl_file
+
+    data = write_d4rl_file(tmp_path / "mine.hdf5")
+    path = tmp_path / "grid.yaml"
+    path.write_text(f"name: g\ndatasets:\n  - {{source: 'hdf5:{data}', eval_env: Hopper-v4, task: walker2d-medium,"
+                    " ref_scores: [0, 100]}\nseeds: [0]\nalgorithms: [dql]\n")
+    [cell] = expand(load_grid(path), tmp_path / "runs")
+    assert cell.planned.choice.preset == "walker2d-medium" and cell.planned.config.grad_norm == 1.0
+    assert (cell.planned.ref.min, cell.planned.ref.max) == (0.0, 100.0)
+    path.write_text(f"name: g\ndatasets: ['hdf5:{data}']\nseeds: [0]\nalgorithms: [dql]\n")
+    with pytest.raises(OffdiffError, match=r"grid.yaml:2: .*needs an evaluation env"):
+        load_grid(path)

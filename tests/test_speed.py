@@ -88,6 +88,9 @@ def test_quick_benchmark_prints_a_table_and_writes_json(tmp_path, capsys, restor
     (["--reference", "missing.json"], "not a JSON file"),
     (["--reference", "{\"figures\": {\"dql train mian\": 3}}"], "unknown figure(s) ['dql train mian']"),
     (["--reference", "{\"figures\": {\"dql train main\": -1}}"], "non-positive value(s) ['dql train main']"),
+    (["--concurrent", "0"], "--concurrent takes numbers of loops >= 1"),
+    (["--concurrent", "two"], "--concurrent takes numbers of loops >= 1"),
+    (["--mps"], "--mps runs concurrent loops through CUDA MPS"),
 ])
 def test_bad_benchmark_arguments_are_one_line_errors(tmp_path, capsys, argv, message):
     if argv[0] == "--reference" and argv[1].startswith("{"):
@@ -111,6 +114,22 @@ def test_reference_file_replaces_the_issue_figures(tmp_path, capsys, restore_thr
     act10 = by_label[("act", "10 envs")]
     assert act10["ratio_to_reference"] == pytest.approx(act10["value"] / 50)
     assert by_label[("act", "20 envs")]["reference"] is None  # not in the file: no issue figure slips in
+
+
+def test_concurrent_loops_report_their_aggregate_and_the_ratio_to_one_loop(tmp_path, capsys, restore_threads):
+    out = tmp_path / "concurrent.json"
+    assert main(["bench", "speed", "--quick", "--algos", "dql", "--concurrent", "2", "--threads", "1",
+                 "--out", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert "--concurrent 2" in payload["command"] and payload["settings"]["concurrent_loops"] == [1, 2]
+    assert payload["failures"] == []
+    rows = {(r["label"], r["size"]["loops"]): r for r in payload["results"]}
+    assert set(rows) == {("main", 1), ("main", 2)} and all(r["measure"] == "concurrent" for r in rows.values())
+    one, two = rows[("main", 1)], rows[("main", 2)]
+    assert one["size"] == {"batch": 256, "loops": 1, "threads": 1} and one["speedup_over_one_loop"] == 1.0
+    assert two["speedup_over_one_loop"] == pytest.approx(two["value"] / one["value"])
+    assert all(math.isfinite(x) and x > 0 for r in rows.values() for x in [r["value"], *r["repeats"]])
+    assert "| vs 1 loop |" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("form", [mish, mish_one_exp], ids=["eager", "compile-form"])

@@ -1,9 +1,12 @@
-"""The speed scripts in benchmarks/: paired rounds against a reference command, and their collation."""
+"""The speed scripts in benchmarks/: paired rounds against a reference command, their collation, and
+device_check.sh on a machine without CUDA (the path CI runs), which also runs the packing figure's script."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -48,3 +51,37 @@ def test_pairs_alternate_sides_and_carry_each_pairs_reference(tmp_path):
     header, _, row = table.splitlines()
     assert header.startswith("| figure | official | offdiff eager | eager / official |")
     assert row.startswith("| dql train main (steps/s) | 10 / 20 |") and row.endswith("| 1.5x |")
+
+
+def test_device_check_without_cuda_runs_its_cpu_parts_and_says_so(tmp_path):
+    out = tmp_path / "check"
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PATH": f"{Path(sys.executable).parent}{os.pathsep}"
+                                                            f"{os.environ['PATH']}"}
+    done = subprocess.run(["bash", str(BENCHMARKS / "device_check.sh"), str(out)], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [line for line in done.stdout.splitlines() if "no CUDA device here" in line] == [
+        f"device_check: no CUDA device here (torch.cuda.is_available() is False): ran the CPU parts only, in {out}"]
+    steps = [line.split("\t")[:2] for line in (out / "summary.tsv").read_text().splitlines()]
+    assert steps == [["cpu-concurrent", "ok"], ["cpu-packing", "ok"]]
+    bench = json.loads((out / "cpu-concurrent.json").read_text())
+    assert sorted(r["size"]["loops"] for r in bench["results"]) == [1, 2] and bench["failures"] == []
+    packing = json.loads((out / "cpu-packing" / "packing.json").read_text())
+    assert [(r["k"], r["variant"]) for r in packing["summary"]] == [(2, "sequential"), (2, "concurrent")]
+    concurrent = packing["summary"][1]
+    assert concurrent["speedup_over_sequential"] == packing["summary"][0]["job_s_median"] / concurrent["job_s_median"]
+    assert (out / "cpu-packing" / "packing.png").stat().st_size > 0
+
+
+def test_packing_summary_takes_medians_and_pairs_each_round_with_its_own_baseline():
+    times = {(0, "sequential"): 40.0, (0, "sequential-all-cpus"): 30.0, (0, "concurrent"): 20.0,
+             (1, "sequential"): 90.0, (1, "sequential-all-cpus"): 60.0, (1, "concurrent"): 60.0,
+             (2, "sequential"): 50.0, (2, "sequential-all-cpus"): 50.0, (2, "concurrent"): 100.0}
+    rows = [{"k": 2, "round": r, "variant": v, "job_s": t, "training_s": t - 1, "command_s": t + 5}
+            for (r, v), t in times.items()]
+    summary = {s["variant"]: s for s in _load("concurrency").summarize(rows)}
+    concurrent = summary["concurrent"]
+    assert concurrent["job_s_median"] == 60.0 and concurrent["job_s_range"] == [20.0, 100.0]
+    assert concurrent["speedup_over_sequential"] == 1.5  # the rounds' ratios 2.0, 1.5, 0.5
+    assert concurrent["speedup_over_sequential-all-cpus"] == 1.0  # 1.5, 1.0, 0.5
+    assert summary["sequential"]["speedup_over_sequential"] == 1.0 and concurrent["rounds"] == 3

@@ -32,7 +32,7 @@ def _expected(run: Path) -> dict[str, list[tuple[int, float]]]:
     tags: dict[str, list[tuple[int, float]]] = {}
     for row in read_jsonl(run / "metrics.jsonl"):
         for key, value in row.items():
-            if key not in ("stage", "stage_index", "step", "event", "artifact"):
+            if key not in ("stage", "stage_index", "step", "event", "artifact", "steps_averaged"):
                 tags.setdefault(f"train/{row['stage']}/{key}", []).append((offset[row["stage_index"]] + row["step"],
                                                                            value))
     for row in read_jsonl(run / "evals.jsonl"):

@@ -7,7 +7,8 @@ The policy π_θ is a 5-step VP diffusion model over actions (ε-prediction). Ea
   actor:   L_π = L_d(θ) − η / E|Q_k(s, a_θ)| · E[Q_j(s, a_θ)],   a_θ ~ π_θ(·|s) through the whole chain
            L_d(θ) = E ‖ε − ε_θ(√ᾱ_t a + √(1−ᾱ_t) ε, s, t)‖²,  j ~ coin flip, k the other head
 
-Targets: Polyak critic copy (τ = 0.005) and an EMA actor (0.995, every 5 steps from step 1000).
+Targets: Polyak critic copy (τ = 0.005) and an EMA actor (0.995, every 5 steps from step 1000; left at its
+initial weights before then, as in the release).
 Acting: 50 samples per state, one drawn from softmax(min_j Q'_j).
 """
 
@@ -21,7 +22,7 @@ from typing import Any, Literal
 import torch
 
 from offdiff.algorithm import Algorithm, AlgorithmConfig, EnvSpec, Metrics, Stage
-from offdiff.config import budget
+from offdiff.config import AT_LEAST_1, FRACTION, NON_NEGATIVE, POSITIVE, UNIT, budget, field
 from offdiff.critics import DoubleQ, td_target
 from offdiff.data.buffer import Batch
 from offdiff.diffusion import DiscreteVPSchedule, NoisePredictionMLP
@@ -34,25 +35,29 @@ from offdiff_dql.presets import PRESETS
 class DQLConfig(AlgorithmConfig):
     """Defaults are the release's `main.py` defaults (halfcheetah-medium); presets set the rest per task."""
 
-    steps: int = budget(2_000_000)
-    batch_size: int = 256
-    lr: float = 3e-4
-    critic_lr: float = 3e-4
-    eta: float = 1.0
-    grad_norm: float = 9.0
-    discount: float = 0.99
-    tau: float = 0.005
-    max_q_backup: bool = False
-    max_q_samples: int = 10
-    n_timesteps: int = 5
-    beta_min: float = 0.1
-    beta_max: float = 10.0
-    hidden: int = 256
-    ema_decay: float = 0.995
-    ema_every: int = 5
-    ema_start: int = 1000
-    lr_schedule: Literal["released", "cosine", "constant"] = "released"
-    eval_candidates: int = 50
+    steps: int = budget(2_000_000, "gradient steps of the one training stage")
+    batch_size: int = field(256, "transitions per gradient step", AT_LEAST_1)
+    lr: float = field(3e-4, "actor (diffusion policy) learning rate, Adam", POSITIVE)
+    critic_lr: float = field(3e-4, "critic learning rate, Adam", POSITIVE)
+    eta: float = field(1.0, "η: weight of the Q term against the diffusion (BC) loss", NON_NEGATIVE)
+    grad_norm: float = field(9.0, "gradient-norm clip of actor and critic", POSITIVE)
+    discount: float = field(0.99, "γ: discount of the TD target", UNIT)
+    tau: float = field(0.005, "Polyak rate of the target critic", FRACTION)
+    max_q_backup: bool = field(False, "TD target: max over `max_q_samples` next actions per head (AntMaze)")
+    max_q_samples: int = field(10, "next actions sampled per state for the max-Q backup", AT_LEAST_1)
+    n_timesteps: int = field(5, "diffusion steps of the policy", AT_LEAST_1)
+    beta_min: float = field(0.1, "VP noise schedule: smallest β", POSITIVE)
+    beta_max: float = field(10.0, "VP noise schedule: largest β", POSITIVE)
+    hidden: int = field(256, "width of the hidden layers of actor and critic", AT_LEAST_1)
+    ema_decay: float = field(0.995, "decay of the EMA actor (it makes the critic's target actions)", UNIT)
+    ema_every: int = field(5, "update the EMA actor every N steps", AT_LEAST_1)
+    ema_start: int = field(1000, "the first step of EMA updates", NON_NEGATIVE)
+    ema_warmup: Literal["release", "copy"] = field(
+        "release", "before ema_start: leave the EMA actor at its initial weights (the release) or copy the actor "
+        "into it every ema_every steps (offdiff's earlier behaviour)")
+    lr_schedule: Literal["released", "cosine", "constant"] = field(
+        "released", "LR decay: the release's (barely decays; behind the published numbers), cosine to 0, or none")
+    eval_candidates: int = field(50, "actions sampled per state when acting; one is drawn by softmax(Q)", AT_LEAST_1)
 
 
 def released_schedule(total_steps: int, epoch: int = 1000, every_epochs: int = 50) -> Any:
@@ -64,7 +69,9 @@ def released_schedule(total_steps: int, epoch: int = 1000, every_epochs: int = 5
 
 class DiffusionQL(Algorithm):
     name = "dql"
+    display_name = "Diffusion-QL"
     Config = DQLConfig
+    presets = PRESETS
 
     def __init__(self, config: DQLConfig, spec: EnvSpec, device: torch.device, generator: torch.Generator):
         super().__init__(config, spec, device, generator)
@@ -80,12 +87,8 @@ class DiffusionQL(Algorithm):
         self.actor_sched = torch.optim.lr_scheduler.LambdaLR(self.actor_opt, decay)
         self.critic_sched = torch.optim.lr_scheduler.LambdaLR(self.critic_opt, decay)
 
-    @classmethod
-    def preset(cls, task: str) -> dict[str, Any]:
-        return dict(PRESETS.get(task, {}))
-
     def stages(self) -> list[Stage]:
-        return [Stage("main", self.config.steps, self.config.batch_size)]
+        return [Stage("main", self.config.steps, self.config.batch_size, q_calibration=True)]
 
     def modules(self) -> Mapping[str, torch.nn.Module]:
         return {"actor": self.actor, "ema_actor": self.ema_actor, "critic": self.critic}
@@ -132,15 +135,18 @@ class DiffusionQL(Algorithm):
 
         # Targets and schedules
         if step % c.ema_every == 0:
-            if step < c.ema_start:
-                hard_update_(self.ema_actor, self.actor)
-            else:
+            if step >= c.ema_start:
                 polyak_update_(self.ema_actor, self.actor, 1.0 - c.ema_decay)
+            elif c.ema_warmup == "copy":
+                hard_update_(self.ema_actor, self.actor)
         self.critic.update_target(c.tau)
         self.actor_sched.step()
         self.critic_sched.step()
         return {"critic_loss": critic_loss.detach(), "bc_loss": bc_loss.detach(), "q_loss": q_loss.detach(),
                 "actor_loss": actor_loss.detach(), "q_mean": q.detach().mean()}
+
+    def critic_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.critic.target_q(obs, actions).amin(dim=0)  # the Q that picks the executed action
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import torch
 
 from offdiff.algorithm import Algorithm, AlgorithmConfig, EnvSpec, Metrics, Stage
-from offdiff.config import budget
+from offdiff.config import AT_LEAST_1, FRACTION, NON_NEGATIVE, POSITIVE, RATE, UNIT, budget, field
 from offdiff.critics import IQLCritic
 from offdiff.data.buffer import Batch
 from offdiff.diffusion import EDMDenoiser, EDMSchedule, ScoreMLP
@@ -34,36 +34,40 @@ from offdiff_dtql.kl import KLDistillation
 from offdiff_dtql.presets import PRESETS
 
 MAX_ACTION = 1.0  # the suite scales every action box to [-1, 1]
+DIAGNOSTIC_SAMPLER_STEPS = 18  # noise levels of EDM's Heun sampler when the diffusion model acts as a diagnostic
 
 
 @dataclasses.dataclass(frozen=True)
 class DTQLConfig(AlgorithmConfig):
     """Defaults are the release's `main.py` defaults (halfcheetah-medium); presets set the rest per task."""
 
-    pretrain_steps: int = budget(50_000)
-    steps: int = budget(1_000_000)
-    batch_size: int = 256
-    lr: float = 3e-4  # diffusion model and policy (KL: also generator and fake score)
-    critic_lr: float = 3e-4
-    alpha: float = 1.0  # weight of the trust-region (or KL) term
-    gamma_nll: float = 0.0  # weight of the NLL term on dataset actions (`gamma` in the release)
-    lr_decay: bool = False  # cosine annealing to 0 over the main phase, per step
-    expectile: float = 0.7
-    discount: float = 0.99
-    tau: float = 0.005
-    value_from_target: bool = False  # True: the paper's Eq. 6 (target Q in the V-loss); False: the release
-    sigma_data: float = 0.5
-    sigma_min: float = 0.002
-    sigma_max: float = 80.0
-    clip_denoised: bool = True  # clamp D_φ to the action bound inside the loss
-    diffusion_hidden: int = 256
-    diffusion_layers: int = 4
-    time_dim: int = 16
-    policy_hidden: int = 256
-    critic_hidden: int = 256
-    eval_candidates: int = 1024
-    regularizer: Literal["tr", "kl"] = "tr"
-    generation_sigma: float = 2.5  # KL only: the generator's noise scale and time input
+    pretrain_steps: int = budget(50_000, "pretraining steps: diffusion BC and critic only (cached, shared)")
+    steps: int = budget(1_000_000, "main-phase steps: critic, BC, one-step policy")
+    batch_size: int = field(256, "transitions per gradient step", AT_LEAST_1)
+    lr: float = field(3e-4, "diffusion model and policy learning rate, Adam (KL: also generator, fake score)",
+                      POSITIVE)
+    critic_lr: float = field(3e-4, "critic learning rate, Adam", POSITIVE)
+    alpha: float = field(1.0, "α: weight of the trust-region (or KL) term in the policy loss", NON_NEGATIVE)
+    gamma_nll: float = field(0.0, "weight of the NLL term on dataset actions (`gamma` in the release)", NON_NEGATIVE)
+    lr_decay: bool = field(False, "cosine annealing of the learning rates to 0 over the main phase, per step")
+    expectile: float = field(0.7, "IQL expectile τ of the value loss", RATE)
+    discount: float = field(0.99, "γ: discount of the TD target", UNIT)
+    tau: float = field(0.005, "Polyak rate of the target critic", FRACTION)
+    value_from_target: bool = field(False, "V-loss on the target Q (the paper's Eq. 6) instead of the online Q "
+                                           "(the release)")
+    sigma_data: float = field(0.5, "EDM σ_data: the data's assumed standard deviation", POSITIVE)
+    sigma_min: float = field(0.002, "EDM smallest noise level", POSITIVE)
+    sigma_max: float = field(80.0, "EDM largest noise level", POSITIVE)
+    clip_denoised: bool = field(True, "clamp the denoiser's output to the action bound inside the loss")
+    diffusion_hidden: int = field(256, "width of the diffusion model's hidden layers", AT_LEAST_1)
+    diffusion_layers: int = field(4, "hidden layers of the diffusion model", AT_LEAST_1)
+    time_dim: int = field(16, "size of the diffusion model's noise-level embedding", AT_LEAST_1)
+    policy_hidden: int = field(256, "width of the one-step policy's hidden layers", AT_LEAST_1)
+    critic_hidden: int = field(256, "width of the critic's hidden layers", AT_LEAST_1)
+    eval_candidates: int = field(1024, "policy samples per state when acting; one is drawn by softmax(Q')",
+                                 AT_LEAST_1)
+    regularizer: Literal["tr", "kl"] = field("tr", "policy regularizer: diffusion trust region (tr) or DQL-KL (kl)")
+    generation_sigma: float = field(2.5, "KL only: the generator's noise scale and time input", POSITIVE)
 
 
 # What the cacheable pretraining (diffusion BC + critic) depends on, besides data, transforms, seed and stage.
@@ -73,15 +77,15 @@ PRETRAIN_KEYS = ("lr", "critic_lr", "expectile", "discount", "value_from_target"
 
 class DTQL(Algorithm):
     name = "dtql"
+    display_name = "DTQL"
     Config = DTQLConfig
+    presets = PRESETS
 
     def __init__(self, config: DTQLConfig, spec: EnvSpec, device: torch.device, generator: torch.Generator):
         super().__init__(config, spec, device, generator)
         c = config
         if c.regularizer == "kl" and c.gamma_nll != 0:
             raise OffdiffError("regularizer=kl has no NLL term (its generator has no density); set gamma_nll=0")
-        if c.eval_candidates < 1:
-            raise OffdiffError(f"eval_candidates must be >= 1, got {c.eval_candidates}")
         obs_dim, act_dim = spec.obs_dim, spec.act_dim
         # Built first, so their initialisation (and the cached pretraining) does not depend on the policy.
         schedule = EDMSchedule(c.sigma_data, c.sigma_min, c.sigma_max)
@@ -102,15 +106,11 @@ class DTQL(Algorithm):
         decay = cosine_decay(c.steps) if c.lr_decay else (lambda step: 1.0)
         self.scheds = {k: torch.optim.lr_scheduler.LambdaLR(o, decay) for k, o in self.opts.items()}
 
-    @classmethod
-    def preset(cls, task: str) -> dict[str, Any]:
-        return dict(PRESETS.get(task, {}))
-
     def stages(self) -> list[Stage]:
         c = self.config
         return [Stage("pretrain", c.pretrain_steps, c.batch_size, evaluate=False, cacheable=True,
-                      config_keys=PRETRAIN_KEYS),
-                Stage("main", c.steps, c.batch_size)]
+                      config_keys=PRETRAIN_KEYS, diagnostic_policy="diffusion", q_calibration=True),
+                Stage("main", c.steps, c.batch_size, q_calibration=True)]
 
     def modules(self) -> Mapping[str, torch.nn.Module]:
         return {"diffusion": self.diffusion, "critic": self.critic, "actor": self.actor}
@@ -184,6 +184,18 @@ class DTQL(Algorithm):
         optimizer_step(self.opts["fake_score"], fake_loss)
         return {"kl_loss": kl_loss.detach(), "q_policy": q.detach().mean(), "policy_loss": loss.detach(),
                 "fake_score_loss": fake_loss.detach()}
+
+    # -- diagnostics: the pretrained diffusion model as a policy; the target critic's Q ---------------------
+    @torch.no_grad()
+    def diagnostic_act(self, policy: str, obs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """`diffusion`: one sample of μ_φ(·|s) per state by EDM's Heun sampler (behaviour cloning, no Q)."""
+        if policy != "diffusion":
+            raise KeyError(f"DTQL has no diagnostic policy {policy!r}")
+        actions = self.diffusion.sample(obs, self.spec.act_dim, generator, DIAGNOSTIC_SAMPLER_STEPS)
+        return actions.clamp(-MAX_ACTION, MAX_ACTION)
+
+    def critic_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.critic.target_q_min(obs, actions)  # the Q that picks the executed action
 
     # -- acting ----------------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from offdiff.algorithm import Algorithm, AlgorithmConfig, EnvSpec, Metrics, Stage
-from offdiff.config import budget
+from offdiff.config import AT_LEAST_1, FRACTION, POSITIVE, RATE, UNIT, Range, at_least, budget, field
 from offdiff.critics import IQLCritic
 from offdiff.data.buffer import Batch, DeviceBuffer
 from offdiff.diffusion import BottleneckDiffusion, ContinuousVPSchedule, EnergyMLP
@@ -41,53 +41,44 @@ ARTIFACT_MODULES = {"behavior": ("behavior",), "critic": ("behavior", "critic")}
 class EDAConfig(AlgorithmConfig):
     """Defaults are the release's (`utils.py`, the training scripts) and the paper's App. D; β per task in presets."""
 
-    reward_transform: str = "iql_locomotion"
+    reward_transform: str = field("iql_locomotion", "named reward transform (IQL's locomotion scaling, as released)")
     # Behavior BDM (1M steps × 2048, Adam 3e-4, dropout 0.1 while pretraining)
-    behavior_steps: int = budget(1_000_000)
-    behavior_batch_size: int = 2048
-    behavior_lr: float = 3e-4
-    hidden: int = 256
-    num_blocks: int = 3
-    dropout: float = 0.1
-    time_dim: int = 32
-    fourier_scale: float = 30.0
-    state_input: bool = True
-    vp_beta_0: float = 0.1
-    vp_beta_1: float = 20.0
-    t_eps: float = 1e-3
+    behavior_steps: int = budget(1_000_000, "behavior diffusion model pretraining steps (cached, shared)")
+    behavior_batch_size: int = field(2048, "transitions per behavior step", AT_LEAST_1)
+    behavior_lr: float = field(3e-4, "behavior model learning rate, Adam", POSITIVE)
+    hidden: int = field(256, "width of the energy network's residual blocks", AT_LEAST_1)
+    num_blocks: int = field(3, "residual blocks of the energy network", AT_LEAST_1)
+    dropout: float = field(0.1, "dropout of the behavior model while pretraining", Range(0, 1, high_open=True))
+    time_dim: int = field(32, "size of the diffusion time embedding", AT_LEAST_1)
+    fourier_scale: float = field(30.0, "scale of the Gaussian Fourier time features", POSITIVE)
+    state_input: bool = field(True, "condition the energy network on the state (False: the toy bandits' one state)")
+    vp_beta_0: float = field(0.1, "continuous VP schedule: β at t = 0", POSITIVE)
+    vp_beta_1: float = field(20.0, "continuous VP schedule: β at t = 1", POSITIVE)
+    t_eps: float = field(1e-3, "smallest diffusion time used in training and sampling", FRACTION)
     # IQL critic (1.5M steps × 256, Adam 3e-4)
-    critic_steps: int = budget(1_500_000)
-    critic_batch_size: int = 256
-    critic_lr: float = 3e-4
-    critic_hidden: int = 256
-    discount: float = 0.99
-    expectile: float = 0.7
-    critic_tau: float = 0.005
+    critic_steps: int = budget(1_500_000, "IQL critic steps (cached, shared)")
+    critic_batch_size: int = field(256, "transitions per critic step", AT_LEAST_1)
+    critic_lr: float = field(3e-4, "critic learning rate, Adam", POSITIVE)
+    critic_hidden: int = field(256, "width of the critic's hidden layers", AT_LEAST_1)
+    discount: float = field(0.99, "γ: discount of the TD target", UNIT)
+    expectile: float = field(0.7, "IQL expectile τ of the value loss", RATE)
+    critic_tau: float = field(0.005, "Polyak rate of the target critic", FRACTION)
     # Alignment (200k steps × 256 states × 16 candidates, Adam 5e-5)
-    align_steps: int = budget(200_000)
-    align_batch_size: int = 256
-    align_lr: float = 5e-5
-    beta: float = 1.0
-    q_scale: float = 3.0
-    num_candidates: int = 16
-    label_fraction: float = 1.0
-    candidate_chunk: int = 2048
-    candidates: Literal["behavior", "dataset"] = "behavior"
+    align_steps: int = budget(200_000, "alignment steps of the policy")
+    align_batch_size: int = field(256, "states per alignment step", AT_LEAST_1)
+    align_lr: float = field(5e-5, "policy learning rate, Adam", POSITIVE)
+    beta: float = field(1.0, "β: strength of the alignment (π ∝ μ·exp(α·Q/β))", POSITIVE)
+    q_scale: float = field(3.0, "α: temperature of the Q-labels' softmax target", POSITIVE)
+    num_candidates: int = field(16, "K: candidate actions per state, labelled by Q", at_least(2))
+    label_fraction: float = field(1.0, "fraction of the dataset's states given candidates", FRACTION)
+    candidate_chunk: int = field(2048, "states per batch while sampling candidates (memory)", AT_LEAST_1)
+    candidates: Literal["behavior", "dataset"] = field(
+        "behavior", "candidates from the behavior model, or dataset actions (one-state toy bandits only)")
     # Sampling: DPM-Solver, order 2, 15 NFE; acting picks the best of `eval_candidates` under Q'
-    solver_nfe: int = 15
-    solver_order: int = 2
-    eval_candidates: int = 4
-
-    def __post_init__(self) -> None:
-        if not 0 < self.label_fraction <= 1:
-            raise OffdiffError(f"label_fraction must be in (0, 1], got {self.label_fraction}")
-        if self.beta <= 0:
-            raise OffdiffError(f"beta must be positive, got {self.beta}")
-        if self.num_candidates < 2 or self.eval_candidates < 1 or self.candidate_chunk < 1:
-            raise OffdiffError("need num_candidates >= 2, eval_candidates >= 1 and candidate_chunk >= 1")
-        if self.solver_order not in (1, 2) or self.solver_nfe < 1:
-            raise OffdiffError(f"solver_order must be 1 or 2 and solver_nfe >= 1, got {self.solver_order}, "
-                               f"{self.solver_nfe}")
+    solver_nfe: int = field(15, "DPM-Solver function evaluations per sample", AT_LEAST_1)
+    solver_order: Literal[1, 2] = field(2, "DPM-Solver order")
+    eval_candidates: int = field(4, "policy samples per state when acting; the best under Q' is executed",
+                                 AT_LEAST_1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +93,9 @@ class AlignmentSet:
 
 class EDA(Algorithm):
     name = "eda"
+    display_name = "EDA"
     Config = EDAConfig
+    presets = PRESETS
 
     def __init__(self, config: EDAConfig, spec: EnvSpec, device: torch.device, generator: torch.Generator):
         super().__init__(config, spec, device, generator)
@@ -124,18 +117,14 @@ class EDA(Algorithm):
                         c.time_dim, c.fourier_scale)
         return BottleneckDiffusion(net, spec.act_dim, self.schedule).to(self.device)
 
-    @classmethod
-    def preset(cls, task: str) -> dict[str, Any]:
-        return dict(PRESETS.get(task, {}))
-
     def stages(self) -> list[Stage]:
         c = self.config
         return [
             Stage("behavior", c.behavior_steps, c.behavior_batch_size, evaluate=False, cacheable=True,
-                  config_keys=BEHAVIOR_KEYS),
+                  config_keys=BEHAVIOR_KEYS, diagnostic_policy="behavior"),
             # The critic's artifact also holds the behavior model (and its run consumed the behavior's batches).
             Stage("critic", c.critic_steps, c.critic_batch_size, evaluate=False, cacheable=True,
-                  config_keys=BEHAVIOR_KEYS + CRITIC_KEYS),
+                  config_keys=BEHAVIOR_KEYS + CRITIC_KEYS, q_calibration=True),
             Stage("align", c.align_steps, c.align_batch_size),
         ]
 
@@ -247,6 +236,19 @@ class EDA(Algorithm):
         optimizer_step(self.policy_opt, loss)
         agree = (logits.argmax(dim=1) == q.argmax(dim=1)).float().mean()
         return {"align_loss": loss.detach(), "q_label": q.mean(), "top1_agreement": agree.detach()}
+
+    # -- diagnostics: the behavior model as a policy; the target critic's Q ----------------------
+    @torch.no_grad()
+    def diagnostic_act(self, policy: str, obs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """`behavior`: one sample of μ_φ(·|s) per state (DPM-Solver, as for the candidates), no Q: cloning alone."""
+        if policy != "behavior":
+            raise KeyError(f"EDA has no diagnostic policy {policy!r}")
+        self.behavior.eval()  # no dropout; every behavior step sets train() again
+        c = self.config
+        return self.behavior.sample(obs, generator, c.solver_nfe, c.solver_order).clamp(-1.0, 1.0)
+
+    def critic_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.critic.target_q_min(obs, actions)  # the Q that labels the candidates and picks actions
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

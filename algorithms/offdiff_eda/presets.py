@@ -32,6 +32,14 @@ _BETA = {
 }
 
 
+# Every D4RL AntMaze and Kitchen task gets its domain's settings, with or without a β from the paper
+# (antmaze-large-play/-diverse are not in the paper: they keep the release's default β = 1.0).
+_DOMAIN_TASKS = (
+    "antmaze-umaze", "antmaze-umaze-diverse", "antmaze-medium-play", "antmaze-medium-diverse", "antmaze-large-play",
+    "antmaze-large-diverse", "kitchen-complete", "kitchen-partial", "kitchen-mixed",
+)
+
+
 def _domain(task: str) -> dict[str, Any]:
     if task.startswith("antmaze"):
         return {"reward_transform": "iql_antmaze", "expectile": 0.9}
@@ -40,7 +48,10 @@ def _domain(task: str) -> dict[str, Any]:
     return {}
 
 
-PRESETS: dict[str, dict[str, Any]] = {task: {"beta": beta, **_domain(task)} for task, beta in _BETA.items()}
+PRESETS: dict[str, dict[str, Any]] = {
+    task: {**({"beta": _BETA[task]} if task in _BETA else {}), **_domain(task)}
+    for task in dict.fromkeys([*_BETA, *_DOMAIN_TASKS])
+}
 PRESETS.update({
     f"toy-{name}": {"reward_transform": "none", "state_input": False, "behavior_lr": 1e-4, "candidates": "dataset"}
     for name in TOY_TASKS

@@ -34,6 +34,7 @@ class Run:
     algo: str
     dataset: str
     task: str
+    ref_source: str | None  # where the reference scores of the normalization came from (None: not recorded)
     seed: int
     identity: dict[str, str]  # config and protocol values (as JSON text): what tells two configs apart
     stage_offsets: tuple[int, ...]  # training steps before each stage
@@ -126,12 +127,17 @@ def read_run(path: Path) -> Run:
         final = summary.get("final_normalized_score") if isinstance(summary, dict) else None
         if final is not None and (not evals or evals[-1]["normalized"] != final):
             raise BadRun(f"{path / 'evals.jsonl'} does not end with the final evaluation that DONE reports")
+    ref = dataset.get("ref_scores")
+    ref_source = ref.get("source") if isinstance(ref, dict) else None
+    if ref_source is not None and not isinstance(ref_source, str):
+        raise BadRun(f"{where} dataset: invalid 'ref_scores' source")
     identity = {k: json.dumps(v, sort_keys=True) if not isinstance(v, str) else v for k, v in
                 {**config, **{f"protocol.{k}": v for k, v in protocol.items()}}.items()}
     return Run(
         path=path, algo=_field(manifest, "algorithm", str, where),
         dataset=_field(dataset, "dataset_id", str, f"{where} dataset"),
-        task=_field(dataset, "task", str, f"{where} dataset"), seed=_field(manifest, "seed", int, where),
+        task=_field(dataset, "task", str, f"{where} dataset"), ref_source=ref_source,
+        seed=_field(manifest, "seed", int, where),
         identity=identity, stage_offsets=tuple(sum(steps[:i]) for i in range(len(steps))), evals=evals, done=done,
     )
 
@@ -156,7 +162,8 @@ def labels(runs: Sequence[Run]) -> dict[Path, str]:
 def run_rows(run: Run, label: str) -> list[dict[str, Any]]:
     """The CSV rows of one run: one per evaluation, or one empty row if it has none yet (so it is reported)."""
     base = {"algorithm": label, "algo": run.algo, "dataset": run.dataset, "task": run.task, "seed": run.seed,
-            "done": run.done, "config_hash": run.path.parent.name, "run_dir": run.path.as_posix()}
+            "done": run.done, "config_hash": run.path.parent.name, "run_dir": run.path.as_posix(),
+            "ref_scores_source": run.ref_source}
     if not run.evals:
         return [{**base, **NO_EVALUATION, "is_last": False}]
     last = len(run.evals) - 1

@@ -12,7 +12,7 @@ import csv
 import dataclasses
 import io
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,11 @@ INTS = ("seed", "stage_index", "step", "total_step", "episodes")
 FLOATS = ("normalized", "normalized_std", "return")
 BOOLS = ("is_last", "done")
 COLUMNS = ("algorithm", "algo", "dataset", "task", "seed", "stage", "stage_index", "step", "total_step",
-           "normalized", "normalized_std", "return", "episodes", "is_last", "done", "config_hash", "run_dir")
-OPTIONAL = ("stage", "stage_index", "step", "total_step", "normalized", "normalized_std", "return", "episodes")
+           "normalized", "normalized_std", "return", "episodes", "is_last", "done", "config_hash", "run_dir",
+           "ref_scores_source")
+LEGACY_COLUMNS = COLUMNS[:-1]  # CSVs written before ref_scores_source: read with it empty
+OPTIONAL = ("stage", "stage_index", "step", "total_step", "normalized", "normalized_std", "return", "episodes",
+            "ref_scores_source")
 RUN_KEY = ["algorithm", "dataset", "seed"]
 
 
@@ -85,14 +88,15 @@ def read_scores(path: Path) -> pd.DataFrame:
         header, *lines = list(csv.reader(io.StringIO(text))) or [[]]
     except csv.Error as exc:
         raise OffdiffError(f"{path} is not a readable CSV ({exc})") from None
-    if header != list(COLUMNS):
+    if header not in (list(COLUMNS), list(LEGACY_COLUMNS)):
         raise OffdiffError(f"{path} is not an offdiff scores CSV (expected the columns {','.join(COLUMNS)})")
     records = []
     for number, cells in enumerate(lines, start=2):
         where = f"{path} line {number}"
-        if len(cells) != len(COLUMNS):
-            raise OffdiffError(f"{where}: {len(cells)} fields, expected {len(COLUMNS)}")
-        records.append({c: _parse(c, v, where) for c, v in zip(COLUMNS, cells, strict=True)})
+        if len(cells) != len(header):
+            raise OffdiffError(f"{where}: {len(cells)} fields, expected {len(header)}")
+        records.append({"ref_scores_source": None, **{c: _parse(c, v, where) for c, v in zip(header, cells,
+                                                                                              strict=True)}})
     if not records:
         raise OffdiffError(f"{path} has no rows")
     frame = pd.DataFrame.from_records(records, columns=list(COLUMNS))
@@ -127,13 +131,17 @@ class ScoreMatrices:
     notes: list[str]
 
 
-def score_matrices(final: pd.DataFrame) -> ScoreMatrices:
-    """Rectangular matrices for rliable: the common tasks, and per algorithm the seeds done on all of them."""
-    algorithms = sorted(final.algorithm.unique())
+def score_matrices(final: pd.DataFrame, algorithms: Sequence[str] | None = None,
+                   tasks: Sequence[str] | None = None) -> ScoreMatrices:
+    """Rectangular matrices for rliable: the common tasks, and per algorithm the seeds done on all of them.
+    `algorithms` and `tasks` give the order (default: sorted)."""
+    algorithms = [a for a in algorithms or sorted(final.algorithm.unique()) if a in set(final.algorithm)]
+    order = list(tasks or sorted(final.dataset.unique()))
     task_sets = [set(final[final.algorithm == a].dataset) for a in algorithms]
-    tasks = sorted(set.intersection(*task_sets)) if task_sets else []
+    common = set.intersection(*task_sets) if task_sets else set()
+    tasks = [t for t in order if t in common]
     notes = []
-    left_out = sorted(set().union(*task_sets) - set(tasks))
+    left_out = [t for t in order if t in set().union(*task_sets) - common]
     if left_out:
         notes.append(f"tasks left out of the aggregates (not done by every algorithm): {', '.join(left_out)}")
     seeds, scores = {}, {}
@@ -149,3 +157,43 @@ def score_matrices(final: pd.DataFrame) -> ScoreMatrices:
         elif tasks:
             notes.append(f"{algorithm}: left out of the aggregates (no seed done on every common task)")
     return ScoreMatrices(tasks, seeds, scores, notes)
+
+
+def final_stage(frame: pd.DataFrame) -> pd.DataFrame:
+    """The evaluations of each DONE run in the stage of its last evaluation (its main stage), with `offset`:
+    the training steps of the stages before it (pretraining), so curves can start every algorithm at step 0."""
+    evaluated = frame[frame.done & frame.normalized.notna()]
+    main = evaluated[evaluated.is_last][[*RUN_KEY, "stage_index"]]
+    rows = evaluated.merge(main, on=[*RUN_KEY, "stage_index"])
+    return rows.assign(offset=rows.total_step - rows.step)
+
+
+@dataclasses.dataclass(frozen=True)
+class Curves:
+    """Per algorithm, the main-stage steps every run of its score matrix was evaluated at, and the
+    (seeds x tasks x steps) normalized scores there; `offsets` are its runs' pretraining steps."""
+
+    steps: dict[str, np.ndarray]
+    scores: dict[str, np.ndarray]
+    offsets: dict[str, tuple[int, ...]]
+    notes: list[str]
+
+
+def curves(frame: pd.DataFrame, matrices: ScoreMatrices) -> Curves:
+    """Score-over-training arrays for the runs and tasks of `matrices` (the aggregates' runs)."""
+    rows = final_stage(frame)
+    steps, scores, offsets, notes = {}, {}, {}, []
+    for algorithm, seeds in matrices.seeds.items():
+        mine = rows[(rows.algorithm == algorithm) & rows.dataset.isin(matrices.tasks) & rows.seed.isin(seeds)]
+        table = mine.pivot(index=["seed", "dataset"], columns="step", values="normalized")
+        shared = table.dropna(axis=1)
+        if shared.shape[1] < table.shape[1]:
+            notes.append(f"{algorithm}: steps not evaluated in every run left out of the curve: "
+                         f"{', '.join(map(str, sorted(set(table.columns) - set(shared.columns))))}")
+        if shared.empty:
+            continue
+        index = pd.MultiIndex.from_product([seeds, matrices.tasks], names=["seed", "dataset"])
+        steps[algorithm] = shared.columns.to_numpy(dtype=int)
+        scores[algorithm] = shared.reindex(index).to_numpy(dtype=float).reshape(len(seeds), len(matrices.tasks), -1)
+        offsets[algorithm] = tuple(sorted({int(o) for o in mine.offset}))
+    return Curves(steps, scores, offsets, notes)

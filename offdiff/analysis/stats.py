@@ -1,4 +1,5 @@
-"""rliable statistics on score matrices: aggregate interval estimates, probability of improvement, profiles.
+"""rliable statistics on score matrices: aggregate interval estimates, probability of improvement, profiles,
+sample-efficiency curves (IQM per training step) and per-task means.
 
 rliable takes scores on a 0-1 scale (normalized score / 100); aggregates are reported back on the
 0-100 scale, probabilities and profile fractions stay 0-1. CIs are 95% percentile stratified-bootstrap
@@ -20,9 +21,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
+import scipy.stats
 from rliable import library, metrics
 
 from offdiff.analysis.scores import ScoreMatrices
+from offdiff.errors import OffdiffError
 
 METRICS: dict[str, Callable[[np.ndarray], float]] = {
     "IQM": metrics.aggregate_iqm,
@@ -96,19 +99,27 @@ def aggregate_estimates(matrices: ScoreMatrices, reps: int, seed: int) -> dict[s
 
 
 def probability_of_improvement(matrices: ScoreMatrices, reps: int, seed: int) -> dict[tuple[str, str], Estimate]:
-    """P(X > Y) for every pair of algorithms X < Y (in sorted order), with CIs."""
+    """P(X > Y) for every pair of algorithms X before Y (in the matrices' order), with CIs."""
     out = {}
-    for x, y in itertools.combinations(sorted(matrices.scores), 2):
+    for x, y in itertools.combinations(matrices.scores, 2):
         point, ci = _bootstrap((matrices.scores[x] / 100, matrices.scores[y] / 100),
                                improvement, reps, seed)
         out[x, y] = _estimate(point, ci, 0, 1.0)
     return out
 
 
-def profile_thresholds(matrices: ScoreMatrices, points: int = 101) -> np.ndarray:
-    """Thresholds tau (0-1 scale) from 0 to the best score, at least 1, rounded up to a tenth."""
-    best = max((float(s.max()) for s in matrices.scores.values()), default=0.0) / 100
-    return np.linspace(0.0, max(1.0, math.ceil(best * 10) / 10), points)
+def profile_thresholds(matrices: ScoreMatrices, tau_max: float | None = None, points: int = 201) -> np.ndarray:
+    """Thresholds tau (0-1 scale) fitted to the scores: from 0 (or the lowest score, rounded down to ten) to
+    past the best score (by at least half a unit of ten, so its drop shows), rounded up to ten, or to
+    `tau_max` (0-100 scale) when given."""
+    scores = list(matrices.scores.values())
+    low = min(0.0, 10 * math.floor(min(float(s.min()) for s in scores) / 10)) if scores else 0.0
+    high = 10 * math.ceil(max(float(s.max()) for s in scores) / 10 + 0.05) if scores else 100.0
+    if tau_max is not None:
+        if tau_max <= low:
+            raise OffdiffError(f"tau_max {tau_max:g} must be above the profiles' left end, {low:g}")
+        high = tau_max
+    return np.linspace(low, max(high, low + 10), points) / 100
 
 
 def performance_profiles(matrices: ScoreMatrices, taus: np.ndarray, reps: int,
@@ -118,3 +129,28 @@ def performance_profiles(matrices: ScoreMatrices, taus: np.ndarray, reps: int,
         return score_distribution(scores, taus)
 
     return {a: _bootstrap(s / 100, profile, reps, seed) for a, s in matrices.scores.items()}
+
+
+def iqm_per_step(scores: np.ndarray) -> np.ndarray:
+    """IQM over runs and tasks at each step of a (runs, tasks, steps) array: rliable's `aggregate_iqm` per step,
+    vectorized."""
+    return scipy.stats.trim_mean(scores.reshape(-1, scores.shape[-1]), proportiontocut=0.25, axis=0)
+
+
+def sample_efficiency(curves: dict[str, np.ndarray], reps: int, seed: int) -> dict[str, list[Estimate]]:
+    """Per algorithm, the IQM (0-100 scale) with its CI at each step of its (runs, tasks, steps) score array."""
+    out = {}
+    for algorithm, scores in curves.items():
+        point, ci = _bootstrap(scores / 100, iqm_per_step, reps, seed)
+        out[algorithm] = [_estimate(point, ci, i, 100.0) for i in range(len(point))]
+    return out
+
+
+def _mean(scores: np.ndarray) -> np.ndarray:
+    return np.array([metrics.aggregate_mean(scores)])
+
+
+def seeds_mean(scores: np.ndarray, reps: int, seed: int) -> Estimate:
+    """The mean (0-100 scale) of one task's per-seed scores, with its 95% percentile bootstrap CI over seeds."""
+    point, ci = _bootstrap(np.asarray(scores, dtype=float)[:, None] / 100, _mean, reps, seed)
+    return _estimate(point, ci, 0, 100.0)

@@ -66,14 +66,19 @@ def rows(results: list[Measured], cpu: bool,
     """Each figure with its reference (the issue's by default), ratio and goal (CPU only: the references are CPU
     figures) and, for a non-eager mode, its speed-up over eager."""
     references = REFERENCES if references is None else references
-    eager = {(m.algo, m.measure, m.label): m.value for m in results if m.mode == "eager"}
+    eager = {(m.algo, m.measure, m.label, m.size.get("loops")): m.value for m in results if m.mode == "eager"}
+    one_loop = {(m.algo, m.mode, m.label): m.value for m in results if m.size.get("loops") == 1}
     out = []
     for m in results:
         key = (m.algo, m.measure, m.label)
         ref = references.get(key) if cpu else None
-        base = eager.get(key) if m.mode != "eager" else None
-        out.append({**dataclasses.asdict(m), **reference_fields(m.value, ref),
-                    "speedup_over_eager": m.value / base if base else None})
+        base = eager.get((*key, m.size.get("loops"))) if m.mode != "eager" else None
+        row = {**dataclasses.asdict(m), **reference_fields(m.value, ref),
+               "speedup_over_eager": m.value / base if base else None}
+        if m.measure == "concurrent":
+            single = one_loop.get((m.algo, m.mode, m.label))
+            row["speedup_over_one_loop"] = m.value / single if single else None
+        out.append(row)
     return out
 
 
@@ -88,14 +93,17 @@ def table(payload: dict[str, Any]) -> str:
     m = payload["machine"]
     head = (f"offdiff speed benchmark: {m['device']}, {m['cpu_model']}, {m['cpu_cores']} cores, {m['threads']} torch "
             f"threads, torch {m['torch']}, load average {m['load_average_start']} -> {m['load_average_end']}")
+    concurrent = any("speedup_over_one_loop" in r for r in payload["results"])
     cols = ["algo", "mode", "measure", "size", "median", "unit", "reference", "ratio", "goal", "vs eager",
-            "peak MB", "warm-up s"]
+            *(["vs 1 loop"] if concurrent else []), "peak MB", "warm-up s"]
     lines = [head, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in payload["results"]:
         size = " ".join(f"{k} {v}" for k, v in r["size"].items())
         cells = [r["algo"], r["mode"], f"{r['measure']} {r['label']}", size, _num(r["value"]), r["unit"],
                  _num(r["reference"]), _num(r["ratio_to_reference"], "x"), _num(r["goal_ratio"], "x"),
-                 _num(r["speedup_over_eager"], "x"), f"{r['peak_memory_mb']:.0f}", f"{r['warmup_s']:.1f}"]
+                 _num(r["speedup_over_eager"], "x"),
+                 *([_num(r.get("speedup_over_one_loop"), "x")] if concurrent else []),
+                 f"{r['peak_memory_mb']:.0f}", f"{r['warmup_s']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

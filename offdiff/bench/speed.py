@@ -112,14 +112,29 @@ class AlgorithmBench:
         return Measured(self.name, self.mode, measure, label, unit, statistics.median(rates), rates, warmup_s,
                         self.peak.read(), size)
 
+    def stage_data(self, stage: Stage) -> DeviceBuffer:
+        """The data a stage trains on: all of it, or for a candidate-set stage the `set_states` first rows."""
+        if SET_STAGES.get(self.name) == stage.name:
+            return self.data.subset(torch.arange(self.budget.set_states, device=self.device))
+        return self.data
+
+    def stepper(self, stage: Stage, data: DeviceBuffer) -> Callable[[], None]:
+        """One training step of `stage` per call, as the runner takes it; steps count from 0 per stage."""
+        self.step = 0
+
+        def one_step() -> None:
+            self.algo.update(stage.name, data.sample(stage.batch_size, self.sampler), self.step)
+            self.step += 1
+
+        return one_step
+
     def run(self) -> list[Measured]:
         results = []
         if self.mode == "compile":
             compile_steps(self.algo)
         for stage in self.algo.stages():
-            data = self.data
+            data = self.stage_data(stage)
             if SET_STAGES.get(self.name) == stage.name:
-                data = self.data.subset(torch.arange(self.budget.set_states, device=self.device))
                 results.append(self._measure(
                     "alignment_set", f"{len(data)} states", "states/s",
                     lambda data=data, stage=stage: self.algo.begin_stage(stage.name, data), len(data),
@@ -134,13 +149,8 @@ class AlgorithmBench:
         return results
 
     def _train(self, stage: Stage, data: DeviceBuffer) -> Measured:
-        self.step = 0  # each stage counts its steps from 0, as in the runner
-
-        def one_step() -> None:
-            self.algo.update(stage.name, data.sample(stage.batch_size, self.sampler), self.step)
-            self.step += 1
-
-        return self._measure("train", stage.name, "steps/s", one_step, 1, {"batch": stage.batch_size})
+        return self._measure("train", stage.name, "steps/s", self.stepper(stage, data), 1,
+                             {"batch": stage.batch_size})
 
     @torch.no_grad()
     def _act(self, obs: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ EnvFactory = Callable[[], gym.Env]
 class DatasetInfo:
     source: str  # the full source string, e.g. "minari:mujoco/hopper/medium-v0"
     dataset_id: str  # "mujoco/hopper/medium-v0", "toy/four_corners" or the HDF5 file stem
-    task: str  # task_key(dataset_id), picks per-task presets
+    task: str  # the task key (offdiff.data.tasks), picks per-task presets and the protocol
     obs_dim: int
     act_dim: int
     action_low: tuple[float, ...]
@@ -30,6 +30,9 @@ class DatasetInfo:
     num_transitions: int
     num_episodes: int
     metadata: dict[str, Any] = field(default_factory=dict)  # JSON-able
+    task_rule: str = "the dataset id"  # how `task` was derived, printed at the start of a run
+    is_d4rl: bool = False  # D4RL's own data (d4rl: sources, D4RL file names, Minari's D4RL/ namespace)
+    eval_env_rule: str = "given"  # why this eval env: given by the user, recorded in the dataset, or a default
 
 
 class DataSource(ABC):
@@ -52,9 +55,11 @@ class DataSource(ABC):
     def make_env(self) -> gym.Env:
         return self.env_factory()()
 
-    def ref_scores(self) -> RefScores:
+    def ref_scores(self, requested: str | None = None) -> RefScores:
+        """By the precedence of `offdiff.data.scores.reference_scores`; `requested` is `--ref-scores`."""
         info = self.info()
-        return reference_scores(info.dataset_id, info.metadata)
+        return reference_scores(info.task, info.metadata, is_d4rl=info.is_d4rl, requested=requested,
+                                dataset=info.source)
 
 
 def make_gym_env(env: str | gym.envs.registration.EnvSpec, flatten_obs: bool = False) -> gym.Env:

@@ -21,7 +21,8 @@ from offdiff.data.base import (
     make_gym_env,
     open_eval_env,
 )
-from offdiff.data.scores import task_key
+from offdiff.data.d4rl import MINARI_NAMESPACE
+from offdiff.data.tasks import task_key
 from offdiff.data.transitions import Transitions, load_cached
 from offdiff.errors import OffdiffError
 
@@ -54,7 +55,7 @@ class MinariSource(DataSource):
                    if dataset_id.startswith("local/") else
                    f"fetch it on a machine with network: offdiff data fetch {dataset_id}")
             raise OffdiffError(
-                f"dataset {dataset_id} is not in the local Minari store ({get_dataset_path()}); {how}"
+                f"dataset {dataset_id!r} is not in the local Minari store ({get_dataset_path()}); {how}"
             )
 
     @cached_property
@@ -65,11 +66,11 @@ class MinariSource(DataSource):
             raise OffdiffError(f"cannot open Minari dataset {self.dataset_id} at {self.path}: {e}") from e
 
     @cached_property
-    def _env(self) -> tuple[EnvFactory, str]:
-        """The eval env factory (from `eval_env`, else the dataset's recorded eval env) and its name."""
+    def _env(self) -> tuple[EnvFactory, str, str]:
+        """The eval env factory (from `eval_env`, else the dataset's recorded eval env), its name and why."""
         flatten = _needs_flatten(self.dataset.observation_space)
         if self.eval_env is not None:
-            return partial(make_gym_env, self.eval_env, flatten), self.eval_env
+            return partial(make_gym_env, self.eval_env, flatten), self.eval_env, "given"
         try:
             env = self.dataset.recover_environment(eval_env=True)
         except Exception as e:
@@ -79,7 +80,7 @@ class MinariSource(DataSource):
             ) from e
         spec = env.spec
         env.close()
-        return partial(make_gym_env, spec, flatten), spec.id
+        return partial(make_gym_env, spec, flatten), spec.id, "the eval env recorded in the Minari dataset"
 
     def env_factory(self) -> EnvFactory:
         return self._env[0]
@@ -90,7 +91,7 @@ class MinariSource(DataSource):
         if not (isinstance(ds.action_space, gym.spaces.Box) and len(ds.action_space.shape) == 1):
             raise OffdiffError(f"dataset {self.dataset_id} has {ds.action_space} actions; need a 1-D Box")
         obs_dim, act_dim = gym.spaces.flatdim(ds.observation_space), ds.action_space.shape[0]
-        factory, env_name = self._env
+        factory, env_name, env_rule = self._env
         env = open_eval_env(factory, self.dataset_id, env_name)
         try:
             check_env_dims(self.dataset_id, env_name, env, obs_dim, act_dim)
@@ -101,7 +102,8 @@ class MinariSource(DataSource):
             source=self.source, dataset_id=self.dataset_id, task=task_key(self.dataset_id),
             obs_dim=obs_dim, act_dim=act_dim, action_low=low, action_high=high, eval_env=env_name,
             num_transitions=int(ds.total_steps), num_episodes=int(ds.total_episodes),
-            metadata=jsonable(ds.storage.metadata),
+            metadata=jsonable(ds.storage.metadata), task_rule=f"the Minari id {self.dataset_id}",
+            is_d4rl=self.dataset_id.startswith(MINARI_NAMESPACE), eval_env_rule=env_rule,
         )
 
     def info(self) -> DatasetInfo:

@@ -9,6 +9,7 @@ import torch
 
 from offdiff.data.base import DatasetInfo, EnvFactory
 from offdiff.data.buffer import DeviceBuffer
+from offdiff.data.episodes import Episodes
 from offdiff.data.scores import RefScores
 from offdiff.data.sources import resolve
 from offdiff.data.transforms import ActionScaler, ObsNormalizer, apply_reward_transform, check_transform_names
@@ -23,6 +24,7 @@ class PreparedData:
     action_scaler: ActionScaler
     transforms: dict[str, Any]  # names and parameters, JSON-able, for the run manifest
     make_env: EnvFactory  # picklable; one raw evaluation env (apply obs_normalizer / action_scaler)
+    episodes: Episodes  # where the buffer's episodes end and their returns before the reward transform
 
 
 def prepare(
@@ -32,16 +34,18 @@ def prepare(
     obs_transform: str = "none",
     reward_transform: str = "none",
     device: torch.device | str = "cpu",
+    ref_scores: str | None = None,
 ) -> PreparedData:
     """Resolve, check (names, reference scores, action bounds), load, transform and move to `device`."""
     check_transform_names(obs_transform, reward_transform)
     data = resolve(source, eval_env)
     info = data.info()
-    ref = data.ref_scores()
+    ref = data.ref_scores(ref_scores)
     transitions = data.load()
     scaler = ActionScaler(info.action_low, info.action_high)
     actions = scaler.check_dataset(transitions.actions, source)
     transitions = transitions.replace(actions=scaler.to_policy(actions))
+    episodes = Episodes.of(transitions)
     transitions, reward_params = apply_reward_transform(reward_transform, transitions)
     normalizer = ObsNormalizer.from_name(obs_transform, transitions)
     transitions = transitions.replace(
@@ -54,4 +58,4 @@ def prepare(
         "action": scaler.state(),
     }
     buffer = DeviceBuffer(transitions, device)
-    return PreparedData(info, ref, buffer, normalizer, scaler, transforms, data.env_factory())
+    return PreparedData(info, ref, buffer, normalizer, scaler, transforms, data.env_factory(), episodes)

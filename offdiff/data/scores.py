@@ -1,19 +1,13 @@
-"""Reference scores (D4RL's published numbers) and normalized scores; task names for presets.
-
-Dataset ids come in several forms, all handled here: D4RL (`hopper-medium-v2`), Minari
-(`mujoco/hopper/medium-v0`, `D4RL/antmaze/umaze-v1`), file stems, toy ids (`toy/four_corners`) and
-source strings (`minari:...`, `hdf5:...`, `toy:...`).
-"""
+"""Reference scores (the user's, the dataset's own, or D4RL's published numbers) and normalized scores."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from pathlib import PurePath
 from typing import Any
 
 import numpy as np
 
+from offdiff.data.tasks import family
 from offdiff.data.toy import toy_task
 from offdiff.errors import OffdiffError
 
@@ -38,7 +32,6 @@ _TASK_SCORES: dict[str, tuple[float, float]] = {
     "maze2d-medium": (13.13, 277.39),
     "maze2d-large": (6.7, 273.99),
 }
-_VERSION = re.compile(r"-v\d+$")
 
 
 @dataclass(frozen=True)
@@ -48,55 +41,67 @@ class RefScores:
     source: str
 
 
-def _bare_id(dataset_id: str) -> str:
-    """Strip a source scheme: `minari:X` -> X, `toy:X` -> toy/X, `hdf5:dir/X.hdf5` -> X."""
-    scheme, sep, rest = dataset_id.partition(":")
-    if not sep:
-        return dataset_id
-    if scheme == "toy":
-        return f"toy/{rest}"
-    if scheme == "hdf5":
-        return PurePath(rest).stem
-    return rest if scheme == "minari" else dataset_id
+D4RL_REQUEST = "d4rl"
 
 
-def _family_and_name(dataset_id: str) -> tuple[str, str]:
-    bare = _bare_id(dataset_id)
-    if "/" in bare:
-        parts = bare.split("/")
-        return parts[-2].lower(), _VERSION.sub("", parts[-1]).lower()
-    family, _, name = _VERSION.sub("", bare).lower().partition("-")
-    return family, name
+def d4rl_scores(task: str) -> RefScores | None:
+    """D4RL's reference scores for a task key (by task, then env family), or None outside D4RL's table."""
+    if task in _TASK_SCORES:
+        return RefScores(*_TASK_SCORES[task], D4RL_SOURCE)
+    if family(task) in _FAMILY_SCORES:
+        return RefScores(*_FAMILY_SCORES[family(task)], D4RL_SOURCE)
+    return None
 
 
-def task_key(dataset_id: str) -> str:
-    """D4RL-style task name without version: `mujoco/hopper/medium-v0` -> `hopper-medium`."""
-    family, name = _family_and_name(dataset_id)
-    return f"{family}-{name}" if name else family
+def parse_ref_scores(text: str) -> RefScores | str:
+    """`--ref-scores MIN,MAX` -> RefScores; `--ref-scores d4rl` -> "d4rl"; anything else is a clear error."""
+    if text.strip().lower() == D4RL_REQUEST:
+        return D4RL_REQUEST
+    parts = text.split(",")
+    try:
+        low, high = (float(p) for p in parts)
+    except ValueError:
+        raise OffdiffError(f"--ref-scores expects MIN,MAX (two numbers) or d4rl, got {text!r}") from None
+    if not (np.isfinite(low) and np.isfinite(high) and high > low):
+        raise OffdiffError(f"--ref-scores {text!r}: need finite MIN < MAX")
+    return RefScores(low, high, f"--ref-scores {low:g},{high:g}")
 
 
-def reference_scores(dataset_id: str, metadata: dict[str, Any] | None = None) -> RefScores:
-    """The dataset's own Minari metadata first, else offdiff's D4RL table (by task, then env family), else error.
+def reference_scores(
+    task: str, metadata: dict[str, Any] | None = None, *, is_d4rl: bool = False, requested: str | None = None,
+    dataset: str = "",
+) -> RefScores:
+    """The reference scores of a dataset, by a fixed precedence; never a silent guess.
 
-    Metadata wins because it describes the data at hand: Minari's D4RL datasets carry D4RL's numbers, and
-    a dataset from `offdiff data collect` carries its own random policy's and expert's returns.
+    1. `requested`: `MIN,MAX` from the user, or `d4rl` (D4RL's constants for the task, asked for);
+    2. the dataset's own metadata (Minari metadata, HDF5 attributes `ref_min_score`/`ref_max_score`);
+    3. D4RL's table, only for data that is D4RL's (`is_d4rl`: `d4rl:` sources, D4RL file names, Minari's
+       `D4RL/` namespace); the toy tasks' own scores for toy data;
+    4. otherwise an error that says how to give them.
     """
-    family, name = _family_and_name(dataset_id)
-    if family == "toy":
-        task = toy_task(name)
-        return RefScores(task.ref_min, task.ref_max, f"offdiff toy task {task.name}")
+    if requested is not None:
+        choice = parse_ref_scores(requested)
+        if isinstance(choice, RefScores):
+            return choice
+        scores = d4rl_scores(task)
+        if scores is None:
+            raise OffdiffError(f"--ref-scores d4rl: task {task!r} of {dataset} is not in D4RL's reference table")
+        return RefScores(scores.min, scores.max, f"{D4RL_SOURCE} (requested with --ref-scores d4rl)")
+    if task.startswith("toy-"):
+        toy = toy_task(task.removeprefix("toy-"))
+        return RefScores(toy.ref_min, toy.ref_max, f"offdiff toy task {toy.name}")
     meta = metadata or {}
     low, high = meta.get("ref_min_score"), meta.get("ref_max_score")
     if low is not None and high is not None:
-        return RefScores(float(low), float(high), "Minari metadata ref_min_score/ref_max_score")
-    key = task_key(dataset_id)
-    if key in _TASK_SCORES:
-        return RefScores(*_TASK_SCORES[key], D4RL_SOURCE)
-    if family in _FAMILY_SCORES:
-        return RefScores(*_FAMILY_SCORES[family], D4RL_SOURCE)
+        return RefScores(float(low), float(high), "dataset metadata ref_min_score/ref_max_score")
+    scores = d4rl_scores(task) if is_d4rl else None
+    if scores is not None:
+        return scores
+    why = ("it is D4RL data but its task is not in offdiff's D4RL table" if is_d4rl else
+           "it is not D4RL's data and its metadata has no ref_min_score/ref_max_score")
     raise OffdiffError(
-        f"no reference score for dataset {dataset_id}: {key!r} is not in offdiff's table and the dataset "
-        "metadata has no ref_min_score/ref_max_score; recreate it with both scores"
+        f"no reference scores for {dataset or task}: {why}; pass --ref-scores MIN,MAX (a grid dataset's "
+        "ref_scores: [MIN, MAX]), or --ref-scores d4rl to normalize with D4RL's constants for its task"
     )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from offdiff.errors import OffdiffError
+from offdiff.train.run_dir import writing
 
 _FLOAT_FIELDS = ("observations", "actions", "rewards", "next_observations")
 _BOOL_FIELDS = ("terminals", "timeouts")
@@ -81,12 +82,16 @@ class Transitions:
                 )
         return self
 
-    def episode_returns(self) -> np.ndarray:
-        """Undiscounted return per episode; episodes end at terminals | timeouts and at the end of data."""
+    def episode_ends(self) -> np.ndarray:
+        """The last row of each episode: episodes end at terminals | timeouts and at the end of data."""
         ends = np.flatnonzero(self.terminals | self.timeouts)
         if len(ends) == 0 or ends[-1] != len(self) - 1:
             ends = np.append(ends, len(self) - 1)
-        cumulative = np.cumsum(self.rewards, dtype=np.float64)[ends]
+        return ends
+
+    def episode_returns(self) -> np.ndarray:
+        """Undiscounted return per episode (episodes as in `episode_ends`)."""
+        cumulative = np.cumsum(self.rewards, dtype=np.float64)[self.episode_ends()]
         return np.diff(cumulative, prepend=0.0)
 
 
@@ -108,15 +113,16 @@ def _read(path: Path) -> Transitions | None:
 
 
 def _write(path: Path, transitions: Transitions) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **transitions.arrays())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with writing(path):  # a full disk or read-only cache folder is one line
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **transitions.arrays())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def load_cached(key: str, build: Callable[[], Transitions]) -> Transitions:

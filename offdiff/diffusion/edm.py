@@ -9,6 +9,11 @@ preconditioned denoiser, a truncated log-logistic density of training noise leve
 
 Unclamped, L is the F-space regression ‖F_φ − (x − c_skip·x_σ)/c_out‖², i.e. the x-space error weighted by
 λ(σ) = 1/c_out² (EDM's weighting). With x a policy's action and φ frozen it is DTQL's trust-region loss.
+
+Sampling (`EDMDenoiser.sample`, EDM's deterministic Heun sampler, Karras et al. 2022, Algorithm 1): noise levels
+σ_i = (σ_max^(1/ρ) + i/(N−1)·(σ_min^(1/ρ) − σ_max^(1/ρ)))^ρ for i < N, σ_N = 0; x_0 ~ N(0, σ_max² I);
+d_i = (x_i − D(x_i; σ_i))/σ_i, x_{i+1} = x_i + (σ_{i+1} − σ_i)·d_i, corrected by the mean of d_i and d at x_{i+1}
+while σ_{i+1} > 0. DTQL's release never samples its diffusion model; offdiff samples it only as a diagnostic.
 """
 
 from __future__ import annotations
@@ -76,6 +81,26 @@ class EDMDenoiser(nn.Module):
         f = self.net(k.c_in(sigma) * x_noisy, k.c_noise(sigma).squeeze(-1), cond)
         denoised = k.c_skip(sigma) * x_noisy + k.c_out(sigma) * f
         return denoised if self.clip is None else denoised.clamp(-self.clip, self.clip)
+
+    @torch.no_grad()
+    def sample(self, cond: torch.Tensor, act_dim: int, generator: torch.Generator, steps: int = 18,
+               rho: float = 7.0) -> torch.Tensor:
+        """One sample per row of `cond` (B, S) → (B, act_dim) by EDM's Heun sampler over `steps` noise levels."""
+        k, n = self.schedule, steps
+        i = torch.arange(n, device=cond.device, dtype=cond.dtype)
+        inv = 1.0 / rho
+        sigmas = (k.sigma_max**inv + i / max(n - 1, 1) * (k.sigma_min**inv - k.sigma_max**inv)) ** rho
+        sigmas = torch.cat([sigmas, sigmas.new_zeros(1)])
+        x = torch.randn(cond.shape[0], act_dim, generator=generator, device=cond.device, dtype=cond.dtype) * sigmas[0]
+        for sigma, after in zip(sigmas[:-1], sigmas[1:], strict=True):
+            level = sigma.expand(cond.shape[0], 1)
+            d = (x - self(x, level, cond)) / sigma
+            moved = x + (after - sigma) * d
+            if after > 0:
+                d_after = (moved - self(moved, after.expand(cond.shape[0], 1), cond)) / after
+                moved = x + (after - sigma) * (d + d_after) / 2
+            x = moved
+        return x
 
     def loss_at(self, x: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """mean over batch and dims of ((D(x + σε; σ, s) − x) / c_out(σ))², for given σ (B, 1) and ε (B, A)."""

@@ -2,7 +2,9 @@
 
 ```yaml
 name: quickstart                 # the runs subfolder: runs/<name>/<algo>/<dataset>/<config-hash>/seed_<s>
-datasets: [toy:four_corners]     # a source, or {source: "hdf5:/data/hopper-medium-v2.hdf5", eval_env: Hopper-v5}
+datasets: [toy:four_corners]     # a source, or a mapping {source: ..., eval_env: ..., task: ..., ref_scores: ...}
+  # e.g. {source: "hdf5:/data/my-hopper.hdf5", eval_env: Hopper-v4, task: hopper-medium, ref_scores: [-20.3, 3234.3]}
+  # task: the preset's task (`none`: the paper's defaults); ref_scores: [MIN, MAX] or d4rl (README, Datasets)
 seeds: [0, 1]
 algorithms:
   - dql                          # the paper's defaults, then its preset for each task
@@ -50,6 +52,8 @@ class Dataset:
     source: str
     eval_env: str | None
     where: str
+    task: str | None = None
+    ref_scores: str | None = None  # as `--ref-scores`: "MIN,MAX" or "d4rl"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,21 +103,35 @@ def _datasets(data: Located) -> tuple[Dataset, ...]:
     found = []
     for i, item in enumerate(items):
         where = items.where(i)
+        task = ref_scores = None
         if isinstance(item, dict):
-            check_keys(item, ("source", "eval_env"), "a dataset", required=("source",))
-            source, eval_env = item["source"], item.get("eval_env")
+            check_keys(item, ("source", "eval_env", "task", "ref_scores"), "a dataset", required=("source",))
+            source, eval_env, task = item["source"], item.get("eval_env"), item.get("task")
             expect(eval_env, (str, type(None)), item.where("eval_env"), "eval_env is a gymnasium id")
+            expect(task, (str, type(None)), item.where("task"), "task is a preset's task, e.g. hopper-medium, or none")
+            ref_scores = _ref_scores(item)
         else:
             source, eval_env = item, None
         expect(source, str, where, "a dataset is a source such as toy:four_corners or minari:<id>")
-        try:
-            resolve(source, eval_env).info()  # a dataset that is not local fails here, not on the cluster
+        try:  # a dataset that is not local, or has no reference scores, fails here, not on the cluster
+            resolve(source, eval_env).ref_scores(ref_scores)
         except OffdiffError as exc:
             raise OffdiffError(f"{where}: {exc}") from None
-        found.append(Dataset(source, eval_env, where))
+        found.append(Dataset(source, eval_env, where, task, ref_scores))
     if not found:
         raise OffdiffError(f"{data.where('datasets')}: datasets is empty")
     return tuple(found)
+
+
+def _ref_scores(item: Located) -> str | None:
+    """A dataset's `ref_scores:` ([MIN, MAX] or d4rl) in `--ref-scores` form."""
+    value = item.get("ref_scores")
+    if value is None or value == "d4rl":
+        return value
+    pair = expect(value, list, item.where("ref_scores"), "ref_scores is [MIN, MAX] or d4rl")
+    if len(pair) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair):
+        raise OffdiffError(f"{item.where('ref_scores')}: ref_scores is [MIN, MAX] (two numbers) or d4rl, got {value!r}")
+    return f"{pair[0]},{pair[1]}"
 
 
 def _seeds(data: Located) -> tuple[int, ...]:
@@ -175,7 +193,7 @@ def _protocol(data: Located) -> tuple[int | None, dict[str, Any]]:
     if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
         raise OffdiffError(f"{values.where('steps')}: steps is a positive integer, got {steps!r}")
     fields = {k: v for k, v in values.items() if k != "steps"}
-    typed = typed_fields(Protocol(), fields, values, dict.fromkeys(fields, 1))
+    typed = typed_fields(Protocol(), fields, values, {})  # ranges: Protocol's fields
     return steps, {key: getattr(typed, key) for key in fields}
 
 
@@ -216,8 +234,8 @@ def expand(grid: Grid, runs_root: Path) -> list[Cell]:
                 request = TrainRequest(
                     algo=entry.algo, source=dataset.source, seed=seed, eval_env=dataset.eval_env,
                     overrides={**entry.overrides, **combo}, protocol=grid.protocol, steps=grid.steps,
-                    runs_root=Path(runs_root), grid=grid.name, compile=grid.compile, keep=grid.keep,
-                    log=grid.log,
+                    runs_root=Path(runs_root), grid=grid.name, compile=grid.compile, task=dataset.task,
+                    ref_scores=dataset.ref_scores, keep=grid.keep, log=grid.log,
                 )
                 try:
                     planned = plan(request)

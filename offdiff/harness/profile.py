@@ -17,7 +17,8 @@ EXECUTORS: tuple[str, ...] = ("slurm", "local", "debug")
 
 @dataclasses.dataclass(frozen=True)
 class Profile:
-    """One cluster (or this machine). Empty strings mean "not set"; `gpu_hours_per_step` 0 means unknown."""
+    """One cluster (or this machine). Empty strings mean "not set"; `gpu_hours_per_step` and
+    `concurrent_speedup` 0 mean unknown."""
 
     executor: Executor = "slurm"
     partition: str = ""
@@ -33,7 +34,10 @@ class Profile:
     array_limit: int = 1000
     array_parallelism: int = 64
     runs_per_job: int = 1
+    concurrency: int = 1
+    cuda_mps: bool = False
     gpu_hours_per_step: float = 0.0
+    concurrent_speedup: float = 0.0
     device: str = "auto"
     setup: tuple[str, ...] = ()
     sbatch: Mapping[str, str | bool] = dataclasses.field(default_factory=dict)
@@ -41,9 +45,11 @@ class Profile:
 
 
 # The shape of a job: a grid's `resources` may set these (they describe its runs, not the cluster).
-JOB_KEYS = ("gpus", "cpus", "mem_gb", "time_min", "runs_per_job", "gpu_hours_per_step")
+JOB_KEYS = ("gpus", "cpus", "mem_gb", "time_min", "runs_per_job", "concurrency", "gpu_hours_per_step",
+            "concurrent_speedup")
 MINIMUM = {"gpus": 0, "cpus": 1, "mem_gb": 0.01, "time_min": 1, "signal_delay_s": 0, "max_requeues": 0,
-           "array_limit": 1, "array_parallelism": 1, "runs_per_job": 1, "gpu_hours_per_step": 0}
+           "array_limit": 1, "array_parallelism": 1, "runs_per_job": 1, "concurrency": 1, "gpu_hours_per_step": 0,
+           "concurrent_speedup": 0}
 _LIST_KEYS = ("setup", "sbatch")
 
 
@@ -79,3 +85,26 @@ def load_profile(path: Path, executor: str | None = None) -> Profile:
         raise OffdiffError(f"{path}: the slurm executor needs `partition:` in the profile "
                            f"(see slurm/profiles/example.yaml), or pick --executor local")
     return profile
+
+
+def check_job_shape(profile: Profile) -> None:
+    """The concurrency keys against the job's shape, once a grid's `resources` are applied to the profile."""
+    where = f"{profile.path or 'profile'} (or the grid's resources)"
+    k = profile.concurrency
+    if k > profile.runs_per_job:
+        raise OffdiffError(f"{where}: concurrency={k} is more than runs_per_job={profile.runs_per_job}: a job has "
+                           f"no more runs than that to run at once; raise runs_per_job or lower concurrency")
+    if k > profile.cpus:
+        raise OffdiffError(f"{where}: concurrency={k} needs at least {k} cpus (each concurrent run gets "
+                           f"cpus // concurrency torch threads), got cpus={profile.cpus}")
+    if profile.concurrent_speedup > k:
+        raise OffdiffError(f"{where}: concurrent_speedup={profile.concurrent_speedup:g} is more than "
+                           f"concurrency={k}: it is the aggregate steps/s of {k} runs at once over one run's")
+    if profile.cuda_mps and (k == 1 or profile.gpus == 0):
+        raise OffdiffError(f"{where}: cuda_mps shares a GPU between concurrent runs: it needs concurrency > 1 "
+                           f"and gpus > 0 (got concurrency={k}, gpus={profile.gpus})")
+
+
+def threads_per_run(profile: Profile) -> int:
+    """Torch CPU threads of each run: the job's cpus shared by the runs it trains at once."""
+    return profile.cpus // profile.concurrency  # at least 1: check_job_shape

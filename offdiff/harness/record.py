@@ -3,7 +3,8 @@
 `submissions.json` (written by `offdiff grid submit`, atomically, after every array it submits) lists each
 submission's executor, profile, log folder and jobs: job id, phase, the runs it holds and the cache-phase jobs
 it waits for. `outcomes/<job id>.json` (written by the job itself, atomically, after each run) holds what
-became of each of its runs: done, cached (cache phase finished), failed or refused, with the last error lines.
+became of each of its runs: started, done, cached (cache phase finished), failed or refused, with the last error
+lines.
 Run folders hold only what the runner writes.
 """
 

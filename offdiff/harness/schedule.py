@@ -19,17 +19,22 @@ from offdiff.algorithm import EnvSpec, Stage
 from offdiff.config import config_dict, stable_hash
 from offdiff.errors import OffdiffError
 from offdiff.harness.grid import Cell
-from offdiff.harness.profile import Profile
+from offdiff.harness.profile import Profile, check_job_shape, threads_per_run
 from offdiff.train.runner import PlannedRun
 
 
 @dataclasses.dataclass(frozen=True)
 class Job:
-    """Runs trained one after another in one job; `phase` "cache" trains only their cacheable stages."""
+    """Runs packed in one job (`run_steps`: the training steps of each); `phase` "cache" trains only their
+    cacheable stages."""
 
     phase: str
     cells: tuple[Cell, ...]
-    steps: int
+    run_steps: tuple[int, ...]
+
+    @property
+    def steps(self) -> int:
+        return sum(self.run_steps)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +68,7 @@ class _Stages:
     def __call__(self, p: PlannedRun) -> list[Stage]:
         key = stable_hash([p.request.algo, config_dict(p.config), p.info.obs_dim, p.info.act_dim])
         if key not in self.memo:
-            spec = EnvSpec(p.info.obs_dim, p.info.act_dim, p.info.dataset_id, p.info.task)
+            spec = EnvSpec(p.info.obs_dim, p.info.act_dim, p.info.dataset_id, p.choice.task)
             algo = p.cls(p.config, spec, torch.device("cpu"), torch.Generator().manual_seed(0))
             self.memo[key] = algo.stages()
         return self.memo[key]
@@ -92,10 +97,28 @@ def cache_key(p: PlannedRun, stages: list[Stage]) -> str | None:
 
 def _pack(phase: str, after_cache: bool, cells: Sequence[Cell], steps: dict[str, int], profile: Profile) -> list[Array]:
     per_job = profile.runs_per_job
-    jobs = [Job(phase, tuple(cells[i:i + per_job]), sum(steps[c.key] for c in cells[i:i + per_job]))
-            for i in range(0, len(cells), per_job)]
+    packs = [cells[i:i + per_job] for i in range(0, len(cells), per_job)]
+    jobs = [Job(phase, tuple(pack), tuple(steps[c.key] for c in pack)) for pack in packs]
     limit = profile.array_limit
     return [Array(phase, after_cache, tuple(jobs[i:i + limit])) for i in range(0, len(jobs), limit)]
+
+
+def run_step_hours(profile: Profile) -> float:
+    """Hours one step of one run takes while its job trains `concurrency` runs at once (the estimate's rule).
+
+    `gpu_hours_per_step` is one run alone; K runs at once make `concurrent_speedup` times its steps/s together,
+    each a K-th of that, also when fewer than K are left (conservative). An unknown speed-up counts as 1.
+    """
+    return profile.gpu_hours_per_step * profile.concurrency / (profile.concurrent_speedup or 1.0)
+
+
+def job_hours(job: Job, profile: Profile) -> float:
+    """A job's estimated hours: its runs in order, each started on the first of `concurrency` slots to free up."""
+    slots = [0.0] * profile.concurrency
+    for steps in job.run_steps:
+        first = slots.index(min(slots))
+        slots[first] += steps * run_step_hours(profile)
+    return max(slots)
 
 
 def _check_checkpoint_cadence(todo: Sequence[Cell], profile: Profile) -> None:
@@ -103,12 +126,13 @@ def _check_checkpoint_cadence(todo: Sequence[Cell], profile: Profile) -> None:
     if not profile.gpu_hours_per_step:
         return
     every = max(c.planned.protocol.checkpoint_every for c in todo)
-    minutes = every * profile.gpu_hours_per_step * 60
+    minutes = every * run_step_hours(profile) * 60
     if minutes > profile.time_min / 4:
+        at = f" with concurrency={profile.concurrency}" if profile.concurrency > 1 else ""
         raise OffdiffError(
             f"protocol checkpoint_every={every} steps is about {minutes:.0f} min at gpu_hours_per_step="
-            f"{profile.gpu_hours_per_step:g}, more than a quarter of time_min={profile.time_min}: a requeued job "
-            f"would lose that much work each time; lower protocol.checkpoint_every in the grid"
+            f"{profile.gpu_hours_per_step:g}{at}, more than a quarter of time_min={profile.time_min}: a requeued "
+            f"job would lose that much work each time; lower protocol.checkpoint_every in the grid"
         )
 
 
@@ -127,6 +151,7 @@ def make_schedule(todo: Sequence[Cell], cells: Sequence[Cell], profile: Profile)
     total = {c.key: sum(s.steps for s in stages(c.planned)) for c in todo}
     cached = {c.key: sum(s.steps for s in _leading_cacheable(stages(c.planned))) for c in todo}
     after = {k: total[k] - cached[k] if k in waiting else total[k] for k in total}
+    check_job_shape(profile)
     if todo:
         _check_checkpoint_cadence(todo, profile)
     return Schedule(tuple(
@@ -144,14 +169,26 @@ def describe(schedule: Schedule, profile: Profile) -> list[str]:
         wait = ", after the cache phase (afterok)" if array.after_cache else ""
         lines.append(f"  {array.phase}-phase array: {len(array.jobs)} job(s), {runs} run(s){wait}")
     jobs = schedule.jobs
+    k = profile.concurrency
     lines.append(f"jobs: {len(jobs)} in {len(schedule.arrays)} array(s) (array_limit={profile.array_limit}, "
-                 f"runs_per_job={profile.runs_per_job}, executor={profile.executor})")
+                 f"runs_per_job={profile.runs_per_job}, {f'concurrency={k}, ' if k > 1 else ''}"
+                 f"executor={profile.executor})")
+    if k > 1:
+        lines.append(f"each job trains up to {k} runs at once, {threads_per_run(profile)} torch thread(s) each"
+                     + (", through CUDA MPS" if profile.cuda_mps else ""))
     if profile.gpu_hours_per_step and jobs:
-        hours = schedule.steps * profile.gpu_hours_per_step
-        longest = max(job.steps for job in jobs) * profile.gpu_hours_per_step * 60
+        hours = sum(job_hours(job, profile) for job in jobs)
+        longest = max(job_hours(job, profile) for job in jobs) * 60
         requeues = math.ceil(longest / profile.time_min) - 1
+        if k == 1:
+            rate = ""
+        elif profile.concurrent_speedup:
+            rate = f"; {k} runs at once make {profile.concurrent_speedup:g}x one run's steps/s (concurrent_speedup)"
+        else:
+            rate = (f"; no speed-up from concurrency assumed: set concurrent_speedup from `offdiff bench speed "
+                    f"--concurrent {k}`")
         lines.append(f"estimated: {hours:.2f} GPU-hours for {schedule.steps} training steps "
-                     f"(gpu_hours_per_step={profile.gpu_hours_per_step:g}); longest job ≈ {longest:.0f} min"
+                     f"(gpu_hours_per_step={profile.gpu_hours_per_step:g}{rate}); longest job ≈ {longest:.0f} min"
                      + (f", about {requeues} requeue(s) at time_min={profile.time_min}" if requeues > 0 else ""))
     elif jobs:
         lines.append(f"estimated: {schedule.steps} training steps (set gpu_hours_per_step in the profile "

@@ -17,6 +17,7 @@ from pathlib import Path
 from submitit.core.utils import JobPaths
 from submitit.slurm.slurm import SlurmJob
 
+from offdiff.errors import OffdiffError
 from offdiff.harness.grid import Cell
 from offdiff.harness.record import JobEntry, Record, Submission, read_outcomes
 
@@ -76,11 +77,14 @@ class _JobStates:
         return "ENDED"
 
 
-def _from_scheduler(cell: Cell, folder: Path, submission: Submission, job: JobEntry, state: str) -> RunStatus:
+def _from_scheduler(cell: Cell, folder: Path, submission: Submission, job: JobEntry, state: str,
+                    started: bool) -> RunStatus:
     if state in PENDING:
         return RunStatus(cell, "pending", job.id)
-    if state in RUNNING:
-        return RunStatus(cell, "running", job.id)
+    if state in RUNNING:  # a job runs its runs in turn: one it has not started yet is queued inside it
+        if started:
+            return RunStatus(cell, "running", job.id)
+        return RunStatus(cell, "pending", job.id, "queued inside a running job")
     if state == "UNKNOWN":
         return RunStatus(cell, "unknown", job.id, "the scheduler does not know this job (is sacct working?)")
     for cache_job in job.after:
@@ -91,22 +95,37 @@ def _from_scheduler(cell: Cell, folder: Path, submission: Submission, job: JobEn
     return RunStatus(cell, "failed", job.id, f"{state} without finishing the run:\n{log_tail(submission, job.id)}")
 
 
+def _damaged_done(cell: Cell) -> str | None:
+    """None for a readable DONE marker; the error for a damaged one (such a run is not done)."""
+    try:
+        cell.planned.run_dir.done_summary()
+    except OffdiffError as exc:
+        return str(exc)
+    return None
+
+
 def run_states(cells: Sequence[Cell], folder: Path) -> list[RunStatus]:
     """The status of every cell; `folder` is the grid's harness folder."""
     record = Record(folder)
-    history = {c.key: record.jobs_of(c.key) for c in cells if not c.planned.run_dir.is_done()}
+    damaged = {c.key: _damaged_done(c) for c in cells if c.planned.run_dir.is_done()}
+    finished = {key for key, error in damaged.items() if error is None}
+    history = {c.key: record.jobs_of(c.key) for c in cells if c.key not in finished}
     outcomes = {job.id: read_outcomes(folder, job.id) for jobs in history.values() for _, job in jobs}
-    states = _JobStates([(s, j) for key, jobs in history.items() for s, j in jobs if key not in outcomes[j.id]])
+    states = _JobStates([(s, j) for key, jobs in history.items() for s, j in jobs
+                         if outcomes[j.id].get(key, {"state": "started"})["state"] == "started"])
     found = []
     for cell in cells:
-        if cell.key not in history:
+        if cell.key in finished:
             found.append(RunStatus(cell, "done"))
+            continue
+        if damaged.get(cell.key):
+            found.append(RunStatus(cell, "failed", "", damaged[cell.key]))
             continue
         status, notes = None, []
         for submission, job in reversed(history[cell.key]):  # latest first
             outcome = outcomes[job.id].get(cell.key)
-            if outcome is None:
-                status = _from_scheduler(cell, folder, submission, job, states(submission, job))
+            if outcome is None or outcome["state"] == "started":
+                status = _from_scheduler(cell, folder, submission, job, states(submission, job), outcome is not None)
             elif outcome["state"] == "failed":
                 status = RunStatus(cell, "failed", job.id, outcome["error"])
             elif outcome["state"] == "refused":

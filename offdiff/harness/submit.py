@@ -11,23 +11,26 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import math
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import submitit
+from submitit.core.utils import FailedJobError
 from tqdm import tqdm
 
 from offdiff.errors import OffdiffError
 from offdiff.harness.grid import Cell, Grid, expand
 from offdiff.harness.job import GridJob
-from offdiff.harness.profile import Profile
+from offdiff.harness.profile import Profile, threads_per_run
 from offdiff.harness.record import JobEntry, Record, harness_dir, read_outcomes, submitting
 from offdiff.harness.schedule import Array, Job, describe, make_schedule
 from offdiff.harness.status import counts, report, run_states
+from offdiff.train.run_dir import writing
 
 
 def make_executor(profile: Profile, logs: Path, name: str, after: list[str]) -> submitit.Executor:
@@ -57,6 +60,33 @@ def make_executor(profile: Profile, logs: Path, name: str, after: list[str]) -> 
         **optional,
     )
     return executor
+
+
+@contextlib.contextmanager
+def _one_line_errors(profile: Profile, folder: Path) -> Iterator[None]:
+    """A failed submission (sbatch cannot reach the controller, a full disk) is one line, sbatch's own message in it.
+
+    Local job controllers are started here and inherit this process's stderr: it goes to `folder`/controllers.log,
+    so that a Ctrl-C, which reaches them too, does not print their KeyboardInterrupt tracebacks on the terminal.
+    """
+    said = io.StringIO()
+    with writing(folder / "controllers.log"):
+        folder.mkdir(parents=True, exist_ok=True)
+        log = open(folder / "controllers.log", "ab")  # noqa: SIM115 - closed below
+    sys.stderr.flush()
+    try:
+        with log, contextlib.redirect_stderr(said), writing(folder):
+            saved = os.dup(2)
+            os.dup2(log.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+    except FailedJobError as exc:
+        lines = [line for line in f"{exc}\n{said.getvalue()}".splitlines() if line.strip()]
+        raise OffdiffError(f"{profile.executor} submission failed: {lines[0] if lines else 'no message'}") from None
+    sys.stderr.write(said.getvalue())
 
 
 def _cache_failed(folder: Path, cache_jobs: list[str]) -> list[str]:
@@ -99,6 +129,7 @@ def _launch(grid: Grid, arrays: tuple[Array, ...], profile: Profile, folder: Pat
     record = Record(folder)
     logs = folder / "logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}" / "%j"
     submission = record.start(profile.executor, profile.path, logs)
+    record.save()  # a full disk or read-only folder fails here, before any job is submitted
     cache_jobs: list[str] = []
     groups = [[a] for a in arrays] if profile.executor == "slurm" else _phases(arrays)
     for group in groups:
@@ -112,11 +143,12 @@ def _launch(grid: Grid, arrays: tuple[Array, ...], profile: Profile, folder: Pat
 
         def submit_jobs(jobs: Sequence[Job], executor: submitit.Executor = executor, phase: str = phase,
                         after: list[str] = after) -> list[submitit.Job]:
-            with executor.batch():
+            with _one_line_errors(profile, logs.parent), executor.batch():
                 submitted = [executor.submit(GridJob(
                     runs=[(c.key, dataclasses.replace(c.planned.request, device=profile.device)) for c in job.cells],
-                    harness=folder, cache_only=phase == "cache", threads=profile.cpus,
-                    raise_on_failure=profile.executor != "debug",
+                    harness=folder, logs=logs, cache_only=phase == "cache", threads=threads_per_run(profile),
+                    raise_on_failure=profile.executor != "debug", concurrency=profile.concurrency,
+                    cuda_mps=profile.cuda_mps,
                 )) for job in jobs]
             submission.jobs.extend(JobEntry(j.job_id, phase, [c.key for c in job.cells], list(after))
                                    for j, job in zip(submitted, jobs, strict=True))

@@ -109,10 +109,7 @@ def expect(value: Any, kind: type | tuple[type, ...], where: str, what: str) -> 
 
 def typed(base: Any, key: str, value: Any, where: str) -> Any:
     """`base` (a frozen dataclass, e.g. a config) with `key` set to `value` as its field's type; errors name `where`."""
-    try:
-        return apply_overrides(base, {key: value}, origin=where)
-    except OffdiffError as exc:
-        raise OffdiffError(f"{where}: {exc}") from None
+    return apply_overrides(base, {key: value}, origin=where)
 
 
 def typed_fields(base: Any, values: Mapping[str, Any], source: Located, minimum: Mapping[str, float]) -> Any:

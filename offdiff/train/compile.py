@@ -25,7 +25,6 @@ from __future__ import annotations
 import shutil
 
 import torch
-import torch._dynamo
 
 from offdiff.algorithm import Algorithm, Metrics
 from offdiff.data.buffer import Batch
@@ -63,6 +62,8 @@ def compile_steps(algo: Algorithm) -> None:
     """
     if "update" in vars(algo):  # compiled already
         return
+    import torch._dynamo  # here, not at the top: it takes seconds to import, and eager runs never need it
+
     torch._dynamo.reset()  # one compiled algorithm per process: drop graphs (and cache entries) of earlier ones
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     eager_update, compiled_update = algo.update, torch.compile(algo.update)

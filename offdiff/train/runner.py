@@ -11,8 +11,8 @@ key and reused by every run that shares it.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
-import json
 import sys
 import time
 from collections.abc import Mapping
@@ -25,16 +25,18 @@ import torch
 from offdiff.algorithm import Algorithm, EnvSpec, Stage
 from offdiff.config import apply_overrides, budget_fields, config_dict, stable_hash
 from offdiff.data.pipeline import PreparedData, prepare
-from offdiff.data.scores import normalized_score
+from offdiff.data.scores import RefScores
 from offdiff.data.sources import DatasetInfo, resolve
+from offdiff.data.tasks import NO_TASK
 from offdiff.errors import OffdiffError
-from offdiff.eval import evaluate
+from offdiff.eval import evaluation_row
 from offdiff.progress import Progress
-from offdiff.provenance import provenance
+from offdiff.provenance import describe_device, provenance
 from offdiff.registry import get_algorithm, plugins
 from offdiff.runtime import keep_freed_memory
 from offdiff.tracking import Tracker, open_tracker
 from offdiff.train.compile import AUTO_MIN_STEPS, check_compile_available, compile_steps, resolve_compile
+from offdiff.train.diagnostics import ComputeLedger, StageDiagnostics, data_returns
 from offdiff.train.protocol import Protocol, default_protocol
 from offdiff.train.run_dir import RunDir, atomic_torch_save, atomic_write_json, torch_load
 
@@ -54,8 +56,26 @@ class TrainRequest:
     runs_root: Path = Path("runs")
     grid: str = "train"
     compile: bool | None = None  # torch.compile the plugin's steps; None: auto (offdiff/train/compile.py)
+    task: str | None = None  # the task whose preset applies; None: from the dataset (offdiff.data.tasks); "none"
+    ref_scores: str | None = None  # "MIN,MAX" or "d4rl"; None: the dataset's own, or D4RL's for D4RL data
     keep: str = "all"  # "final": once DONE, prune the checkpoint to the final weights (RunDir.keep_final)
     log: tuple[str, ...] = ("tensorboard",)  # live trackers (offdiff/tracking.py); () for none
+
+
+@dataclasses.dataclass(frozen=True)
+class PresetChoice:
+    """The task a run is for, how it was chosen, and the preset (if any) with the config keys it set."""
+
+    task: str
+    rule: str
+    preset: str | None
+    keys: dict[str, Any]
+
+    def describe(self) -> str:
+        if self.preset is None:
+            return f"task {self.task} ({self.rule}): no preset, the paper's defaults"
+        keys = ", ".join(f"{k}={v}" for k, v in self.keys.items()) or "nothing"
+        return f"task {self.task} ({self.rule}): preset {self.preset} sets {keys}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +86,17 @@ class PlannedRun:
     config: Any
     protocol: Protocol
     run_dir: RunDir
+    choice: PresetChoice
+    ref: RefScores
+
+    def describe(self) -> list[str]:
+        """What the run chose by rule (task and preset, eval env, reference scores), printed at its start."""
+        info, ref = self.info, self.ref
+        return [self.choice.describe(), f"eval env {info.eval_env} ({info.eval_env_rule})",
+                f"reference scores min {ref.min:g}, max {ref.max:g} ({ref.source})"]
+
+
+IDENTITY = ("algorithm", "config", "seed", "protocol")  # manifest keys a restart must agree with
 
 
 def derive_seed(seed: int, purpose: str) -> int:
@@ -82,8 +113,33 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def resolve_config(cls: type[Algorithm], task: str, request: TrainRequest) -> Any:
-    config = apply_overrides(cls.Config(), cls.preset(task), origin=f"{cls.name} preset for {task}")
+def _closest(cls: type[Algorithm], task: str) -> str:
+    close = difflib.get_close_matches(task, list(cls.presets), n=3, cutoff=0.4) or sorted(cls.presets)[:3]
+    return ", ".join(close) or "none"
+
+
+def choose_preset(cls: type[Algorithm], info: DatasetInfo, requested: str | None) -> PresetChoice:
+    """`--task` (or `none`), else the dataset's task; a non-toy task without a preset is an error, not defaults."""
+    how = "pass --task NAME (a grid dataset's task:) to use one, or --task none for the paper's defaults"
+    if requested == NO_TASK:
+        return PresetChoice(info.task, f"from {info.task_rule}; --task none", None, {})
+    if requested is not None:
+        if requested not in cls.presets:
+            raise OffdiffError(f"unknown --task {requested!r} for {cls.name}; closest presets: "
+                               f"{_closest(cls, requested)}; --task none trains with the paper's defaults")
+        return PresetChoice(requested, "--task", requested, cls.preset(requested))
+    if info.task in cls.presets:
+        return PresetChoice(info.task, f"from {info.task_rule}", info.task, cls.preset(info.task))
+    if info.task.startswith("toy-"):
+        return PresetChoice(info.task, f"from {info.task_rule}", None, {})
+    raise OffdiffError(f"no {cls.name} preset for task {info.task!r} (from {info.task_rule}); closest presets: "
+                       f"{_closest(cls, info.task)}; {how}")
+
+
+def resolve_config(cls: type[Algorithm], task: str | None, request: TrainRequest) -> Any:
+    """The paper's defaults, then the preset of `task` (None: no preset), then `--steps`, then `--set`."""
+    preset = cls.preset(task) if task is not None else {}
+    config = apply_overrides(cls.Config(), preset, origin=f"{cls.name} preset for {task}")
     if request.steps is not None:
         step_fields = {name: request.steps for name in budget_fields(config)}
         config = apply_overrides(config, step_fields, origin="--steps")
@@ -92,17 +148,24 @@ def resolve_config(cls: type[Algorithm], task: str, request: TrainRequest) -> An
 
 def plan(request: TrainRequest) -> PlannedRun:
     """Resolve a request to its config and stable run folder, without loading data."""
+    if request.seed < 0:
+        raise OffdiffError(f"the seed must be >= 0, got {request.seed}")
+    if request.steps is not None and request.steps < 1:
+        raise OffdiffError(f"--steps must be >= 1, got {request.steps}")
     cls = get_algorithm(request.algo)
-    info = resolve(request.source, request.eval_env).info()
-    config = resolve_config(cls, info.task, request)
-    protocol = apply_overrides(default_protocol(info.task), request.protocol, origin="protocol")
-    key = stable_hash(
-        {"config": config_dict(config), "source": request.source, "eval_env": info.eval_env,
-         "protocol": dataclasses.asdict(protocol)}
-    )
+    data = resolve(request.source, request.eval_env)
+    info = data.info()
+    choice = choose_preset(cls, info, request.task)
+    ref = data.ref_scores(request.ref_scores)
+    config = resolve_config(cls, choice.preset, request)
+    protocol = apply_overrides(default_protocol(choice.task), request.protocol, origin="protocol")
+    payload = {"config": config_dict(config), "source": request.source, "eval_env": info.eval_env,
+               "protocol": dataclasses.asdict(protocol)}
+    if request.ref_scores is not None:  # only then: the folders of earlier runs keep their names
+        payload["ref_scores"] = dataclasses.asdict(ref)
     slug = info.dataset_id.replace("/", "-")
-    path = Path(request.runs_root) / request.grid / request.algo / slug / key / f"seed_{request.seed}"
-    return PlannedRun(request, cls, info, config, protocol, RunDir(path))
+    path = Path(request.runs_root) / request.grid / request.algo / slug / stable_hash(payload) / f"seed_{request.seed}"
+    return PlannedRun(request, cls, info, config, protocol, RunDir(path), choice, ref)
 
 
 class Trainer:
@@ -124,12 +187,12 @@ class Trainer:
         p, seed = self.p, self.p.request.seed
         self.data: PreparedData = prepare(
             p.request.source, eval_env=p.request.eval_env, obs_transform=p.config.obs_transform,
-            reward_transform=p.config.reward_transform, device=self.device,
+            reward_transform=p.config.reward_transform, device=self.device, ref_scores=p.request.ref_scores,
         )
         torch.manual_seed(seed)  # module initialisation
         self.sampler = torch.Generator(device=self.device).manual_seed(derive_seed(seed, "sampler"))
         generator = torch.Generator(device=self.device).manual_seed(seed)
-        spec = EnvSpec(p.info.obs_dim, p.info.act_dim, p.info.dataset_id, p.info.task)
+        spec = EnvSpec(p.info.obs_dim, p.info.act_dim, p.info.dataset_id, p.choice.task)
         self.algo = p.cls(p.config, spec, self.device, generator)
         self.stages = self.algo.stages()
         self.compiled = resolve_compile(p.request.compile, self.device, sum(s.steps for s in self.stages))
@@ -139,6 +202,9 @@ class Trainer:
                   file=sys.stderr)
             compile_steps(self.algo)  # lazily: graphs are built at the first calls
         self.eval_seed = derive_seed(seed, "eval")
+        self.diagnostics = StageDiagnostics(self.algo, self.data, p.protocol, self.device, self.eval_seed,
+                                            lambda purpose: derive_seed(self.eval_seed, purpose))
+        self.compute = ComputeLedger(describe_device(self.device))
 
     def _manifest(self) -> dict[str, Any]:
         p = self.p
@@ -149,17 +215,21 @@ class Trainer:
             "config": config_dict(p.config),
             "seed": p.request.seed,
             "eval_seed": self.eval_seed,
+            "task": dataclasses.asdict(p.choice),
             "dataset": {**dataclasses.asdict(p.info), "ref_scores": dataclasses.asdict(self.data.ref)},
             "transforms": self.data.transforms,
             "protocol": dataclasses.asdict(p.protocol),
             "stages": [dataclasses.asdict(s) for s in self.stages],
             "compile": self.compiled,
+            "data_returns": data_returns(self.data),
             **provenance(self.device, plugin.package if plugin else None),
         }
 
     # -- checkpoints -------------------------------------------------------------------------
     def _save_checkpoint(self, stage_index: int, step: int) -> None:
+        self.compute.settle(self.stages[stage_index].name)
         atomic_torch_save(self.run.checkpoint, {
+            "compute": self.compute.state(),
             "position": (stage_index, step),
             "algorithm": self.algo.state_dict(),
             "sampler": self.sampler.get_state(),
@@ -176,18 +246,18 @@ class Trainer:
             if state["cuda_rng"] is not None:
                 torch.cuda.set_rng_state_all(state["cuda_rng"])
             position = tuple(state["position"])
+            self.compute.load(state.get("compute"))  # None: a checkpoint older than compute accounting
         except (KeyError, RuntimeError, TypeError, ValueError) as exc:
             raise OffdiffError(
                 f"checkpoint {self.run.checkpoint} does not fit this run ({type(exc).__name__}: {exc}); "
                 "move it away to restart the run"
             ) from None
-        self.run.rewind_logs(position)
         return position  # type: ignore[return-value]
 
     def _cache_path(self, stage: Stage) -> Path:
         key = stable_hash({
             "algo": self.p.request.algo, "source": self.p.request.source, "transforms": self.data.transforms,
-            "stage": dataclasses.asdict(stage), "seed": self.p.request.seed,
+            "stage": _cache_stage_key(stage), "seed": self.p.request.seed,
             "config": {k: getattr(self.p.config, k) for k in stage.config_keys},
         })
         return Path(self.p.request.runs_root) / "_cache" / self.p.request.algo / stage.name / f"{key}.pt"
@@ -211,11 +281,16 @@ class Trainer:
     def _run_locked(self) -> dict[str, Any]:
         if self.run.is_done():  # finished by another process while this one prepared its data
             return self.run.done_summary()
-        if not self.run.manifest.exists():
-            atomic_write_json(self.run.manifest, self._manifest())
+        manifest = self._manifest()
+        if self.run.manifest.exists():
+            self.run.check_manifest(manifest, IDENTITY)
+        else:
+            atomic_write_json(self.run.manifest, manifest)
         position = self._restore() if self.run.checkpoint.exists() else (0, 0)
-        self.tracker = open_tracker(self.p.request.log, self.run, json.loads(self.run.manifest.read_text()),
-                                    name="/".join(self.run.path.parts[-5:]))
+        self.run.rewind_logs(position)  # rows written after the state restarted from (all of them, without one)
+        self.tracker = open_tracker(self.p.request.log, self.run, manifest, name="/".join(self.run.path.parts[-5:]))
+        for line in self.p.describe():  # stdout: stderr keeps to progress and the one line of an error
+            print(f"[{self.p.request.algo}] {line}", flush=True)
         started = time.time()
         for index, stage in enumerate(self.stages):
             if self.stop_after_cacheable and not stage.cacheable:
@@ -224,13 +299,15 @@ class Trainer:
                 continue
             start = position[1] if index == position[0] else 0
             if stage.cacheable and start == 0 and self._load_cached(stage):
+                self.compute.begin()
+                self._diagnose(index, stage)
                 self._save_checkpoint(index, stage.steps)
                 continue
             self._run_stage(index, stage, start)
             if stage.cacheable:
                 atomic_torch_save(self._cache_path(stage), {
                     "algorithm": self.algo.stage_artifact(stage.name), "sampler": self.sampler.get_state(),
-                    "torch_rng": torch.get_rng_state(),
+                    "torch_rng": torch.get_rng_state(), "compute": self.compute.state()["stages"][stage.name],
                 })
         summary = self._summary(time.time() - started)
         atomic_write_json(self.run.done_marker, summary)
@@ -244,6 +321,7 @@ class Trainer:
         self.algo.load_stage_artifact(stage.name, artifact["algorithm"])
         self.sampler.set_state(artifact["sampler"])
         torch.set_rng_state(artifact["torch_rng"])
+        self.compute.reused(stage.name, artifact.get("compute"))
         self.run.append(self.run.metrics, {"stage": stage.name, "stage_index": self.stages.index(stage),
                                            "step": stage.steps, "event": "reused_cached_stage",
                                            "artifact": str(path)})
@@ -252,6 +330,7 @@ class Trainer:
 
     def _run_stage(self, index: int, stage: Stage, start: int) -> None:
         protocol = self.p.protocol
+        self.compute.begin()
         self.algo.begin_stage(stage.name, self.data.buffer)
         bar = Progress(stage.steps, f"{self.p.request.algo}:{stage.name}", enabled=self.progress, initial=start)
         sums: dict[str, torch.Tensor] = {}
@@ -273,6 +352,8 @@ class Trainer:
                     row = self._evaluate(index, stage, done)
                     bar.note(f"[{bar.desc}] evaluation at step {done}: normalized score {row['normalized_mean']:.1f} "
                              f"± {row['normalized_std']:.1f} over {len(row['returns'])} episodes")
+                if done == stage.steps:
+                    self._diagnose(index, stage)
                 if done % protocol.checkpoint_every == 0 or done == stage.steps:
                     self._save_checkpoint(index, done)
         finally:
@@ -287,6 +368,7 @@ class Trainer:
         if bad:
             raise OffdiffError(f"training diverged at {stage.name} step {step}: non-finite {bad}")
         row["steps_per_s"] = count / max(seconds, 1e-9)
+        row["steps_averaged"] = count  # fewer than log_every when the window started at a resume
         logged = {"stage": stage.name, "stage_index": index, "step": step, **row}
         self.run.append(self.run.metrics, logged)
         self.tracker.log("metrics", logged)
@@ -294,28 +376,33 @@ class Trainer:
 
     def _evaluate(self, index: int, stage: Stage, step: int) -> dict[str, Any]:
         generator = torch.Generator(device=self.device).manual_seed(derive_seed(self.eval_seed, f"{index}:{step}"))
-        episodes = evaluate(
-            lambda obs: self.algo.act(obs, generator=generator), self.data.make_env,
-            episodes=self.p.protocol.eval_episodes, num_envs=self.p.protocol.eval_envs, seed=self.eval_seed,
-            obs_normalizer=self.data.obs_normalizer, action_scaler=self.data.action_scaler, device=self.device,
-        )
-        returns = np.array([e.ret for e in episodes])
-        normalized = normalized_score(returns, self.data.ref)
-        row = {
-            "stage": stage.name, "stage_index": index, "step": step,
-            "returns": returns.tolist(), "lengths": [e.length for e in episodes], "seeds": [e.seed for e in episodes],
-            "normalized": np.asarray(normalized).tolist(),
-            "mean_return": float(returns.mean()), "normalized_mean": float(np.mean(normalized)),
-            "normalized_std": float(np.std(normalized)),
-        }
+        with self.compute.timing(stage.name, "eval_s"):
+            row = evaluation_row(lambda obs: self.algo.act(obs, generator=generator), self.data,
+                                 episodes=self.p.protocol.eval_episodes, num_envs=self.p.protocol.eval_envs,
+                                 seed=self.eval_seed, device=self.device)
+        row = {"stage": stage.name, "stage_index": index, "step": step, **row}
         self.run.append(self.run.evals, row)
         self.tracker.log("evals", row)
         return row
 
+    def _diagnose(self, index: int, stage: Stage) -> None:
+        """The stage's diagnostics (offdiff/train/diagnostics.py), before its last checkpoint: rewound with it."""
+        with self.compute.timing(stage.name, "diagnostics_s"):
+            rows = self.diagnostics.after(index, stage)
+        for row in rows:
+            self.run.append(self.run.diagnostics, {"stage": stage.name, "stage_index": index, "step": stage.steps,
+                                                   **row})
+            if row["kind"] == "policy":
+                print(f"[{self.p.request.algo}] diagnostic: {row['policy']} after {stage.name}: normalized score "
+                      f"{row['normalized_mean']:.1f} ± {row['normalized_std']:.1f}", file=sys.stderr)
+
     def _summary(self, seconds: float) -> dict[str, Any]:
         evals = list(self.run.eval_rows())
         summary: dict[str, Any] = {"run_dir": str(self.run.path), "wall_time_s": round(seconds, 2),
-                                   "steps": {s.name: s.steps for s in self.stages}}
+                                   "steps": {s.name: s.steps for s in self.stages}, "compute": self.compute.summary()}
+        policies = {r["policy"]: r["normalized_mean"] for r in self.run.diagnostic_rows() if r["kind"] == "policy"}
+        if policies:
+            summary["diagnostic_scores"] = policies
         if evals:
             last = evals[-1]
             best = max(evals, key=lambda r: r["normalized_mean"])
@@ -327,7 +414,15 @@ class Trainer:
                 "best_normalized_score_online_selection": best["normalized_mean"],
                 "best_step": [best["stage"], best["step"]],
             })
+            if policies:  # e.g. EDA's alignment gain: the final policy against its behaviour model
+                summary["gain_over_diagnostic"] = {k: last["normalized_mean"] - v for k, v in policies.items()}
         return summary
+
+
+def _cache_stage_key(stage: Stage) -> dict[str, Any]:
+    """The stage's fields that make its cached artifact: the diagnostics it declares do not."""
+    fields = dataclasses.asdict(stage)
+    return {k: v for k, v in fields.items() if k not in ("diagnostic_policy", "q_calibration")}
 
 
 def train(request: TrainRequest, progress: bool = True, stop_after_cacheable: bool = False) -> dict[str, Any]:

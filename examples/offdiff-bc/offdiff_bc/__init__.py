@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from offdiff.algorithm import Algorithm, AlgorithmConfig, EnvSpec, Metrics, Stage
-from offdiff.config import budget
+from offdiff.config import AT_LEAST_1, POSITIVE, budget, field
 from offdiff.data.buffer import Batch
 
 
@@ -17,10 +17,10 @@ from offdiff.data.buffer import Batch
 class BCConfig(AlgorithmConfig):
     """Defaults are the algorithm's (here: a common BC baseline); `--set key=value` changes them."""
 
-    steps: int = budget(100_000)  # a stage length: `--steps N` and the conformance suite set it
-    batch_size: int = 256
-    hidden: int = 256
-    lr: float = 3e-4
+    steps: int = budget(100_000, "behaviour cloning steps")  # a stage length: `--steps N` sets it
+    batch_size: int = field(256, "transitions per gradient step", AT_LEAST_1)
+    hidden: int = field(256, "width of the policy's two hidden layers", AT_LEAST_1)
+    lr: float = field(3e-4, "learning rate, Adam", POSITIVE)
 
 
 class BehaviorCloning(Algorithm):

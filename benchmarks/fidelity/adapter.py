@@ -1,0 +1,177 @@
+"""The adapter contract (one small class per release) and the offdiff `Algorithm` that runs any adapter.
+
+`ReleaseAlgorithm` is what offdiff's stage runner trains for an official run: it has the offdiff plugin's
+config and stages (so both sides resolve the same preset, budget and protocol), and it forwards each step to
+the release through its adapter. The release samples its own batches from its own data loader (the data order
+is part of the release), fed with the offdiff source's transitions through the d4rl stub; the runner's batch is
+not used. Evaluation, logging, the run folder and the DONE marker are the runner's, exactly as for offdiff.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from fidelity import stubs
+from fidelity.release import Checkout
+from offdiff.algorithm import Algorithm, AlgorithmConfig, EnvSpec, Metrics, Stage
+from offdiff.data.buffer import Batch, DeviceBuffer
+from offdiff.data.pipeline import prepare
+from offdiff.errors import OffdiffError
+from offdiff.train.runner import TrainRequest
+
+
+@dataclasses.dataclass(frozen=True)
+class ReleaseData:
+    """The offdiff source's transitions as D4RL's `qlearning_dataset` gives them: raw observations and rewards
+    (each release applies its own reward processing), actions scaled to [-1, 1] by offdiff's action scaler."""
+
+    arrays: dict[str, np.ndarray]
+
+    @classmethod
+    def load(cls, source: str, eval_env: str | None, ref_scores: str | None) -> ReleaseData:
+        """The run's data through offdiff's `prepare`, without the config's reward (or observation) transform."""
+        buffer = prepare(source, eval_env=eval_env, ref_scores=ref_scores).buffer
+        return cls({"observations": buffer.obs.numpy(), "actions": buffer.actions.numpy(),
+                    "next_observations": buffer.next_obs.numpy(), "rewards": buffer.rewards.numpy(),
+                    "terminals": (1.0 - buffer.not_done).numpy()})
+
+
+class Adapter:
+    """Drives one release's own classes; subclasses are small (fidelity/adapters/)."""
+
+    release: ClassVar[str]  # the release's name, e.g. "dtql"
+    algo: ClassVar[str]  # the offdiff plugin it is compared with
+    commit: ClassVar[str]  # the pinned commit
+    repository: ClassVar[str]
+    metric_names: ClassVar[Mapping[str, str]] = {}  # the release's metric name -> offdiff's, where they agree
+    needs_cuda: ClassVar[bool] = False  # the release hard-codes CUDA
+    table: ClassVar[tuple[str, str] | None] = None  # (file, name) of the release's per-task hyperparameter table
+    table_columns: ClassVar[Mapping[str, tuple[str, Callable[[Any], Any]]]] = {}  # column -> (offdiff field, unit)
+
+    def __init__(self, config: Any, spec: EnvSpec, data: ReleaseData, device: torch.device, seed: int):
+        self.config, self.spec, self.data, self.device, self.seed = config, spec, data, device, seed
+
+    @classmethod
+    def release_values(cls, task: str) -> dict[str, Any]:
+        """Config fields the release hard-codes (for `task`), with the release's value: offdiff's config must
+        agree, or the official run could not follow it."""
+        return {"obs_transform": "none"}  # no release normalizes observations
+
+    @classmethod
+    def check_config(cls, config: AlgorithmConfig, task: str) -> None:
+        """One line naming every config field the release cannot follow (before anything is written)."""
+        wrong = {k: (getattr(config, k), v) for k, v in cls.release_values(task).items() if getattr(config, k) != v}
+        if wrong:
+            fields = "; ".join(f"{k}={mine!r} (the release has {theirs!r})" for k, (mine, theirs) in wrong.items())
+            raise OffdiffError(f"the {cls.release} release cannot follow this {cls.algo} config: {fields}; drop "
+                               "those --set values (or use a task whose preset the release matches)")
+
+    @classmethod
+    def check_checkout(cls, checkout: Checkout) -> None:
+        """Checks of the release's code beyond its commit (e.g. a documented fix); default: none."""
+
+    def build(self) -> None:
+        """Import the release's modules and build its agent (inside `fidelity.release.imported`)."""
+        raise NotImplementedError
+
+    def begin_stage(self, stage: str) -> None:
+        """Called before the first step of each stage."""
+
+    def step(self, stage: str) -> dict[str, float]:
+        """One gradient step of the release; its metrics, named as offdiff names the same quantity."""
+        raise NotImplementedError
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Actions in [-1, 1] for a batch of observations, chosen as the release chooses them at evaluation."""
+        raise NotImplementedError
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        """The release's networks, saved in offdiff's checkpoint for inspection."""
+        return {}
+
+    def renamed(self, metrics: Mapping[str, float]) -> dict[str, float]:
+        return {self.metric_names.get(k, k): float(v) for k, v in metrics.items()}
+
+
+def seed_everything(seed: int) -> None:
+    """What the releases' scripts do before building anything: torch, numpy and random from the run seed."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+class ReleaseAlgorithm(Algorithm):
+    """An official release as an offdiff algorithm; `bind` makes the class for one adapter and plugin."""
+
+    adapter_cls: ClassVar[type[Adapter]]
+    plugin: ClassVar[type[Algorithm]]
+    request: ClassVar[TrainRequest]  # the run's request: its data source, eval env and reference scores
+
+    @classmethod
+    def bind(cls, adapter_cls: type[Adapter], plugin: type[Algorithm], request: TrainRequest) -> type[ReleaseAlgorithm]:
+        name = f"{adapter_cls.release}-official"
+        return type(f"Official_{adapter_cls.release}", (cls,), {
+            "name": name, "display_name": name, "Config": plugin.Config, "presets": plugin.presets,
+            "adapter_cls": adapter_cls, "plugin": plugin, "request": request,
+        })
+
+    def __init__(self, config: AlgorithmConfig, spec: EnvSpec, device: torch.device, generator: torch.Generator):
+        super().__init__(config, spec, device, generator)
+        cpu = torch.device("cpu")  # the plugin is built only to read its stages (their names, lengths, batches)
+        # offdiff's stage diagnostics need the plugin's own networks; the release side is compared by its scores
+        self._stages = [dataclasses.replace(s, cacheable=False, config_keys=(), diagnostic_policy=None,
+                                            q_calibration=False)
+                        for s in self.plugin(config, spec, cpu, torch.Generator(cpu).manual_seed(0)).stages()]
+        self.adapter: Adapter | None = None
+
+    def stages(self) -> list[Stage]:
+        return self._stages
+
+    def begin_stage(self, stage: str, data: DeviceBuffer) -> None:
+        if self.adapter is None:  # built at the first stage, from the run's source without the config's transforms
+            seed = self.generator.initial_seed()
+            r = self.request
+            release_data = ReleaseData.load(r.source, r.eval_env, r.ref_scores)
+            self.adapter = self.adapter_cls(self.config, self.spec, release_data, self.device, seed)
+            stubs.feed(self.adapter.data.arrays)
+            seed_everything(seed)
+            try:
+                self.adapter.build()
+            except ImportError as exc:
+                raise OffdiffError(f"the {self.adapter.release} release does not import here ({exc}); install its "
+                                   "requirements (benchmarks/fidelity/README.md)") from None
+        self.adapter.begin_stage(stage)
+
+    def update(self, stage: str, batch: Batch, step: int) -> Metrics:
+        assert self.adapter is not None
+        return {k: torch.tensor(v) for k, v in self.adapter.step(stage).items()}
+
+    def act(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The release's action choice under its own (global) RNG, forked and seeded from the run's eval generator,
+        so evaluating neither changes the training that follows nor depends on it."""
+        assert self.adapter is not None
+        seed = int(torch.randint(2**31 - 1, (1,), generator=generator, device=generator.device)) if generator else 0
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            actions = self.adapter.act(obs.detach().cpu().numpy())
+        return torch.as_tensor(np.asarray(actions, dtype=np.float32).reshape(len(obs), -1), device=obs.device)
+
+    def modules(self) -> Mapping[str, torch.nn.Module]:
+        return self.adapter.modules() if self.adapter is not None else {}
+
+    def compile_update(self, stage: str) -> bool:
+        return False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"modules": {k: m.state_dict() for k, m in self.modules().items()}}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        raise OffdiffError("an official release run does not resume from a checkpoint (the release's own counters "
+                           "and RNG are not saved); move its run folder away to run it again from the start")

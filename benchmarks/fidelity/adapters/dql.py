@@ -1,0 +1,77 @@
+"""Diffusion-QL (Zhendong-Wang/Diffusion-Policies-for-Offline-RL @ d871f5c): `agents.ql_diffusion.Diffusion_QL`.
+
+Drives the agent as the release's `main.py` does, one step per `train(iterations=1)` call. The release steps
+its LR schedulers once per `train` call and `main.py` calls it once per 50 epochs (50k steps), with T_max =
+epochs: offdiff's `lr_schedule=released`. The adapter keeps that cadence (it steps the release's own
+schedulers every 50k steps); `lr_schedule=constant` is the release without `--lr_decay`; offdiff's `cosine`
+(the fixed schedule) is not something the release can do. Acting is the agent's `sample_action`, one state at
+a time, as `main.py::eval_policy` calls it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from fidelity.adapter import Adapter
+from fidelity.adapters.dtql import REWARD_TUNE
+from offdiff.errors import OffdiffError
+
+EPOCH, EVAL_EPOCHS = 1000, 50  # main.py: steps per epoch; train() is called once per eval_freq = 50 epochs
+
+
+class DQLAdapter(Adapter):
+    release = "dql"
+    algo = "dql"
+    commit = "d871f5c"
+    repository = "https://github.com/Zhendong-Wang/Diffusion-Policies-for-Offline-RL"
+    metric_names = {"ql_loss": "q_loss"}
+    table = ("main.py", "hyperparameters")
+    table_columns = {"lr": ("lr", float), "eta": ("eta", float), "max_q_backup": ("max_q_backup", bool),
+                     "reward_tune": ("reward_transform", lambda tune: "none" if tune == "no" else tune),
+                     "num_epochs": ("steps", lambda epochs: epochs * EPOCH), "gn": ("grad_norm", float)}
+
+    @classmethod
+    def release_values(cls, task: str) -> dict[str, Any]:
+        return {**super().release_values(task), "critic_lr": 3e-4, "max_q_samples": 10, "beta_min": 0.1,
+                "beta_max": 10.0, "hidden": 256, "ema_decay": 0.995, "ema_every": 5, "ema_start": 1000,
+                "ema_warmup": "release", "eval_candidates": 50}
+
+    @classmethod
+    def check_config(cls, config: Any, task: str) -> None:
+        super().check_config(config, task)
+        if config.lr_schedule == "cosine":
+            raise OffdiffError("the dql release has no lr_schedule=cosine (offdiff's fixed schedule); use "
+                               "released (its --lr_decay) or constant")
+
+    def build(self) -> None:
+        from agents.ql_diffusion import Diffusion_QL
+        from utils.data_sampler import Data_Sampler
+
+        c, device = self.config, str(self.device)
+        self.decay = c.lr_schedule == "released"
+        self.sampler = Data_Sampler(self.data.arrays, device, REWARD_TUNE[c.reward_transform])
+        self.agent = Diffusion_QL(
+            state_dim=self.spec.obs_dim, action_dim=self.spec.act_dim, max_action=1.0, device=device,
+            discount=c.discount, tau=c.tau, max_q_backup=c.max_q_backup, eta=c.eta, beta_schedule="vp",
+            n_timesteps=c.n_timesteps, lr=c.lr, lr_decay=self.decay, lr_maxt=max(c.steps // EPOCH, 1),
+            grad_norm=c.grad_norm)
+        self.agent.lr_decay = False  # train() must not step the schedulers after each call: step() does, as main.py
+        self.done = 0
+
+    def step(self, stage: str) -> dict[str, float]:
+        metrics = self.agent.train(self.sampler, iterations=1, batch_size=self.config.batch_size)
+        self.done += 1
+        if self.decay and self.done % (EPOCH * EVAL_EPOCHS) == 0:
+            self.agent.actor_lr_scheduler.step()
+            self.agent.critic_lr_scheduler.step()
+        return self.renamed({k: v[0] for k, v in metrics.items()})
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return np.stack([self.agent.sample_action(o) for o in obs])
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        a = self.agent
+        return {"actor": a.actor, "ema_actor": a.ema_model, "critic": a.critic, "critic_target": a.critic_target}

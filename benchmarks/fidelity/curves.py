@@ -1,0 +1,108 @@
+"""Training curves of both sides, side by side: every metric an offdiff run and its official twin both log.
+
+    python benchmarks/fidelity/curves.py runs/fidelity --out results/fidelity
+
+For each dataset and each pair `<algo>` / `<algo>-official` under the run folders, one figure
+(`training_curves_<algo>_<dataset>.png/.pdf`): a panel per shared metric (losses, Q on data, policy Q), the
+seeds' mean as a line and their range as a band, against the total training step (stages one after the other,
+the boundaries dashed). The scores themselves are `offdiff aggregate`'s (rliable statistics, learning curves).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `fidelity` is benchmarks/fidelity
+
+from fidelity.harness import official_label  # noqa: E402
+from offdiff.analysis.collect import find_run_dirs, read_run  # noqa: E402
+from offdiff.analysis.plots import render  # noqa: E402
+from offdiff.errors import OffdiffError  # noqa: E402
+from offdiff.train.run_dir import atomic_write_bytes, read_jsonl  # noqa: E402
+
+SKIP = {"stage", "stage_index", "step", "steps_per_s", "steps_averaged", "event", "artifact"}
+# {(algo, dataset): {metric: {total step: [value per seed]}}}
+Curves = dict[tuple[str, str], dict[str, dict[int, list[float]]]]
+
+
+def read_curves(paths: list[Path]) -> tuple[Curves, dict[tuple[str, str], list[int]]]:
+    """The metrics of every run under `paths`, by (algorithm, dataset), and the stage boundaries of each."""
+    curves: Curves = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    boundaries: dict[tuple[str, str], list[int]] = {}
+    for path in find_run_dirs(paths):
+        run = read_run(path)
+        key = (run.algo, run.dataset)
+        boundaries[key] = list(run.stage_offsets[1:])
+        for row in read_jsonl(path / "metrics.jsonl"):
+            if "event" in row:
+                continue
+            total = run.stage_offsets[row["stage_index"]] + row["step"]
+            for name, value in row.items():
+                if name not in SKIP and isinstance(value, (int, float)):
+                    curves[key][name][total].append(float(value))
+    return curves, boundaries
+
+
+def pairs(curves: Curves) -> list[tuple[str, str]]:
+    """(offdiff algorithm, dataset) for every dataset that has both it and its official twin."""
+    return sorted((algo, data) for algo, data in curves if (official_label(algo), data) in curves)
+
+
+def figure(algo: str, dataset: str, curves: Curves, boundaries: dict[tuple[str, str], list[int]]) -> Figure:
+    sides = {algo: curves[algo, dataset], official_label(algo): curves[official_label(algo), dataset]}
+    shared = sorted(set.intersection(*(set(c) for c in sides.values())))
+    if not shared:
+        raise OffdiffError(f"{algo} and {official_label(algo)} on {dataset} log no metric in common")
+    cols = min(3, len(shared))
+    rows = math.ceil(len(shared) / cols)
+    fig = Figure(figsize=(4.0 * cols, 2.8 * rows + 0.6), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, metric in zip(axes, shared, strict=False):
+        for colour, (label, side) in zip(("C0", "C3"), sides.items(), strict=True):
+            steps = np.array(sorted(side[metric]))
+            values = [np.array(side[metric][s]) for s in steps]
+            mean = np.array([v.mean() for v in values])
+            ax.plot(steps, mean, color=colour, label=f"{label} (n={max(len(v) for v in values)})")
+            ax.fill_between(steps, [v.min() for v in values], [v.max() for v in values], color=colour, alpha=0.2)
+        for boundary in boundaries.get((algo, dataset), []):
+            ax.axvline(boundary, color="0.5", linestyle="--", linewidth=0.8)
+        ax.set_title(metric)
+        ax.set_xlabel("training step")
+    for ax in axes[len(shared):]:
+        ax.set_visible(False)
+    axes[0].legend(loc="best", fontsize=8)
+    fig.suptitle(f"{algo} vs {official_label(algo)}: {dataset} (mean over seeds, band: min-max)")
+    return fig
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="curves.py", description=__doc__.splitlines()[0])
+    p.add_argument("runs", nargs="+", type=Path, help="folders of run folders (both sides)")
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+    try:
+        curves, boundaries = read_curves(args.runs)
+        found = pairs(curves)
+        if not found:
+            raise OffdiffError(f"no offdiff run with its official twin on the same dataset under "
+                               f"{', '.join(map(str, args.runs))}")
+        for algo, dataset in found:
+            stem = f"training_curves_{algo}_{dataset.replace('/', '-')}"
+            for fmt, data in render(lambda a=algo, d=dataset: figure(a, d, curves, boundaries)).items():
+                atomic_write_bytes(args.out / f"{stem}.{fmt}", data)
+            print(f"wrote {args.out / stem}.png/.pdf")
+    except OffdiffError as exc:
+        print(f"offdiff: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

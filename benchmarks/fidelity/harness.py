@@ -1,0 +1,86 @@
+"""The shared part: plan an official run beside its offdiff twin, and run it through offdiff's own runner.
+
+`plan_pair` resolves ONE offdiff request (algorithm, data source, seed, --steps, --set, protocol, task) into
+the offdiff run and its official twin. The twin has the same config, stages, protocol, dataset and seed, so
+the runner gives it the same data, the same budget and the same evaluation (envs, episodes, reset seeds
+derived from the seed); its folder sits beside the offdiff run's, under `<algo>-official` with the same
+config hash: `runs/<grid>/dtql-official/<dataset>/<hash>/seed_<s>/`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from fidelity.adapter import ReleaseAlgorithm
+from fidelity.adapters import ADAPTERS
+from fidelity.presets import compare_preset
+from fidelity.presets import describe as describe_check
+from fidelity.release import Checkout, imported, open_checkout
+from offdiff.errors import OffdiffError
+from offdiff.registry import get_algorithm
+from offdiff.train.run_dir import RunDir
+from offdiff.train.runner import PlannedRun, Trainer, TrainRequest, plan, resolve_device
+
+
+def official_label(release: str) -> str:
+    return f"{release}-official"
+
+
+def adapter_for(release: str) -> type:
+    if release not in ADAPTERS:
+        raise OffdiffError(f"unknown --release {release!r}; the harness has adapters for {', '.join(ADAPTERS)}")
+    return ADAPTERS[release]
+
+
+def plan_pair(release: str, request: TrainRequest) -> tuple[PlannedRun, PlannedRun]:
+    """(the offdiff run, its official twin) for `request`, whose `algo` is replaced by the release's plugin."""
+    adapter = adapter_for(release)
+    request = dataclasses.replace(request, algo=adapter.algo, compile=False)
+    mine = plan(request)
+    label = official_label(release)
+    root = Path(request.runs_root) / request.grid
+    path = root / label / mine.run_dir.path.relative_to(root / adapter.algo)
+    cls = ReleaseAlgorithm.bind(adapter, get_algorithm(adapter.algo), request)
+    twin = dataclasses.replace(mine, request=dataclasses.replace(request, algo=label), cls=cls, run_dir=RunDir(path))
+    return mine, twin
+
+
+class ReleaseTrainer(Trainer):
+    """offdiff's runner, with the release's checkout in the manifest and its modules importable while it runs."""
+
+    def __init__(self, planned: PlannedRun, checkout: Checkout, preset_check: dict[str, Any], progress: bool = True):
+        super().__init__(planned, progress=progress)
+        self.checkout, self.preset_check = checkout, preset_check
+
+    def _manifest(self) -> dict[str, Any]:
+        adapter = self.p.cls.adapter_cls  # type: ignore[attr-defined]
+        return {**super()._manifest(), "release": {
+            "name": adapter.release, "repository": adapter.repository, "pinned_commit": adapter.commit,
+            "compared_with": adapter.algo, **self.checkout.describe(), "preset_check": self.preset_check}}
+
+    def run_all(self) -> dict[str, Any]:
+        with imported(self.checkout):
+            return super().run_all()
+
+
+def run_official(release: str, checkout_path: Path, request: TrainRequest, any_commit: bool = False,
+                 progress: bool = True) -> dict[str, Any]:
+    """Train (or skip, if DONE) the official twin of `request`; returns its summary. Every check comes first."""
+    adapter = adapter_for(release)
+    _, twin = plan_pair(release, request)
+    adapter.check_config(twin.config, twin.choice.task)
+    if adapter.needs_cuda and resolve_device(request.device).type != "cuda":
+        raise OffdiffError(f"the {release} release hard-codes CUDA; run it on a GPU (--device cuda)")
+    checkout = open_checkout(checkout_path, adapter.commit, any_commit)
+    with imported(checkout):
+        try:
+            adapter.check_checkout(checkout)
+        except ImportError as exc:
+            raise OffdiffError(f"--checkout {checkout.path}: not the {release} release, or its requirements are "
+                               f"missing ({exc}); see benchmarks/fidelity/README.md") from None
+    task = twin.choice.task
+    check = compare_preset(adapter, checkout, twin.cls.plugin, task)  # type: ignore[attr-defined]
+    print(f"[{official_label(release)}] {describe_check(check, task)}", flush=True)
+    return ReleaseTrainer(twin, checkout, check, progress=progress).run_all()

@@ -1,0 +1,223 @@
+"""Stage diagnostics of a collection: `diagnostics.csv` from the run folders, `diagnostics.md` from that CSV.
+
+`collect_rows` reads, for every run of the scores CSV, its `diagnostics.jsonl` (offdiff/train/diagnostics.py:
+diagnostic policies evaluated after their stage, Q calibrations), its dataset's average episode return (the
+manifest's `data_returns`) and its compute per stage (DONE's `compute`): one tidy row each, of kind `policy`,
+`q_calibration`, `data` or `compute`. Runs older than the diagnostics have none of these; a collection
+without any writes no `diagnostics.csv`, so older results regenerate unchanged. `--from-csv DIR/scores.csv`
+reads `DIR/diagnostics.csv` when it is there, and `table` derives `diagnostics.md` from it and the scores.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from offdiff.analysis.collect import BadRun
+from offdiff.analysis.layout import Presentation
+from offdiff.analysis.scores import _text
+from offdiff.analysis.tables import md_escape
+from offdiff.errors import OffdiffError
+
+RUN = ("algorithm", "algo", "dataset", "task", "seed", "done", "run_dir")
+COLUMNS = (*RUN, "kind", "stage", "stage_index", "step", "policy", "normalized", "normalized_std", "return",
+           "episodes", "transitions", "discount", "mean_q", "mean_return", "correlation", "terminal_fraction",
+           "device", "device_s", "cached", "cached_device_s")
+INTS = ("seed", "stage_index", "step", "episodes", "transitions")
+FLOATS = ("normalized", "normalized_std", "return", "discount", "mean_q", "mean_return", "correlation",
+          "terminal_fraction", "device_s", "cached_device_s")
+REQUIRED = (*RUN, "kind")
+KINDS = ("policy", "q_calibration", "data", "compute")
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    try:
+        lines = path.read_text().splitlines() if path.exists() else []
+        rows = [json.loads(line) for line in lines]
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise BadRun(f"{path} is not valid JSON lines (half-written or corrupt: {exc})") from None
+    if not all(isinstance(r, dict) and r.get("kind") in ("policy", "q_calibration") for r in rows):
+        raise BadRun(f"{path}: a row without a known kind")
+    return rows
+
+
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise BadRun(f"{path} is not valid JSON ({exc})") from None
+    return value if isinstance(value, dict) else {}
+
+
+def run_rows(path: Path, base: dict[str, Any]) -> list[dict[str, Any]]:
+    """The diagnostics rows of one run folder (`base`: its RUN columns)."""
+    rows = []
+    for r in _jsonl(path / "diagnostics.jsonl"):
+        common = {**base, "kind": r["kind"], "stage": r.get("stage"), "stage_index": r.get("stage_index"),
+                  "step": r.get("step")}
+        if r["kind"] == "policy":
+            rows.append({**common, "policy": r.get("policy"), "normalized": r.get("normalized_mean"),
+                         "normalized_std": r.get("normalized_std"), "return": r.get("mean_return"),
+                         "episodes": len(r.get("returns", []))})
+        else:
+            rows.append({**common, **{k: r.get(k) for k in ("transitions", "discount", "mean_q", "mean_return",
+                                                               "correlation", "terminal_fraction")}})
+    manifest = _json(path / "manifest.json")
+    data = manifest.get("data_returns")
+    if isinstance(data, dict):
+        rows.append({**base, "kind": "data", "normalized": data.get("normalized_mean"),
+                     "return": data.get("mean_return"), "episodes": data.get("episodes")})
+    compute = _json(path / "DONE").get("compute")
+    if isinstance(compute, dict):
+        order = [s.get("name") for s in manifest.get("stages", []) if isinstance(s, dict)]
+        for stage, entry in sorted(compute.get("stages", {}).items(), key=lambda item: order.index(item[0])
+                                   if item[0] in order else len(order)):
+            rows.append({**base, "kind": "compute", "stage": stage,
+                         "stage_index": order.index(stage) if stage in order else None,
+                         "device": compute.get("device"), "device_s": entry.get("device_s"),
+                         "cached": bool(entry.get("cached", False)), "cached_device_s": entry.get("producer_device_s")})
+    return rows
+
+
+def collect_rows(score_rows: Iterable[dict[str, Any]],
+                 skip_bad: bool = False) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """The diagnostics rows of every run in the scores rows (by `run_dir`, sorted), and the runs whose diagnostics
+    were skipped (with `skip_bad`; else a damaged file raises `BadRun`)."""
+    runs: dict[str, dict[str, Any]] = {}
+    for row in score_rows:
+        runs.setdefault(row["run_dir"], {k: row[k] for k in RUN})
+    rows, skipped = [], []
+    for run_dir, base in sorted(runs.items()):
+        try:
+            rows += run_rows(Path(run_dir), base)
+        except BadRun as exc:
+            if not skip_bad:
+                raise
+            skipped.append((run_dir, f"diagnostics left out: {exc}"))
+    return rows, skipped
+
+
+def to_csv_bytes(rows: list[dict[str, Any]]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for row in rows:
+        writer.writerow([_text(row.get(c)) for c in COLUMNS])
+    return buffer.getvalue().encode()
+
+
+def _parse(column: str, cell: str, where: str) -> Any:
+    if cell == "":
+        if column in REQUIRED:
+            raise OffdiffError(f"{where}: empty {column}")
+        return None
+    try:
+        if column in INTS:
+            return int(cell)
+        if column in FLOATS:
+            value = float(cell)
+            if not math.isfinite(value):
+                raise ValueError
+            return value
+    except ValueError:
+        raise OffdiffError(f"{where}: {column}={cell!r} is not a finite number") from None
+    if column in ("done", "cached"):
+        if cell not in ("true", "false"):
+            raise OffdiffError(f"{where}: {column}={cell!r} is not true/false")
+        return cell == "true"
+    if column == "kind" and cell not in KINDS:
+        raise OffdiffError(f"{where}: kind={cell!r} is not one of {', '.join(KINDS)}")
+    return cell
+
+
+def parse_csv(data: bytes, name: str) -> pd.DataFrame:
+    """Parse a diagnostics CSV's bytes; anything that is not one is a clear error naming `name` and the line."""
+    try:
+        header, *lines = list(csv.reader(io.StringIO(data.decode()))) or [[]]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise OffdiffError(f"cannot read diagnostics CSV {name}: {exc}") from None
+    if header != list(COLUMNS):
+        raise OffdiffError(f"{name} is not an offdiff diagnostics CSV (expected the columns {','.join(COLUMNS)})")
+    records = []
+    for number, cells in enumerate(lines, start=2):
+        if len(cells) != len(header):
+            raise OffdiffError(f"{name} line {number}: {len(cells)} fields, expected {len(header)}")
+        records.append({c: _parse(c, v, f"{name} line {number}") for c, v in zip(header, cells, strict=True)})
+    return pd.DataFrame.from_records(records, columns=list(COLUMNS))
+
+
+def _spread(values: list[float], digits: int = 1) -> str:
+    if not values:
+        return "—"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
+
+
+def _mean(values: list[float | None], digits: int) -> str:
+    known = [v for v in values if v is not None and not pd.isna(v)]
+    return f"{np.mean(known):.{digits}f}" if known else "—"
+
+
+def _run_device_s(rows: pd.DataFrame) -> float | None:
+    """This run's device-seconds plus those of the producers of its cached stages (None: one is unknown)."""
+    cached = rows.cached.map(lambda value: value is True)
+    if rows.empty or rows.device_s.isna().any() or rows.cached_device_s[cached].isna().any():
+        return None
+    return float(rows.device_s.sum() + rows.cached_device_s[cached].sum())
+
+
+def table(frame: pd.DataFrame, diagnostics: pd.DataFrame, present: Presentation) -> str:
+    """diagnostics.md: per task and algorithm, over finished runs, the final score beside each diagnostic
+    policy's score and the gain over it, the data's average return, the last Q calibration and the compute."""
+    heads = frame[frame.is_last & frame.done].set_index("run_dir").normalized
+    done = diagnostics[diagnostics.run_dir.isin(heads.index)]
+    header = ["task", "algorithm", "seeds", "final", "diagnostic policy", "its score", "gain", "data average",
+              "mean Q", "mean return-to-go", "corr(Q, return)", "device-s"]
+    lines = ["| " + " | ".join(header) + " |", "|:---|:---|" + "---:|" * 2 + ":---|" + "---:|" * 7]
+    for dataset, task in present.tasks.items():
+        for label, name in present.algorithms.items():
+            cell = frame[(frame.dataset == dataset) & (frame.algorithm == label)]
+            runs = sorted(set(cell.run_dir) & set(heads.index))
+            if not runs:
+                continue
+            mine = done[done.run_dir.isin(runs)]
+            final = [float(heads[r]) for r in runs]
+            data = mine[mine.kind == "data"].normalized.tolist()
+            calibration = mine[mine.kind == "q_calibration"].sort_values("stage_index").groupby("run_dir").last()
+            compute = [_run_device_s(mine[(mine.kind == "compute") & (mine.run_dir == r)]) for r in runs]
+            tail = [_mean(data, 1), _mean(calibration.mean_q.tolist(), 2), _mean(calibration.mean_return.tolist(), 2),
+                    _mean(calibration.correlation.tolist(), 2),
+                    _mean(compute if None not in compute else [], 0)]
+            policies = mine[mine.kind == "policy"].sort_values("stage_index").groupby(["policy", "run_dir"]).last()
+            names = sorted(policies.index.get_level_values("policy").unique()) or [None]
+            for policy in names:
+                if policy is None:
+                    middle = ["—", "—", "—"]
+                else:
+                    scores = policies.loc[policy].normalized
+                    gains = [float(heads[r]) - float(scores[r]) for r in scores.index]
+                    middle = [md_escape(policy), _spread(scores.tolist()), _spread(gains)]
+                cells = [md_escape(task), md_escape(name), str(len(runs)), _spread(final), *middle, *tail]
+                lines.append("| " + " | ".join(cells) + " |")
+    notes = [
+        "Stage diagnostics of the finished runs (DONE), mean ± std over seeds; scores are normalized (0-100).",
+        "final: the headline score (last evaluation). diagnostic policy: a policy a stage declares, evaluated once "
+        "after that stage on the run's evaluation episodes (EDA: one sample of the behaviour model per state; "
+        "DTQL: one sample of the pretrained diffusion model); gain: final minus its score, per run (EDA's "
+        "alignment gain).",
+        "data average: the dataset's average episode return, normalized like the scores.",
+        "mean Q, mean return-to-go, corr(Q, return): the critic's Q on the dataset's own actions against their "
+        "discounted returns-to-go in the training rewards' units, on a fixed random subset of transitions, after "
+        "the last stage that trains the critic. A truncated episode's return-to-go misses the rewards after the "
+        "cut: a lower bound where rewards are non-negative.",
+        "device-s: seconds on the run's device (training, evaluations, diagnostics), plus what the runs that "
+        "produced its cached stages spent on them.",
+    ]
+    return "\n".join(lines) + "\n\n" + "\n\n".join(notes) + "\n"

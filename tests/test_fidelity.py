@@ -1,0 +1,243 @@
+"""The fidelity harness (benchmarks/fidelity/) end to end against a tiny FAKE release, shaped like DTQL's.
+
+CI has no official code: the fake below has the release's module layout and the interface the DTQL adapter
+drives (`agents.dtql.DTQL`, `utils.data_sampler.Data_Sampler`), imports `gym` and `d4rl` as the releases do,
+and logs what it was given. The checks: both sides saw the same data, budget, hyperparameters and evaluation
+seeds, and `offdiff aggregate` reads the pair.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+
+from fidelity import curves, run  # noqa: E402
+from fidelity.adapters.eda import _fix_applied  # noqa: E402
+
+from offdiff.analysis.report import aggregate  # noqa: E402
+from offdiff.data.pipeline import prepare  # noqa: E402
+
+SOURCE = "toy:four_corners"
+
+FAKE_DTQL = '''
+import json, os
+import gym  # the releases import these; the harness stubs them (neither is installed here)
+import d4rl
+import numpy as np
+import torch
+
+def log(**row):
+    with open(os.environ["FAKE_RELEASE_LOG"], "a") as f:
+        f.write(json.dumps(row) + "\\n")
+
+class DTQL:
+    def __init__(self, device, state_dim, action_dim, action_space, discount, alpha, lr, lr_decay, lr_maxt,
+                 sigma_max, sigma_min, sigma_data, expectile, tau, gamma, repeats):
+        log(event="init", alpha=alpha, lr=lr, lr_decay=lr_decay, lr_maxt=lr_maxt, expectile=expectile, gamma=gamma,
+            repeats=repeats, max_action=float(action_space.high[0]), state_dim=state_dim, action_dim=action_dim)
+        self.bc_actor = torch.nn.Linear(state_dim, action_dim)
+        self.critic = torch.nn.Linear(state_dim + action_dim, 1)
+        self.critic_target = torch.nn.Linear(state_dim + action_dim, 1)
+        self.distill_actor = torch.nn.Linear(state_dim, action_dim)
+        self.opt = torch.optim.Adam(self.bc_actor.parameters(), lr=lr)
+
+    def _bc(self, replay_buffer, batch_size):
+        state, action, next_state, reward, not_done = replay_buffer.sample(batch_size)
+        loss = ((self.bc_actor(state) - action) ** 2).mean()
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        return loss
+
+    def pretrain(self, replay_buffer, batch_size=256, pretrain_steps=50000):
+        for _ in range(pretrain_steps):
+            self.bc_loss = self._bc(replay_buffer, batch_size)
+            log(event="pretrain", batch_size=batch_size)
+
+    def train(self, replay_buffer, batch_size=256):
+        loss = self._bc(replay_buffer, batch_size).item()
+        log(event="train", batch_size=batch_size)
+        return {"bc_loss": [loss], "ql_loss": [-2.0], "distill_loss": [0.5], "actor_loss": [1.0],
+                "critic_loss": [3.0], "gamma_loss": [0.0]}
+
+    def sample_action(self, state):
+        with torch.no_grad():
+            out = torch.tanh(self.distill_actor(torch.as_tensor(state, dtype=torch.float32)))
+        return (out + 0.1 * torch.randn_like(out)).clamp(-1, 1).numpy()
+'''
+
+FAKE_MAIN = '''
+import gym  # never run: the harness reads the table below without executing the script
+offline_hyperparameters = {
+    "toy-four_corners-v0": {"lr": 3e-4, "alpha": 1.0, "gamma": 0.0, "lr_decay": False, "num_epochs": 7,
+                            "batch_size": 256, "expectile": 0.7},
+    "other-task-v2": {"lr": 1.0},
+}
+'''
+
+FAKE_SAMPLER = '''
+import os
+import numpy as np
+import torch
+
+class Data_Sampler:
+    def __init__(self, data, device, reward_tune="no"):
+        np.savez(os.environ["FAKE_RELEASE_DATA"], reward_tune=reward_tune, **data)
+        self.state = torch.from_numpy(data["observations"]).float()
+        self.action = torch.from_numpy(data["actions"]).float()
+        self.next_state = torch.from_numpy(data["next_observations"]).float()
+        self.reward = torch.from_numpy(data["rewards"]).view(-1, 1).float()
+        self.not_done = 1.0 - torch.from_numpy(data["terminals"]).view(-1, 1).float()
+
+    def sample(self, batch_size):
+        ind = torch.randint(0, len(self.state), size=(batch_size,))
+        return self.state[ind], self.action[ind], self.next_state[ind], self.reward[ind], self.not_done[ind]
+'''
+
+
+@pytest.fixture
+def fake_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "fake_dtql"
+    for name, text in {"agents/__init__.py": "", "agents/dtql.py": FAKE_DTQL, "utils/__init__.py": "",
+                       "utils/data_sampler.py": FAKE_SAMPLER, "main.py": FAKE_MAIN}.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(textwrap.dedent(text))
+    monkeypatch.setenv("FAKE_RELEASE_LOG", str(tmp_path / "release.jsonl"))
+    monkeypatch.setenv("FAKE_RELEASE_DATA", str(tmp_path / "release_data.npz"))
+    return root
+
+
+def _argv(checkout: Path, runs: Path, *extra: str) -> list[str]:
+    return ["--release", "dtql", "--checkout", str(checkout), "--dataset", SOURCE, "--seed", "3", "--steps", "6",
+            "--eval-every", "3", "--eval-episodes", "3", "--eval-envs", "2", "--log-every", "2",
+            "--runs-dir", str(runs), "--quiet", *extra]
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_official_twin_sees_the_same_data_budget_and_eval_seeds(fake_release, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    rc = run.main(_argv(fake_release, runs, "--any-commit", "--set", "alpha=2.5", "--set", "reward_transform=normalize",
+                          "--also-offdiff"))
+    assert rc == 0
+    [official] = list((runs / "fidelity" / "dtql-official").glob("*/*/seed_3"))
+    [mine] = list((runs / "fidelity" / "dtql").glob("*/*/seed_3"))
+    assert official.relative_to(runs / "fidelity" / "dtql-official") == mine.relative_to(runs / "fidelity" / "dtql")
+    assert (official / "DONE").exists() and (mine / "DONE").exists()
+
+    # The same evaluations: stages, steps, env reset seeds, episodes.
+    evals = {side: _rows(path / "evals.jsonl") for side, path in (("official", official), ("mine", mine))}
+    assert [(r["stage"], r["step"], r["seeds"]) for r in evals["official"]] == \
+        [(r["stage"], r["step"], r["seeds"]) for r in evals["mine"]]
+    assert [r["step"] for r in evals["official"]] == [3, 6] and len(evals["official"][0]["seeds"]) == 3
+
+    # The same run description: config (the --set reached both), stages and budget, protocol, data, seeds.
+    manifests = {side: json.loads((path / "manifest.json").read_text()) for side, path in
+                 (("official", official), ("mine", mine))}
+    for key in ("config", "seed", "eval_seed", "protocol", "task", "dataset", "transforms"):
+        assert manifests["official"][key] == manifests["mine"][key], key
+    strip = [{k: s[k] for k in ("name", "steps", "batch_size", "evaluate")} for s in manifests["mine"]["stages"]]
+    assert [{k: s[k] for k in ("name", "steps", "batch_size", "evaluate")} for s in
+            manifests["official"]["stages"]] == strip
+    assert manifests["official"]["algorithm"] == "dtql-official"
+    assert manifests["official"]["release"]["path"] == str(fake_release.resolve())
+    assert manifests["official"]["release"]["commit"] is None  # not a git checkout (allowed by --any-commit)
+    # The release's own table for the task, against offdiff's preset (no preset for this toy: the defaults).
+    assert manifests["official"]["release"]["preset_check"] == {
+        "table": "main.py:offline_hyperparameters", "entries": ["toy-four_corners-v0"],
+        "differences": {"toy-four_corners-v0:num_epochs": {"field": "steps", "offdiff": 1_000_000, "release": 7000}}}
+
+    # The release got the budget and the hyperparameters of the offdiff config.
+    config = manifests["mine"]["config"]
+    log = _rows(tmp_path / "release.jsonl")
+    [init] = [r for r in log if r["event"] == "init"]
+    assert init["alpha"] == 2.5 == config["alpha"] and init["lr"] == config["lr"]
+    assert init["lr_maxt"] == config["steps"] == 6 and init["repeats"] == config["eval_candidates"]
+    assert init["max_action"] == 1.0
+    assert [r["event"] for r in log[1:]] == ["pretrain"] * 6 + ["train"] * 6
+    assert {r["batch_size"] for r in log[1:]} == {config["batch_size"]}
+
+    # The release got the offdiff source's transitions (actions in offdiff's [-1, 1]) with raw rewards, and
+    # processes them itself (reward_tune), while the offdiff run's buffer holds its own transform's rewards.
+    fed = np.load(tmp_path / "release_data.npz")
+    buffer = prepare(SOURCE).buffer
+    assert manifests["mine"]["transforms"]["reward"]["name"] == "normalize"
+    assert str(fed["reward_tune"]) == "normalize"
+    np.testing.assert_array_equal(fed["observations"], buffer.obs.numpy())
+    np.testing.assert_array_equal(fed["actions"], buffer.actions.numpy())
+    np.testing.assert_array_equal(fed["rewards"], buffer.rewards.numpy())
+    np.testing.assert_array_equal(fed["terminals"], 1.0 - buffer.not_done.numpy())
+
+    # Training curves, under offdiff's names where the quantity is the same.
+    metrics = _rows(official / "metrics.jsonl")
+    assert [(r["stage"], r["step"]) for r in metrics] == [("pretrain", s) for s in (2, 4, 6)] + \
+        [("main", s) for s in (2, 4, 6)]
+    assert metrics[-1]["q_policy"] == 2.0 and metrics[-1]["tr_loss"] == 0.5 and "bc_loss" in metrics[-1]
+    assert "nll" not in metrics[-1]  # gamma_nll = 0: the release does not compute it
+
+    # Nothing of the release stays importable after the run.
+    assert not {"gym", "d4rl", "agents", "utils", "agents.dtql"} & set(sys.modules)
+
+    # offdiff aggregate compares the two sides.
+    out = tmp_path / "agg"
+    aggregate(out, [runs / "fidelity"], reps=20)
+    lines = (out / "scores.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    algos = {row.split(",")[header.index("algorithm")] for row in lines[1:]}
+    assert algos == {"dtql", "dtql-official"}
+
+    # A finished twin is skipped; an unfinished one does not resume (the release's counters are not saved).
+    assert run.main(_argv(fake_release, runs, "--any-commit", "--set", "alpha=2.5", "--set",
+                          "reward_transform=normalize")) == 0
+    assert len(_rows(tmp_path / "release.jsonl")) == len(log)  # the release did not run again
+    (official / "DONE").unlink()
+    assert run.main(_argv(fake_release, runs, "--any-commit", "--set", "alpha=2.5", "--set",
+                          "reward_transform=normalize")) == 2
+    assert "does not resume from a checkpoint" in capsys.readouterr().err
+
+    # ... and the training curves of both sides, side by side.
+    assert curves.main([str(runs / "fidelity"), "--out", str(out / "curves")]) == 0
+    assert {p.name for p in (out / "curves").iterdir()} == {f"training_curves_dtql_toy-four_corners.{x}"
+                                                            for x in ("png", "pdf")}
+
+
+def test_bad_input_is_one_line_and_writes_nothing(fake_release, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert run.main(_argv(fake_release, runs)) == 2  # not the pinned commit (not a git checkout at all)
+    assert "pinned to commit 9a29cea" in capsys.readouterr().err
+    assert run.main(_argv(fake_release, runs, "--any-commit", "--set", "critic_lr=0.001")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("offdiff: error: the dtql release cannot follow") and "critic_lr=0.001" in err
+    assert len(err.strip().splitlines()) == 1
+    argv = _argv(fake_release, runs, "--any-commit", "--task", "hopper-medium", "--device", "cpu")
+    assert run.main(["--release", "eda", *argv[2:]]) == 2
+    assert "hard-codes CUDA" in capsys.readouterr().err
+    assert not runs.exists()
+
+
+def test_eda_fix_is_detected():
+    released = """
+        def update_policy(self):
+            with torch.no_grad():
+                baseline = f(x)
+                xt_model_energy = g(x) - baseline
+            return xt_model_energy
+    """
+    fixed = """
+        def update_policy(self):
+            with torch.no_grad():
+                baseline = f(x)
+            xt_model_energy = g(x) - baseline
+            return xt_model_energy
+    """
+    assert not _fix_applied(textwrap.indent(textwrap.dedent(released), "    "))
+    assert _fix_applied(textwrap.indent(textwrap.dedent(fixed), "    "))
