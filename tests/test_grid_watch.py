@@ -14,6 +14,7 @@ import pytest
 
 from offdiff.cli import main
 from offdiff.harness.grid import expand, load_grid
+from offdiff.harness.record import write_outcome
 from offdiff.progress import Progress
 from offdiff.train.run_dir import atomic_write_json
 
@@ -73,6 +74,7 @@ def _fake_running_run(tmp_path: Path, grid: Path, job: str, executor: str = "loc
     atomic_write_json(runs / "g" / "_harness" / "submissions.json", {"submissions": [{
         "at": "2026-01-01T00:00:00", "executor": executor, "profile": "p.yaml", "logs": str(logs),
         "jobs": [{"id": job, "phase": "train", "runs": [cell.key], "after": []}]}]})
+    write_outcome(runs / "g" / "_harness", job, cell.key, "started")  # the job has begun this run
     return runs
 
 

@@ -106,4 +106,4 @@ def test_quickstart_always_runs_the_quickstart_grid(tmp_path):
         "grid submit benchmarks/grids/quickstart.yaml --profile slurm/profiles/local.yaml --runs-dir runs --dry-run",
         "aggregate runs/quickstart --out results/quickstart",
     ]
-    assert "| toy/four_corners |" in done.stdout  # the committed table, printed
+    assert "| toy-four_corners |" in done.stdout  # the committed table, printed

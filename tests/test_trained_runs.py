@@ -65,7 +65,8 @@ def test_eval_video_of_a_mujoco_run(tmp_path, capsys, tiny_hopper_minari, monkey
     monkeypatch.delenv("MUJOCO_GL", raising=False)
     code = main(["train", "--algo", "dql", "--dataset", tiny_hopper_minari, "--runs-dir", str(tmp_path / "runs"),
                  "--steps", "20", "--eval-episodes", "2", "--eval-envs", "2", "--device", "cpu", "--quiet",
-                 "--set", "hidden=32", "--set", "eval_candidates=4", "--keep", "final"])
+                 "--set", "hidden=32", "--set", "eval_candidates=4", "--keep", "final", "--task", "none",
+                 "--ref-scores", "0,1000"])
     assert code == 0, capsys.readouterr().err
     (run,) = (tmp_path / "runs").glob("**/seed_0")
     video = tmp_path / "hopper.gif"

@@ -156,7 +156,8 @@ def load_run(path: str | Path, device: str = "auto") -> TrainedRun:
     cls = get_algorithm(manifest["algorithm"])
     config = apply_overrides(cls.Config(), manifest["config"], origin=str(run.manifest))
     dataset = manifest["dataset"]
-    spec = EnvSpec(dataset["obs_dim"], dataset["act_dim"], dataset["dataset_id"], dataset["task"])
+    task = manifest.get("task", {}).get("task", dataset["task"])  # the task the run trained for (its preset's)
+    spec = EnvSpec(dataset["obs_dim"], dataset["act_dim"], dataset["dataset_id"], task)
     target = resolve_device(device)
     algorithm = cls(config, spec, target, torch.Generator(device=target).manual_seed(manifest["seed"]))
     state, position = load_weights(run)
