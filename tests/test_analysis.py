@@ -314,7 +314,7 @@ def test_collects_a_real_run_folder(tmp_path):
 def test_committed_results_regenerate_from_their_csv(name, tmp_path):
     """results/<name>/ is what `aggregate --from-csv` makes of its scores.csv (text outputs to the byte)."""
     committed = Path(__file__).resolve().parents[1] / "results" / name
-    for keep in ("scores.csv", "ABOUT.md"):
+    for keep in ("scores.csv", "diagnostics.csv", "ABOUT.md"):
         if (committed / keep).is_file():
             (tmp_path / keep).write_bytes((committed / keep).read_bytes())
     aggregate(tmp_path, from_csv=tmp_path / "scores.csv")  # the defaults the committed files were made with
