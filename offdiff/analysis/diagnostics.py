@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ import pandas as pd
 
 from offdiff.analysis.collect import BadRun
 from offdiff.analysis.layout import Presentation
-from offdiff.analysis.scores import _text
+from offdiff.analysis.scores import _text, parse_cell
 from offdiff.analysis.tables import md_escape
 from offdiff.errors import OffdiffError
 
@@ -119,23 +118,9 @@ def _parse(column: str, cell: str, where: str) -> Any:
         if column in REQUIRED:
             raise OffdiffError(f"{where}: empty {column}")
         return None
-    try:
-        if column in INTS:
-            return int(cell)
-        if column in FLOATS:
-            value = float(cell)
-            if not math.isfinite(value):
-                raise ValueError
-            return value
-    except ValueError:
-        raise OffdiffError(f"{where}: {column}={cell!r} is not a finite number") from None
-    if column in ("done", "cached"):
-        if cell not in ("true", "false"):
-            raise OffdiffError(f"{where}: {column}={cell!r} is not true/false")
-        return cell == "true"
     if column == "kind" and cell not in KINDS:
         raise OffdiffError(f"{where}: kind={cell!r} is not one of {', '.join(KINDS)}")
-    return cell
+    return parse_cell(column, cell, where, INTS, FLOATS, ("done", "cached"))
 
 
 def parse_csv(data: bytes, name: str) -> pd.DataFrame:

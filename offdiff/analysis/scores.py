@@ -12,7 +12,7 @@ import csv
 import dataclasses
 import io
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,26 +56,32 @@ def to_csv_bytes(rows: Iterable[dict[str, Any]]) -> bytes:
     return buffer.getvalue().encode()
 
 
-def _parse(column: str, cell: str, where: str) -> Any:
-    if cell == "":
-        if column in OPTIONAL:
-            return None
-        raise OffdiffError(f"{where}: empty {column}")
+def parse_cell(column: str, cell: str, where: str, ints: Collection[str], floats: Collection[str],
+               bools: Collection[str]) -> Any:
+    """A non-empty CSV cell as its column's type (int, finite float, true/false, else text); else one clear error."""
     try:
-        if column in INTS:
+        if column in ints:
             return int(cell)
-        if column in FLOATS:
+        if column in floats:
             value = float(cell)
             if not math.isfinite(value):
                 raise ValueError
             return value
     except ValueError:
         raise OffdiffError(f"{where}: {column}={cell!r} is not a finite number") from None
-    if column in BOOLS:
+    if column in bools:
         if cell not in ("true", "false"):
             raise OffdiffError(f"{where}: {column}={cell!r} is not true/false")
         return cell == "true"
     return cell
+
+
+def _parse(column: str, cell: str, where: str) -> Any:
+    if cell == "":
+        if column in OPTIONAL:
+            return None
+        raise OffdiffError(f"{where}: empty {column}")
+    return parse_cell(column, cell, where, INTS, FLOATS, BOOLS)
 
 
 def read_scores(path: Path) -> pd.DataFrame:
