@@ -94,10 +94,12 @@ def _data(args: argparse.Namespace) -> int:
         if args.json:
             print("\n".join(json.dumps(row, default=str) for row in rows))
         elif not rows:
-            print("no local Minari datasets (MINARI_DATASETS_PATH); built-in: toy:<name>, see `offdiff data info`")
+            print("no local datasets (MINARI_DATASETS_PATH, OFFDIFF_D4RL_PATH); built-in: toy:<name>, see "
+                  "`offdiff data info`")
         else:
             print(table(["dataset", "eval env", "episodes", "steps", "MB", "reference scores"],
-                        [[r["id"], r["env"] or "-", r["episodes"], r["steps"], r["size_mb"], _ref(r["ref_scores"])]
+                        [[r["id"], r["env"] or "-", "-" if r["episodes"] is None else r["episodes"], r["steps"],
+                          r["size_mb"], _ref(r["ref_scores"])]
                          for r in rows]))
     elif args.data_command == "info":
         info = sources.describe(args.source, args.eval_env)

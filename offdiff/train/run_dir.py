@@ -143,6 +143,14 @@ class RunInUse(OffdiffError):
     """Another live process holds the run's lock."""
 
 
+def _json_object(path: Path) -> Any:
+    """The JSON in `path`, or the exception that reading it raised (the caller names the damaged file)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return exc
+
+
 class RunDir:
     """The folder of one run (algorithm, resolved config, dataset, seed)."""
 
@@ -163,10 +171,7 @@ class RunDir:
 
     def done_summary(self) -> dict[str, Any]:
         """The summary in DONE; a damaged DONE is a clear error (it is written atomically, so only damage makes one)."""
-        try:
-            summary = json.loads(self.done_marker.read_text())
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            summary = exc
+        summary = _json_object(self.done_marker)
         if not isinstance(summary, dict):
             raise OffdiffError(f"DONE marker {self.done_marker} is corrupt ({summary}); move it away to finish the run "
                                "again from its checkpoint") from None
@@ -174,10 +179,7 @@ class RunDir:
 
     def check_manifest(self, expected: dict[str, Any], keys: Iterable[str]) -> None:
         """The run's manifest.json is readable and names this run (`keys` of `expected`); else a clear error."""
-        try:
-            found = json.loads(self.manifest.read_text())
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            found = exc
+        found = _json_object(self.manifest)
         if not isinstance(found, dict):
             raise OffdiffError(f"manifest {self.manifest} is corrupt ({found}); move the run folder away to start it "
                                "again")
