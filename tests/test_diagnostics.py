@@ -101,6 +101,10 @@ def test_compute_is_recorded_per_stage(runs):
     assert compute["stages"]["behavior"]["diagnostics_s"] > 0 and compute["stages"]["align"]["eval_s"] > 0
     assert compute["stages"]["behavior"]["eval_s"] == 0  # the behaviour stage is not evaluated on the schedule
     assert compute["run_device_s"] == pytest.approx(sum(s["device_s"] for s in compute["stages"].values()), abs=2e-3)
+    # The acting throughput of the latest evaluation, where a stage was evaluated (the alignment only): more
+    # actions per second than the whole evaluation's (environments included) could give.
+    align = compute["stages"]["align"]
+    assert align["eval_actions_per_s"] > 0 and "eval_actions_per_s" not in compute["stages"]["behavior"]
 
 
 class Killed(Exception):
@@ -164,11 +168,22 @@ def test_aggregate_writes_the_diagnostics_and_regenerates_them_from_the_csv(runs
     eda = json.loads(_folder(runs, "eda").done_marker.read_text())
     assert rows["EDA"][6] == f"{eda['gain_over_diagnostic']['behavior']:.1f} ± 0.0"
     assert "diagnostics.csv" in (out / "README.md").read_text()
+    assert "compute.md" not in result.files  # no task common to all three: no aggregate to set against compute
     again = tmp_path / "again"
     aggregate(again, from_csv=out / "scores.csv", reps=20, seed=0)
     for name in result.files:
         if name != "provenance.json":
             assert (again / name).read_bytes() == (out / name).read_bytes(), name
+
+
+def test_aggregate_sets_the_iqm_against_the_runs_compute(runs, tmp_path):
+    result = aggregate(tmp_path / "out", runs=[runs / "train" / "eda"], reps=20, seed=0)
+    assert {"compute.md", "score_vs_compute.png", "score_vs_compute.pdf"} <= set(result.files)
+    row = next(line.split(" | ") for line in (tmp_path / "out" / "compute.md").read_text().splitlines()
+               if line.startswith("| EDA"))
+    compute = json.loads(_folder(runs, "eda").done_marker.read_text())["compute"]
+    assert row[4] == f"{compute['run_device_s']:.0f}"
+    assert row[5].rstrip(" |") == f"{compute['stages']['align']['eval_actions_per_s']:.0f}"
 
 
 def test_runs_without_diagnostics_aggregate_as_before(runs, tmp_path):
@@ -183,7 +198,7 @@ def test_runs_without_diagnostics_aggregate_as_before(runs, tmp_path):
         del summary["compute"]
         run.write_text(json.dumps(summary))
     result = aggregate(tmp_path / "out", runs=[old], reps=20, seed=0)
-    assert not {"diagnostics.csv", "diagnostics.md"} & set(result.files)
+    assert not {"diagnostics.csv", "diagnostics.md", "compute.md", "score_vs_compute.png"} & set(result.files)
     assert "diagnostics" not in (tmp_path / "out" / "README.md").read_text()
 
 
@@ -267,3 +282,13 @@ def test_q_calibration_on_episodes_that_terminate_or_time_out(d4rl_hdf5_file, tm
     data = json.loads(run.manifest.read_text())["data_returns"]
     assert (data["episodes"], data["terminal_episodes"]) == (5, 2)
     assert data["mean_return"] == pytest.approx(rewards.sum() / 5, rel=1e-6)
+
+
+def test_timed_act_counts_the_rows_it_answered_and_its_own_seconds():
+    from offdiff.eval import TimedAct
+
+    timed = TimedAct(lambda obs: obs * 2)
+    out = timed(torch.ones(3, 2))
+    timed(torch.ones(5, 2))
+    assert out.device.type == "cpu" and torch.equal(out, torch.full((3, 2), 2.0))
+    assert timed.rows == 8 and timed.seconds > 0 and timed.actions_per_s == pytest.approx(8 / timed.seconds)

@@ -29,11 +29,12 @@ from offdiff.errors import OffdiffError
 RUN = ("algorithm", "algo", "dataset", "task", "seed", "done", "run_dir")
 COLUMNS = (*RUN, "kind", "stage", "stage_index", "step", "policy", "normalized", "normalized_std", "return",
            "episodes", "transitions", "discount", "mean_q", "mean_return", "correlation", "terminal_fraction",
-           "device", "device_s", "cached", "cached_device_s")
+           "device", "device_s", "cached", "cached_device_s", "actions_per_s")
 INTS = ("seed", "stage_index", "step", "episodes", "transitions")
 FLOATS = ("normalized", "normalized_std", "return", "discount", "mean_q", "mean_return", "correlation",
-          "terminal_fraction", "device_s", "cached_device_s")
+          "terminal_fraction", "device_s", "cached_device_s", "actions_per_s")
 REQUIRED = (*RUN, "kind")
+ADDED = ("actions_per_s",)  # the last columns, absent from CSVs written before them
 KINDS = ("policy", "q_calibration", "data", "compute")
 
 
@@ -82,7 +83,8 @@ def run_rows(path: Path, base: dict[str, Any]) -> list[dict[str, Any]]:
             rows.append({**base, "kind": "compute", "stage": stage,
                          "stage_index": order.index(stage) if stage in order else None,
                          "device": compute.get("device"), "device_s": entry.get("device_s"),
-                         "cached": bool(entry.get("cached", False)), "cached_device_s": entry.get("producer_device_s")})
+                         "cached": bool(entry.get("cached", False)), "cached_device_s": entry.get("producer_device_s"),
+                         "actions_per_s": entry.get("eval_actions_per_s")})
     return rows
 
 
@@ -129,7 +131,7 @@ def parse_csv(data: bytes, name: str) -> pd.DataFrame:
         header, *lines = list(csv.reader(io.StringIO(data.decode()))) or [[]]
     except (UnicodeDecodeError, csv.Error) as exc:
         raise OffdiffError(f"cannot read diagnostics CSV {name}: {exc}") from None
-    if header != list(COLUMNS):
+    if header not in (list(COLUMNS), list(COLUMNS[:-len(ADDED)])):
         raise OffdiffError(f"{name} is not an offdiff diagnostics CSV (expected the columns {','.join(COLUMNS)})")
     records = []
     for number, cells in enumerate(lines, start=2):
@@ -150,7 +152,7 @@ def _mean(values: list[float | None], digits: int) -> str:
     return f"{np.mean(known):.{digits}f}" if known else "—"
 
 
-def _run_device_s(rows: pd.DataFrame) -> float | None:
+def run_device_s(rows: pd.DataFrame) -> float | None:
     """This run's device-seconds plus those of the producers of its cached stages (None: one is unknown)."""
     cached = rows.cached.map(lambda value: value is True)
     if rows.empty or rows.device_s.isna().any() or rows.cached_device_s[cached].isna().any():
@@ -176,7 +178,7 @@ def table(frame: pd.DataFrame, diagnostics: pd.DataFrame, present: Presentation)
             final = [float(heads[r]) for r in runs]
             data = mine[mine.kind == "data"].normalized.tolist()
             calibration = mine[mine.kind == "q_calibration"].sort_values("stage_index").groupby("run_dir").last()
-            compute = [_run_device_s(mine[(mine.kind == "compute") & (mine.run_dir == r)]) for r in runs]
+            compute = [run_device_s(mine[(mine.kind == "compute") & (mine.run_dir == r)]) for r in runs]
             tail = [_mean(data, 1), _mean(calibration.mean_q.tolist(), 2), _mean(calibration.mean_return.tolist(), 2),
                     _mean(calibration.correlation.tolist(), 2),
                     _mean(compute if None not in compute else [], 0)]

@@ -18,9 +18,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 import offdiff
+from offdiff.analysis import compute, plots, published, stats, tables
 from offdiff.analysis import diagnostics as diagnostics_module
 from offdiff.analysis import layout as layout_module
-from offdiff.analysis import plots, published, stats, tables
 from offdiff.analysis.collect import collect
 from offdiff.analysis.layout import Layout, Presentation
 from offdiff.analysis.published import papers
@@ -56,6 +56,7 @@ DESCRIPTIONS = {
     "scores_summary.csv": "both per-task tables (view final: headline, best: best over training), as a CSV",
     "diagnostics.csv": "stage diagnostics of every run: diagnostic policies, Q calibration, data average, compute",
     "diagnostics.md": "final score beside the behaviour model's, gain, data average, Q calibration, device-s",
+    "compute.md": "IQM beside device-seconds per run and the final policy's actions/s (score against compute)",
     "aggregates.md": "IQM, mean, median, optimality gap with 95% stratified-bootstrap CIs",
     "aggregates.tex": "the same, LaTeX",
     "aggregates.csv": "the same, as a CSV",
@@ -66,6 +67,8 @@ DESCRIPTIONS = {
     "published.tex": "the same, LaTeX",
     "published.csv": "the same, as a CSV",
     **{f"{name}.{ext}": text for name, text in FIGURES.items() for ext in ("png", "pdf")},
+    **{f"score_vs_compute.{ext}": "IQM against device-time per run and against the final policy's actions/s, "
+                                  "Pareto front (with diagnostics)" for ext in ("png", "pdf")},
     "layout.yaml": "the names, order and options these files were made with (--layout)",
     "provenance.json": "offdiff version, git commit, command, runs collected, runs skipped",
 }
@@ -265,6 +268,11 @@ def derive(frame: pd.DataFrame, reps: int, seed: int, about: str = "", layout: L
         parsed = diagnostics_module.parse_csv(diagnostics, "diagnostics.csv")
         files["diagnostics.csv"] = diagnostics
         files["diagnostics.md"] = diagnostics_module.table(frame, parsed, a.present).encode()
+        found, unknown = compute.points(frame, parsed, a.estimates, a.common, a.present)
+        if found:
+            files["compute.md"] = compute.table(found, unknown).encode()
+            for ext, data in plots.render(lambda: compute.figure(found, a.present)).items():
+                files[f"score_vs_compute.{ext}"] = data
     for name, build in figures(a).items():
         for ext, data in plots.render(build).items():
             files[f"{name}.{ext}"] = data

@@ -1,5 +1,5 @@
 """Policy evaluation through gymnasium vector envs."""
 
-from offdiff.eval.evaluate import EpisodeResult, evaluate, evaluation_row
+from offdiff.eval.evaluate import EpisodeResult, TimedAct, evaluate, evaluation_row
 
-__all__ = ["EpisodeResult", "evaluate", "evaluation_row"]
+__all__ = ["EpisodeResult", "TimedAct", "evaluate", "evaluation_row"]

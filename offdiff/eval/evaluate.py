@@ -7,6 +7,7 @@ stepped until its own list is done. One batched `act` call serves all running en
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -79,6 +80,25 @@ def evaluate(
         return sorted(results, key=lambda r: r.episode)
     finally:
         envs.close()
+
+
+class TimedAct:
+    """`act` with a count of the rows it answered and the seconds it took (results copied to the host, so a
+    device's queued work is inside the time): the policy's acting throughput, environments excluded."""
+
+    def __init__(self, act: ActFn):
+        self.act, self.rows, self.seconds = act, 0, 0.0
+
+    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
+        start = time.perf_counter()
+        actions = self.act(obs).cpu()
+        self.seconds += time.perf_counter() - start
+        self.rows += len(obs)
+        return actions
+
+    @property
+    def actions_per_s(self) -> float:
+        return self.rows / max(self.seconds, 1e-9)
 
 
 def evaluation_row(act: ActFn, data: PreparedData, *, episodes: int, num_envs: int, seed: int,

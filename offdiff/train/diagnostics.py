@@ -135,6 +135,10 @@ class ComputeLedger:
         self._entry(stage)["train_s"] += now - self._mark - self._other
         self._mark, self._other = now, 0.0
 
+    def acted(self, stage: str, actions_per_s: float) -> None:
+        """The policy's acting throughput at `stage`'s latest evaluation (`TimedAct`)."""
+        self._entry(stage)["eval_actions_per_s"] = actions_per_s
+
     def reused(self, stage: str, produced: dict[str, Any] | None) -> None:
         """`stage` came from the cache; `produced`: its producer's entry (None: an artifact older than this)."""
         entry = self._entry(stage)
@@ -152,8 +156,11 @@ class ComputeLedger:
 
     def summary(self) -> dict[str, Any]:
         """Per stage: this run's seconds by kind and `device_s` (their sum), and for a stage from the cache what
-        its producer spent; the run's total, and the total with the cached stages' producers (None: unknown)."""
+        its producer spent, and the actions/s of its latest evaluation; the run's total, and the total with the
+        cached stages' producers (None: unknown)."""
         stages = {name: {**{k: round(entry[k], 3) for k in KINDS}, "device_s": round(sum(entry[k] for k in KINDS), 3),
+                         **({"eval_actions_per_s": round(entry["eval_actions_per_s"], 1)}
+                            if "eval_actions_per_s" in entry else {}),
                          **({"cached": True, "producer_device_s": entry["producer_device_s"]}
                             if entry.get("cached") else {})}
                   for name, entry in self.stages.items()}

@@ -29,7 +29,7 @@ from offdiff.data.scores import RefScores
 from offdiff.data.sources import DatasetInfo, resolve
 from offdiff.data.tasks import NO_TASK
 from offdiff.errors import OffdiffError
-from offdiff.eval import evaluation_row
+from offdiff.eval import TimedAct, evaluation_row
 from offdiff.progress import Progress
 from offdiff.provenance import describe_device, provenance
 from offdiff.registry import get_algorithm, plugins
@@ -376,10 +376,11 @@ class Trainer:
 
     def _evaluate(self, index: int, stage: Stage, step: int) -> dict[str, Any]:
         generator = torch.Generator(device=self.device).manual_seed(derive_seed(self.eval_seed, f"{index}:{step}"))
+        act = TimedAct(lambda obs: self.algo.act(obs, generator=generator))
         with self.compute.timing(stage.name, "eval_s"):
-            row = evaluation_row(lambda obs: self.algo.act(obs, generator=generator), self.data,
-                                 episodes=self.p.protocol.eval_episodes, num_envs=self.p.protocol.eval_envs,
-                                 seed=self.eval_seed, device=self.device)
+            row = evaluation_row(act, self.data, episodes=self.p.protocol.eval_episodes,
+                                 num_envs=self.p.protocol.eval_envs, seed=self.eval_seed, device=self.device)
+        self.compute.acted(stage.name, act.actions_per_s)
         row = {"stage": stage.name, "stage_index": index, "step": step, **row}
         self.run.append(self.run.evals, row)
         self.tracker.log("evals", row)
