@@ -1,0 +1,110 @@
+"""Write a compute-matched grid: every algorithm of a template grid gets the same training wall-clock per run,
+its stages split in its papers' proportions, at the seconds per step its stages take on this machine.
+
+    python benchmarks/compute_matched.py benchmarks/grids/local-suite.yaml --seconds 600 \\
+        --out benchmarks/grids/local-suite-compute-matched.yaml
+
+Rules (printed as they apply):
+- The papers' proportions are the plugin's default budgets (`offdiff algos NAME`): e.g. EDA 1M behaviour,
+  1.5M critic, 200k alignment steps. Stage S is set by the budget key `S_steps`, else `steps`.
+- Seconds per step are measured, not assumed: each algorithm entry trains `--calibrate` steps per stage on the
+  grid's first dataset with the entry's overrides (one CPU thread, as the local profile runs), and its
+  training seconds per stage (DONE's compute, evaluations and diagnostics excluded) over those steps give the
+  rate. A stage's steps are then round(f x default), with f chosen so the stages' training seconds add up
+  to `--seconds`.
+- The grid's other keys (datasets, seeds, protocol but `steps`) are kept; the name gains `-compute-matched`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from offdiff.config import budget_fields
+from offdiff.errors import OffdiffError
+from offdiff.registry import get_algorithm
+
+
+def stage_keys(algo: str, stages: list[str]) -> dict[str, str]:
+    """The budget key of each stage: `<stage>_steps`, else `steps`."""
+    budgets = budget_fields(get_algorithm(algo).Config)
+    keys = {}
+    for stage in stages:
+        key = f"{stage}_steps" if f"{stage}_steps" in budgets else "steps"
+        if key not in budgets:
+            raise OffdiffError(f"{algo}: no budget key for stage {stage!r} (its budget keys: {', '.join(budgets)})")
+        keys[stage] = key
+    return keys
+
+
+def _source(entry: Any) -> str:
+    return entry["source"] if isinstance(entry, dict) else entry
+
+
+def calibrate(algo: str, overrides: dict[str, Any], source: str, steps: int, root: Path) -> dict[str, float]:
+    """Training seconds per step of each stage of a short run of `algo` with `overrides` on `source`."""
+    command = [sys.executable, "-c", "import sys; from offdiff.cli import main; sys.exit(main())", "train", "--algo", algo, "--dataset", source, "--steps", str(steps),
+               "--eval-episodes", "1", "--eval-every", str(10 * steps), "--device", "cpu", "--no-compile", "--quiet",
+               "--runs-dir", str(root)]
+    for key, value in overrides.items():
+        if key not in budget_fields(get_algorithm(algo).Config):
+            command += ["--set", f"{key}={value}"]
+    subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL)
+    done = next((root / "train" / algo).rglob("DONE"))
+    summary = json.loads(done.read_text())
+    order = [s["name"] for s in json.loads((done.parent / "manifest.json").read_text())["stages"]]
+    return {stage: summary["compute"]["stages"][stage]["train_s"] / summary["steps"][stage] for stage in order}
+
+
+def matched(algo: str, rates: dict[str, float], seconds: float) -> dict[str, int]:
+    """Stage budgets in the plugin's default proportions whose training seconds add up to `seconds`."""
+    defaults = get_algorithm(algo).Config()
+    keys = stage_keys(algo, list(rates))
+    paper = {stage: getattr(defaults, keys[stage]) for stage in rates}
+    fraction = seconds / sum(paper[s] * rates[s] for s in rates)
+    return {keys[s]: max(1, round(fraction * paper[s])) for s in rates}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("template", type=Path, help="a grid whose algorithms, datasets and seeds to keep")
+    parser.add_argument("--seconds", type=float, required=True, help="training wall-clock per run, seconds")
+    parser.add_argument("--calibrate", type=int, default=100, help="steps per stage of each calibration run")
+    parser.add_argument("--out", type=Path, required=True, help="the compute-matched grid to write")
+    args = parser.parse_args(argv)
+    grid = yaml.safe_load(args.template.read_text())
+    source = _source(grid["datasets"][0])
+    entries = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, entry in enumerate(grid["algorithms"]):
+            entry = {"name": entry, "algo": entry} if isinstance(entry, str) else dict(entry)
+            overrides = dict(entry.get("overrides", {}))
+            rates = calibrate(entry["algo"], overrides, source, args.calibrate, Path(tmp) / str(i))
+            budgets = matched(entry["algo"], rates, args.seconds)
+            print(f"{entry['name']}: seconds/step " + ", ".join(f"{s} {r * 1e3:.1f} ms" for s, r in rates.items())
+                  + " -> " + ", ".join(f"{k}={v}" for k, v in budgets.items()), file=sys.stderr)
+            entry["overrides"] = {**overrides, **budgets}
+            entries.append(entry)
+    protocol = {k: v for k, v in grid.get("protocol", {}).items() if k != "steps"}
+    out = {**grid, "name": f"{grid['name']}-compute-matched", "algorithms": entries, "protocol": protocol}
+    header = (f"# Compute-matched version of {args.template.name}: {args.seconds:g} s of training per run, stages in\n"
+              f"# the papers' proportions, rates measured on {source} ({args.calibrate} steps per stage, 1 thread).\n"
+              f"# Written by: python benchmarks/compute_matched.py {args.template} --seconds {args.seconds:g}"
+              f" --out {args.out}\n")
+    args.out.write_text(header + yaml.safe_dump(out, sort_keys=False, width=120))
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except OffdiffError as exc:
+        sys.exit(f"compute_matched: error: {exc}")
