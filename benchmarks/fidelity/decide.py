@@ -1,0 +1,136 @@
+"""Can the comparison decide? offdiff against each official twin, per dataset, by the issue's rule.
+
+    python benchmarks/fidelity/decide.py results/fidelity/scores.csv [--last 1] [--out results/fidelity/decision.md]
+
+For each dataset and each pair `<algo>` / `<algo>-official` in an `offdiff aggregate` scores CSV, over the
+finished runs: the mean score of each side (per run, the mean of its last `--last` evaluations), the ratio of
+means offdiff / official, and the 95% percentile-bootstrap CI of the difference of means (seeds resampled
+within each side). The comparison **decides** when that CI is narrower than ±15% of the official mean; then
+offdiff **matches** when the ratio is >= 0.9 and the CI contains 0. Where it does not decide, the seeds per side
+it would take, at the seeds' spread seen so far, are estimated from the CI's half-width (it shrinks as
+1/sqrt(seeds)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from offdiff.analysis.scores import read_scores
+from offdiff.errors import OffdiffError
+
+TOLERANCE = 0.15  # the CI of the difference must lie within ±15% of the official mean
+RATIO = 0.9
+OFFICIAL = "-official"
+
+
+@dataclass(frozen=True)
+class Pair:
+    dataset: str
+    algorithm: str
+    ours: np.ndarray
+    theirs: np.ndarray
+    low: float
+    high: float
+
+    @property
+    def ratio(self) -> float:
+        return float(self.ours.mean() / self.theirs.mean()) if self.theirs.mean() else math.nan
+
+    @property
+    def target(self) -> float:
+        return TOLERANCE * abs(float(self.theirs.mean()))
+
+    @property
+    def decides(self) -> bool:
+        return (self.high - self.low) / 2 < self.target
+
+    @property
+    def matches(self) -> bool:
+        return self.ratio >= RATIO and self.low <= 0 <= self.high
+
+    @property
+    def seeds_needed(self) -> int:
+        """Seeds per side for a CI half-width below the target, at the spread seen (rounded up)."""
+        n = min(len(self.ours), len(self.theirs))
+        half = (self.high - self.low) / 2
+        return max(n, math.ceil(n * (half / self.target) ** 2)) if self.target else 0
+
+
+def difference_ci(ours: np.ndarray, theirs: np.ndarray, reps: int, seed: int) -> tuple[float, float]:
+    """95% percentile-bootstrap CI of mean(ours) - mean(theirs), each side resampled on its own."""
+    rng = np.random.default_rng(seed)
+    a = ours[rng.integers(0, len(ours), (reps, len(ours)))].mean(axis=1)
+    b = theirs[rng.integers(0, len(theirs), (reps, len(theirs)))].mean(axis=1)
+    low, high = np.percentile(a - b, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def run_scores(frame: pd.DataFrame, last: int) -> pd.DataFrame:
+    """Per finished run (algorithm, dataset, seed): the mean of its last `last` evaluations of its last stage."""
+    done = frame[frame.done & frame.normalized.notna()]
+    final_stage = done.groupby("run_dir").stage_index.transform("max")
+    tail = done[done.stage_index == final_stage].sort_values("step").groupby("run_dir").tail(last)
+    return tail.groupby(["algorithm", "dataset", "seed"], as_index=False).normalized.mean()
+
+
+def pairs(frame: pd.DataFrame, last: int, reps: int = 10000, seed: int = 0) -> list[Pair]:
+    scores = run_scores(frame, last)
+    out = []
+    for (dataset, algorithm), rows in scores.groupby(["dataset", "algorithm"]):
+        if algorithm.endswith(OFFICIAL):
+            continue
+        twin = scores[(scores.dataset == dataset) & (scores.algorithm == algorithm + OFFICIAL)]
+        if twin.empty:
+            continue
+        ours, theirs = rows.normalized.to_numpy(float), twin.normalized.to_numpy(float)
+        out.append(Pair(dataset, algorithm, ours, theirs, *difference_ci(ours, theirs, reps, seed)))
+    if not out:
+        raise OffdiffError("no pair <algo> / <algo>-official with finished runs on one dataset in the CSV")
+    return out
+
+
+def table(found: list[Pair], last: int) -> str:
+    lines = ["| dataset | algorithm | seeds (offdiff / official) | offdiff | official | ratio | 95% CI of the "
+             "difference | ±15% of official | decides | matches | seeds to decide |",
+             "|:---|:---|---:|---:|---:|---:|---:|---:|:---|:---|---:|"]
+    for p in found:
+        cells = [p.dataset, p.algorithm, f"{len(p.ours)} / {len(p.theirs)}",
+                 f"{p.ours.mean():.1f} ± {p.ours.std():.1f}", f"{p.theirs.mean():.1f} ± {p.theirs.std():.1f}",
+                 f"{p.ratio:.2f}", f"[{p.low:+.1f}, {p.high:+.1f}]", f"±{p.target:.1f}",
+                 "yes" if p.decides else "no", ("yes" if p.matches else "no") if p.decides else "—",
+                 "—" if p.decides else str(p.seeds_needed)]
+        lines.append("| " + " | ".join(cells) + " |")
+    what = "the last evaluation" if last == 1 else f"the mean of the last {last} evaluations"
+    note = (f"Per run: {what} (normalized). Scores: mean ± std over seeds. The comparison decides when the 95% "
+            f"bootstrap CI of the difference of means (offdiff − official) is narrower than ±15% of the official "
+            f"mean; offdiff matches when, besides, the ratio of means is ≥ {RATIO} and the CI contains 0. Seeds to "
+            f"decide: per side, at the spread seen so far (the CI narrows as 1/√seeds).")
+    return "\n".join(lines) + "\n\n" + note + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("scores", type=Path, help="an `offdiff aggregate` scores.csv holding both sides")
+    parser.add_argument("--last", type=int, default=1, help="evaluations averaged per run (default: the last)")
+    parser.add_argument("--out", type=Path, help="write the table here (Markdown) as well as printing it")
+    args = parser.parse_args(argv)
+    if args.last < 1:
+        raise OffdiffError(f"--last must be at least 1, got {args.last}")
+    text = table(pairs(read_scores(args.scores), args.last), args.last)
+    print(text, end="")
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except OffdiffError as exc:
+        sys.exit(f"decide: error: {exc}")

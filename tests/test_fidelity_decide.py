@@ -1,0 +1,68 @@
+"""benchmarks/fidelity/decide.py: whether an offdiff / official comparison can decide, by the issue's rule."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from offdiff.errors import OffdiffError
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("decide", ROOT / "benchmarks" / "fidelity" / "decide.py")
+decide = importlib.util.module_from_spec(spec)
+sys.modules["decide"] = decide  # dataclasses look their module up
+spec.loader.exec_module(decide)
+
+HEADER = ("algorithm,algo,dataset,task,seed,stage,stage_index,step,total_step,normalized,normalized_std,return,"
+          "episodes,is_last,done,config_hash,run_dir")
+# The issue's independent check of DTQL on Hopper: five seeds per side at 15k steps.
+OURS = [10.3, 42.9, 26.4, 35.3, 48.3]
+THEIRS = [30.1, 60.9, 35.0, 18.8, 57.3]
+
+
+def _csv(path: Path, sides: dict[str, list[float]], early: float = 0.0) -> Path:
+    lines = [HEADER]
+    for label, scores in sides.items():
+        for seed, score in enumerate(scores):
+            run = f"runs/{label}/{seed}"
+            for step, value, last in ((500, early, "false"), (1000, score, "true")):
+                lines.append(f"{label},dtql,local/hopper/medium-v0,hopper-medium,{seed},main,1,{step},{step},{value},"
+                             f"0,0,10,{last},true,abc,{run}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_the_issues_five_seeds_do_not_decide(tmp_path):
+    (pair,) = decide.pairs(decide.read_scores(_csv(tmp_path / "s.csv", {"dtql": OURS, "dtql-official": THEIRS})), 1)
+    assert pair.ratio == pytest.approx(32.64 / 40.42, abs=1e-3)  # the issue's 0.81
+    assert -30 < pair.low < -20 and 5 < pair.high < 15  # the issue's [-26, +10]
+    assert not pair.decides and pair.target == pytest.approx(0.15 * 40.42, abs=1e-2)
+    assert pair.seeds_needed > 20  # at this spread, several times more seeds per side
+    text = decide.table([pair], 1)
+    assert "| local/hopper/medium-v0 | dtql | 5 / 5 |" in text and "| no | — |" in text
+
+
+def test_a_tight_comparison_decides_and_matches_or_not(tmp_path):
+    rng = np.random.default_rng(0)
+    base = list(60 + rng.normal(0, 1.0, 8))
+    close = decide.pairs(decide.read_scores(_csv(tmp_path / "a.csv", {"eda": base, "eda-official": base[::-1]})), 1)
+    assert close[0].decides and close[0].matches and close[0].ratio == pytest.approx(1.0)
+    low = [s * 0.7 for s in base]
+    far = decide.pairs(decide.read_scores(_csv(tmp_path / "b.csv", {"eda": low, "eda-official": base})), 1)
+    assert far[0].decides and not far[0].matches and far[0].high < 0
+
+
+def test_last_k_averages_the_final_evaluations_and_bad_input_is_one_line(tmp_path, capsys):
+    path = _csv(tmp_path / "s.csv", {"dql": [40.0, 50.0], "dql-official": [40.0, 50.0]}, early=0.0)
+    (pair,) = decide.pairs(decide.read_scores(path), 2)
+    assert list(pair.ours) == [20.0, 25.0]  # (0 + 40) / 2, (0 + 50) / 2
+    with pytest.raises(OffdiffError, match="no pair"):
+        decide.pairs(decide.read_scores(_csv(tmp_path / "o.csv", {"dql": [1.0]})), 1)
+    with pytest.raises(OffdiffError, match="--last"):
+        decide.main([str(path), "--last", "0"])
+    decide.main([str(path), "--out", str(tmp_path / "d.md")])
+    assert (tmp_path / "d.md").read_text() == capsys.readouterr().out
