@@ -159,4 +159,4 @@ def cancel(statuses: Sequence[RunStatus], folder: Path) -> list[str]:
     wanted = {s.job for s in statuses if s.state in ("running", "pending") and s.job}
     record = Record(folder)
     jobs = [(sub, j.id) for sub in record.submissions for j in sub.jobs if j.id in wanted]
-    return [job_id for backend, mine in by_executor(jobs) for job_id in backend.cancel(mine)]
+    return [job_id for backend, mine in by_executor(jobs, str(record.path)) for job_id in backend.cancel(mine)]

@@ -46,9 +46,10 @@ def log_tail(submission: Submission, job_id: str, lines: int = 5) -> str:
 class _JobStates:
     """Scheduler states of jobs, asked of each executor once for all its jobs (SLURM: one sacct call)."""
 
-    def __init__(self, wanted: Sequence[tuple[Submission, JobEntry]]):
+    def __init__(self, wanted: Sequence[tuple[Submission, JobEntry]], record: Record):
+        pairs = [(submission, job.id) for submission, job in wanted]
         self.states = {backend.name: backend.job_states([job_id for _, job_id in jobs])
-                       for backend, jobs in by_executor([(submission, job.id) for submission, job in wanted])}
+                       for backend, jobs in by_executor(pairs, str(record.path))}
 
     def __call__(self, submission: Submission, job: JobEntry) -> str:
         if JobPaths(submission.logs, job.id, 0).result_pickle.exists():
@@ -91,7 +92,7 @@ def run_states(cells: Sequence[Cell], folder: Path) -> list[RunStatus]:
     history = {c.key: record.jobs_of(c.key) for c in cells if c.key not in finished}
     outcomes = {job.id: read_outcomes(folder, job.id) for jobs in history.values() for _, job in jobs}
     states = _JobStates([(s, j) for key, jobs in history.items() for s, j in jobs
-                         if outcomes[j.id].get(key, {"state": "started"})["state"] == "started"])
+                         if outcomes[j.id].get(key, {"state": "started"})["state"] == "started"], record)
     found = []
     for cell in cells:
         if cell.key in finished:

@@ -82,6 +82,7 @@ def register(cls: type[E]) -> type[E]:
 
 
 def names() -> list[str]:
+    """The registered executors' names, the built-in ones first."""
     return list(_REGISTERED)
 
 
@@ -96,10 +97,12 @@ def get_executor(name: str, where: str = "") -> Executor:
     return cls()
 
 
-def by_executor(items: Sequence[tuple[Submission, str]]) -> list[tuple[Executor, list[tuple[Submission, str]]]]:
-    """(submission, job id) pairs grouped by the executor that submitted them, in the registry's order."""
+def by_executor(items: Sequence[tuple[Submission, str]],
+                where: str) -> list[tuple[Executor, list[tuple[Submission, str]]]]:
+    """(submission, job id) pairs grouped by the executor that submitted them, in the registry's order; `where`:
+    the submission record, named by the error for an executor that is not registered."""
     found: dict[str, list[tuple[Submission, str]]] = {}
     for submission, job_id in items:
         found.setdefault(submission.executor, []).append((submission, job_id))
     order = {name: i for i, name in enumerate(_REGISTERED)}  # an unknown name sorts last and fails in get_executor
-    return [(get_executor(name), found[name]) for name in sorted(found, key=lambda n: order.get(n, len(order)))]
+    return [(get_executor(name, where), found[name]) for name in sorted(found, key=lambda n: order.get(n, len(order)))]
