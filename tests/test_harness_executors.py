@@ -95,3 +95,8 @@ def test_a_record_naming_an_executor_no_longer_registered_is_one_line(tmp_path, 
     record = harness_dir(runs.resolve(), "g") / "submissions.json"
     assert code == 2 and out.strip() == (f"offdiff: error: {record}: executor='queue' is not one of "
                                          f"['slurm', 'local', 'debug']")
+
+
+def test_each_built_in_executor_is_registered_under_its_own_name():
+    assert executors.names()[:3] == ["slurm", "local", "debug"]
+    assert all(executors.get_executor(name).name == name for name in executors.names())
