@@ -22,10 +22,10 @@ import offdiff.registry
 from offdiff.algorithm import Stage
 from offdiff.cli import main
 from offdiff.errors import OffdiffError
+from offdiff.harness.executors import get_executor
 from offdiff.harness.grid import expand, load_grid
 from offdiff.harness.profile import Profile, load_profile
 from offdiff.harness.record import Record, harness_dir
-from offdiff.harness.submit import make_executor
 from offdiff.harness.yamlspec import load_yaml
 from offdiff.train.run_dir import RunDir, read_jsonl
 from offdiff.train.runner import train
@@ -134,7 +134,8 @@ def test_sbatch_script_of_a_dependent_array(tmp_path, monkeypatch):
         setup: [source /shared/venv/bin/activate]
         sbatch: {mail-type: FAIL, exclusive: true}
         """))
-    executor = make_executor(profile, tmp_path / "logs" / "%j", "offdiff-g-train", after=["12_0", "12_1", "15_0"])
+    executor = get_executor("slurm").make(profile, tmp_path / "logs" / "%j", "offdiff-g-train",
+                                          after=["12_0", "12_1", "15_0"])
     script = executor._make_submission_file_text("python -u -m submitit.core._submit x", "uid")
     for line in ("--partition=gpu", "--account=lab", "--gpus-per-node=1", "--cpus-per-task=6", "--mem=1536M",
                  "--time=90", "--signal=USR2@120", "--requeue", "--dependency=afterok:12:15",
@@ -147,7 +148,7 @@ def test_slurm_executor_without_slurm_is_a_one_line_error(tmp_path, monkeypatch)
     monkeypatch.setattr(submitit.SlurmExecutor, "affinity", classmethod(lambda cls: -1))
     profile = load_profile(profile_file(tmp_path, "partition: gpu\n"))
     with pytest.raises(OffdiffError, match=r"profile.yaml: the slurm executor needs SLURM's commands .* on PATH"):
-        make_executor(profile, tmp_path / "logs" / "%j", "offdiff-g-train", after=[])
+        get_executor("slurm").make(profile, tmp_path / "logs" / "%j", "offdiff-g-train", after=[])
 
 
 def test_shipped_grid_and_profiles_load(capsys, tmp_path):

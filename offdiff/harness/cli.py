@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from offdiff.harness.profile import EXECUTORS
+from offdiff.harness.executors import names as executor_names
 
 RUNS_DIR = "the folder holding runs/<grid>/ (the same for submit, status and cancel)"
 
@@ -69,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p = commands.add_parser(name, help=text)
         p.add_argument("grid", help="grid spec, e.g. benchmarks/grids/quickstart.yaml")
         p.add_argument("--profile", required=True, help="cluster profile, e.g. slurm/profiles/local.yaml")
-        p.add_argument("--executor", choices=EXECUTORS, help="overrides the profile's executor")
+        p.add_argument("--executor", choices=executor_names(), help="overrides the profile's executor")
         p.add_argument("--dry-run", action="store_true", help="print the plan (runs, jobs, arrays, GPU-hours) only")
         p.add_argument("--quiet", action="store_true", help="leave out the list of runs that --dry-run prints")
         p.add_argument("--runs-dir", default="runs", help=RUNS_DIR)

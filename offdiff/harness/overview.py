@@ -8,19 +8,15 @@ steps at its last logged speed (evaluations not counted); a row's ETA is its slo
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from offdiff.errors import OffdiffError
+from offdiff.harness.executors import by_executor
 from offdiff.harness.record import Record
 from offdiff.harness.status import ORDER, RunStatus, counts
 from offdiff.progress import eta
@@ -157,32 +153,10 @@ def watch(poll: Callable[[], list[RunStatus]], grid_root: Path, every_s: float) 
 
 
 def cancel(statuses: Sequence[RunStatus], folder: Path) -> list[str]:
-    """Cancel the jobs that hold the grid's running and pending runs: scancel on SLURM; on this machine, stop the
-    `grid submit` that is starting local jobs, then its running jobs (SIGINT to both, as Ctrl-C: submitit's local
-    job then stops its worker). A cancelled run keeps its last checkpoint and resumes from it when submitted again."""
+    """Cancel the jobs that hold the grid's running and pending runs, each through the executor that submitted it
+    (SLURM: scancel; this machine: stop the `grid submit` that is starting local jobs, then its running jobs).
+    A cancelled run keeps its last checkpoint and resumes from it when submitted again."""
     wanted = {s.job for s in statuses if s.state in ("running", "pending") and s.job}
     record = Record(folder)
     jobs = [(sub, j.id) for sub in record.submissions for j in sub.jobs if j.id in wanted]
-    slurm = sorted({job for sub, job in jobs if sub.executor == "slurm"})
-    local = sorted({job for sub, job in jobs if sub.executor == "local"})
-    if slurm:
-        try:
-            done = subprocess.run(["scancel", *slurm], capture_output=True, text=True, timeout=60)
-        except FileNotFoundError:
-            raise OffdiffError("scancel is not on PATH: cancel the grid's SLURM jobs from a login node") from None
-        if done.returncode != 0:
-            raise OffdiffError(f"scancel failed: {done.stderr.strip() or done.stdout.strip()}")
-    submitters = {Path(sub.logs).parent.name.rsplit("-", 1)[-1] for sub, _ in jobs if sub.executor == "local"}
-    for pid, marker in [*((p, b"grid") for p in submitters), *((j, b"submitit") for j in local)]:
-        if _is_process(pid, marker):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), signal.SIGINT)
-    return slurm + local
-
-
-def _is_process(pid: str, marker: bytes) -> bool:
-    """Whether `pid` is still the process it was (its command line names `marker`), not a reused pid."""
-    try:
-        return marker in Path(f"/proc/{int(pid)}/cmdline").read_bytes()
-    except (OSError, ValueError):
-        return False
+    return [job_id for backend, mine in by_executor(jobs, str(record.path)) for job_id in backend.cancel(mine)]

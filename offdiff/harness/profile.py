@@ -6,13 +6,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from offdiff.errors import OffdiffError
+from offdiff.harness.executors import get_executor
 from offdiff.harness.yamlspec import Located, LocatedList, check_keys, expect, load_yaml, typed_fields
-
-Executor = Literal["slurm", "local", "debug"]
-EXECUTORS: tuple[str, ...] = ("slurm", "local", "debug")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,7 +18,7 @@ class Profile:
     """One cluster (or this machine). Empty strings mean "not set"; `gpu_hours_per_step` and
     `concurrent_speedup` 0 mean unknown."""
 
-    executor: Executor = "slurm"
+    executor: str = "slurm"  # a name in offdiff/harness/executors/
     partition: str = ""
     account: str = ""
     qos: str = ""
@@ -67,6 +65,7 @@ def load_profile(path: Path, executor: str | None = None) -> Profile:
     check_keys(data, keys, f"profile {path}")
     scalars = {k: v for k, v in data.items() if k not in _LIST_KEYS}
     profile = typed_fields(Profile(path=str(path)), scalars, data, MINIMUM)
+    get_executor(profile.executor, where=data.where("executor"))  # an unknown name fails at its line
     setup = data.get("setup", LocatedList(Path(path), data.line))
     expect(setup, list, data.where("setup"), "setup is a list of shell lines")
     for i, line in enumerate(setup):
@@ -81,9 +80,7 @@ def load_profile(path: Path, executor: str | None = None) -> Profile:
     profile = dataclasses.replace(profile, setup=tuple(setup), sbatch=options)
     if executor is not None:
         profile = dataclasses.replace(profile, executor=executor)
-    if profile.executor == "slurm" and not profile.partition:
-        raise OffdiffError(f"{path}: the slurm executor needs `partition:` in the profile "
-                           f"(see slurm/profiles/example.yaml), or pick --executor local")
+    get_executor(profile.executor).check(profile)
     return profile
 
 

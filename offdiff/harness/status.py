@@ -10,14 +10,13 @@ the question to the run's job before it.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from submitit.core.utils import JobPaths
-from submitit.slurm.slurm import SlurmJob
 
 from offdiff.errors import OffdiffError
+from offdiff.harness.executors import by_executor
 from offdiff.harness.grid import Cell
 from offdiff.harness.record import JobEntry, Record, Submission, read_outcomes
 
@@ -44,37 +43,18 @@ def log_tail(submission: Submission, job_id: str, lines: int = 5) -> str:
     return "\n".join(tail + [f"(log: {path})"])
 
 
-def _alive(pid: str) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, ValueError):
-        return False
-    except PermissionError:
-        return True
-    try:  # an ended job whose parent (its `grid submit`) is gone may linger as a zombie: not alive
-        return Path(f"/proc/{int(pid)}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 class _JobStates:
-    """Scheduler states of jobs; SLURM ones fetched with one sacct call (submitit's watcher) for all."""
+    """Scheduler states of jobs, asked of each executor once for all its jobs (SLURM: one sacct call)."""
 
-    def __init__(self, wanted: Sequence[tuple[Submission, JobEntry]]):
-        slurm = [job.id for submission, job in wanted if submission.executor == "slurm"]
-        if slurm:
-            for job_id in slurm:
-                SlurmJob.watcher.register_job(job_id)
-            SlurmJob.watcher.update()
+    def __init__(self, wanted: Sequence[tuple[Submission, JobEntry]], record: Record):
+        pairs = [(submission, job.id) for submission, job in wanted]
+        self.states = {backend.name: backend.job_states([job_id for _, job_id in jobs])
+                       for backend, jobs in by_executor(pairs, str(record.path))}
 
     def __call__(self, submission: Submission, job: JobEntry) -> str:
         if JobPaths(submission.logs, job.id, 0).result_pickle.exists():
             return "COMPLETED"
-        if submission.executor == "slurm":
-            return SlurmJob.watcher.get_state(job.id, mode="cache")
-        if submission.executor == "local" and _alive(job.id):
-            return "RUNNING"
-        return "ENDED"
+        return self.states[submission.executor][job.id]
 
 
 def _from_scheduler(cell: Cell, folder: Path, submission: Submission, job: JobEntry, state: str,
@@ -112,7 +92,7 @@ def run_states(cells: Sequence[Cell], folder: Path) -> list[RunStatus]:
     history = {c.key: record.jobs_of(c.key) for c in cells if c.key not in finished}
     outcomes = {job.id: read_outcomes(folder, job.id) for jobs in history.values() for _, job in jobs}
     states = _JobStates([(s, j) for key, jobs in history.items() for s, j in jobs
-                         if outcomes[j.id].get(key, {"state": "started"})["state"] == "started"])
+                         if outcomes[j.id].get(key, {"state": "started"})["state"] == "started"], record)
     found = []
     for cell in cells:
         if cell.key in finished:

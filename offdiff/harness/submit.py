@@ -1,10 +1,9 @@
 """`offdiff grid submit` / `resubmit`: expand the grid, drop finished and queued runs, schedule, submit.
 
-SLURM: the arrays are submitted at once (the train phase of cached groups with `afterok` on the cache phase
-and `--kill-on-invalid-dep`, so a failed cache phase cancels its dependents instead of leaving them pending
-forever) and the command returns. local/debug: the phases run in order, each awaited, and the train phase
-of cached groups starts only if every cache-phase job succeeded: the same rule, kept by waiting. The local
-executor keeps `array_limit` jobs running and starts the next job of a phase as soon as one ends.
+The profile's executor (offdiff/harness/executors/) builds each phase's submitit executor and launches its jobs.
+One that queues them on a scheduler (SLURM) gets them all at once, the train phase of cached groups depending on
+the cache phase, and the command returns. One that waits (local, debug) runs the phases in order, and starts the
+train phase of cached groups only if every cache-phase job succeeded: the same rule, kept by waiting.
 """
 
 from __future__ import annotations
@@ -12,11 +11,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
-import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import submitit
@@ -24,6 +22,7 @@ from submitit.core.utils import FailedJobError
 from tqdm import tqdm
 
 from offdiff.errors import OffdiffError
+from offdiff.harness.executors import get_executor
 from offdiff.harness.grid import Cell, Grid, expand
 from offdiff.harness.job import GridJob
 from offdiff.harness.profile import Profile, threads_per_run
@@ -31,35 +30,6 @@ from offdiff.harness.record import JobEntry, Record, harness_dir, read_outcomes,
 from offdiff.harness.schedule import Array, Job, describe, make_schedule
 from offdiff.harness.status import counts, report, run_states
 from offdiff.train.run_dir import writing
-
-
-def make_executor(profile: Profile, logs: Path, name: str, after: list[str]) -> submitit.Executor:
-    """The submitit executor the profile names (never auto-detected: that picks SLURM whenever srun exists)."""
-    if profile.executor == "debug":
-        return submitit.DebugExecutor(logs)
-    if profile.executor == "local":
-        executor = submitit.LocalExecutor(logs, max_num_timeout=profile.max_requeues)
-        executor.update_parameters(timeout_min=profile.time_min, gpus_per_node=profile.gpus,
-                                   signal_delay_s=profile.signal_delay_s, setup=list(profile.setup))
-        return executor
-    if submitit.SlurmExecutor.affinity() <= 0:
-        raise OffdiffError(f"{profile.path}: the slurm executor needs SLURM's commands (srun, sbatch) on PATH; submit "
-                           "from a login node, or pick the local executor (slurm/profiles/local.yaml)")
-    executor = submitit.SlurmExecutor(logs, max_num_timeout=profile.max_requeues)
-    optional = {k: getattr(profile, k) for k in ("account", "qos", "constraint") if getattr(profile, k)}
-    if profile.gpus:
-        optional["gpus_per_node"] = profile.gpus
-    extra: dict[str, str | bool] = {"requeue": True, **profile.sbatch}
-    if after:
-        optional["dependency"] = "afterok:" + ":".join(sorted({job_id.split("_")[0] for job_id in after}))
-        extra["kill-on-invalid-dep"] = "yes"
-    executor.update_parameters(
-        job_name=name, partition=profile.partition, time=profile.time_min, cpus_per_task=profile.cpus,
-        mem=f"{math.ceil(profile.mem_gb * 1024)}M", signal_delay_s=profile.signal_delay_s,
-        array_parallelism=profile.array_parallelism, setup=list(profile.setup), additional_parameters=extra,
-        **optional,
-    )
-    return executor
 
 
 @contextlib.contextmanager
@@ -99,47 +69,23 @@ def _cache_failed(folder: Path, cache_jobs: list[str]) -> list[str]:
     return bad
 
 
-def _local_window(submit_one: Callable[[Job], submitit.Job], jobs: Sequence[Job], limit: int, cells: Sequence[Cell],
-                  bar: tqdm) -> None:
-    """Run local jobs `limit` at a time, starting the next as soon as one ends (no core idles at an array's end);
-    the progress bar advances as the grid's runs finish (their DONE markers)."""
-    pending, running = list(jobs), []
-    while pending or running:
-        while pending and len(running) < limit:
-            running.append(submit_one(pending.pop(0)))
-        time.sleep(1.0)
-        running = [j for j in running if not j.done()]
-        bar.update(sum(c.planned.run_dir.is_done() for c in cells) - bar.n)
-
-
-def _phases(arrays: tuple[Array, ...]) -> list[list[Array]]:
-    """Consecutive arrays of the same phase: on this machine (local/debug) each such group runs as one queue."""
-    groups: list[list[Array]] = []
-    for array in arrays:
-        if groups and (groups[-1][0].phase, groups[-1][0].after_cache) == (array.phase, array.after_cache):
-            groups[-1].append(array)
-        else:
-            groups.append([array])
-    return groups
-
-
 def _launch(grid: Grid, arrays: tuple[Array, ...], profile: Profile, folder: Path, todo: Sequence[Cell]) -> None:
+    backend = get_executor(profile.executor)
     bar = tqdm(total=len(todo), desc=f"grid {grid.name}", unit="run",
-               disable=profile.executor != "local" or not sys.stderr.isatty())
+               disable=not backend.progress_bar or not sys.stderr.isatty())
     record = Record(folder)
     logs = folder / "logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}" / "%j"
     submission = record.start(profile.executor, profile.path, logs)
     record.save()  # a full disk or read-only folder fails here, before any job is submitted
     cache_jobs: list[str] = []
-    groups = [[a] for a in arrays] if profile.executor == "slurm" else _phases(arrays)
-    for group in groups:
+    for group in backend.phases(arrays):
         phase, after = group[0].phase, cache_jobs if group[0].after_cache else []
-        failed = _cache_failed(folder, after) if profile.executor != "slurm" else []
+        failed = _cache_failed(folder, after) if backend.waits else []
         if failed:
             print(f"not started: {sum(len(j.cells) for a in group for j in a.jobs)} run(s) waiting on failed "
                   f"cache-phase job(s) {', '.join(failed)}")
             continue
-        executor = make_executor(profile, logs, f"offdiff-{grid.name}-{phase}", after)
+        executor = backend.make(profile, logs, f"offdiff-{grid.name}-{phase}", after)
 
         def submit_jobs(jobs: Sequence[Job], executor: submitit.Executor = executor, phase: str = phase,
                         after: list[str] = after) -> list[submitit.Job]:
@@ -147,26 +93,19 @@ def _launch(grid: Grid, arrays: tuple[Array, ...], profile: Profile, folder: Pat
                 submitted = [executor.submit(GridJob(
                     runs=[(c.key, dataclasses.replace(c.planned.request, device=profile.device)) for c in job.cells],
                     harness=folder, logs=logs, cache_only=phase == "cache", threads=threads_per_run(profile),
-                    raise_on_failure=profile.executor != "debug", concurrency=profile.concurrency,
+                    raise_on_failure=backend.raise_on_failure, concurrency=profile.concurrency,
                     cuda_mps=profile.cuda_mps,
                 )) for job in jobs]
             submission.jobs.extend(JobEntry(j.job_id, phase, [c.key for c in job.cells], list(after))
                                    for j, job in zip(submitted, jobs, strict=True))
             record.save()  # after every submission: a later failure must not hide jobs already queued
-            what = "job" if profile.executor == "local" else "array: jobs"  # local jobs start one at a time
-            print(f"submitted {phase}-phase {what} {', '.join(j.job_id for j in submitted)}")
+            print(f"submitted {phase}-phase {backend.submitted_as} {', '.join(j.job_id for j in submitted)}")
             if phase == "cache":
                 cache_jobs.extend(j.job_id for j in submitted)
             return submitted
 
-        if profile.executor == "local":
-            _local_window(lambda job: submit_jobs([job])[0], [j for a in group for j in a.jobs], profile.array_limit,
-                          todo, bar)
-            continue
-        submitted = submit_jobs([j for a in group for j in a.jobs])
-        if profile.executor == "debug":
-            for j in submitted:
-                j.wait()
+        backend.launch(submit_jobs, [j for a in group for j in a.jobs], profile,
+                       lambda: bar.update(sum(c.planned.run_dir.is_done() for c in todo) - bar.n))
     bar.close()
 
 
@@ -195,7 +134,7 @@ def submit(grid: Grid, profile: Profile, runs_root: Path, only_failed: bool = Fa
                 print("\n".join(f"  {c.label}  {c.planned.run_dir.path}" for c in todo))
             return 0
         _launch(grid, schedule.arrays, profile, folder, todo)
-        if profile.executor == "slurm":
+        if not get_executor(profile.executor).waits:
             print(f"follow with: offdiff grid status {grid.path} --runs-dir {runs_root}")
             return 0
         statuses = run_states(cells, folder)
