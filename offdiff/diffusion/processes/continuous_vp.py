@@ -1,43 +1,56 @@
-"""The bottleneck diffusion model (BDM, Chen et al. 2024): a diffusion model whose network is a scalar energy.
+"""The continuous-time VP process: its backbone predicts ε, directly or as a scalar energy's gradient.
 
-  f(a_t | s, t) ∈ R,   ε̂(a_t | s, t) = −σ_t·∇_{a_t} f(a_t | s, t)          (paper Eq. 9-11)
-  L(φ) = E_{t, a, z} ‖σ_t·∇_{a_t} f_φ(α_t a + σ_t z | s, t) + z‖²            (Eq. 10; Σ over action dims)
+  prediction="noise":   ε̂(x_t | s, t) = net(x_t, t, s)
+  prediction="energy":  f(x_t | s, t) = net(x_t, t, s) ∈ R,  ε̂ = −σ_t·∇_{x_t} f      (the bottleneck diffusion
+                        model, BDM, Chen et al. 2024, Eq. 9-11)
+  L(φ) = E_{t~U[ε,1], x0, z} Σ_j (ε̂(α_t x0 + σ_t z | s, t) − z)_j²                  (Eq. 10, mean over the batch)
+  sampling: x_1 ~ N(0, I), then DPM-Solver++ on x̂₀ = (x_t − σ_t·ε̂)/α_t from t = 1 to t = ε (no clipping)
 
-At the optimum f(·|s, t) = log μ_t(·|s) + C(s, t), so `energy` compares (unnormalised) log densities, e.g.
-EDA's implied Q = β·(f_π − f_μ). The loss back-propagates through the input gradient (create_graph=True);
-sampling takes the same gradient without a graph, under `torch.enable_grad` even inside `no_grad`.
+For an energy, at the optimum f(·|s, t) = log μ_t(·|s) + C(s, t), so `energy` compares (unnormalised) log
+densities, e.g. EDA's implied Q = β·(f_π − f_μ). The loss back-propagates through the input gradient
+(create_graph=True); sampling takes the same gradient without a graph, under `torch.enable_grad` even inside
+`no_grad`.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
 
+from offdiff.diffusion.backbones import Backbone
 from offdiff.diffusion.dpm_solver import dpm_solver_sample
 from offdiff.diffusion.vp_continuous import ContinuousVPSchedule
 from offdiff.nets import frozen
 
+Prediction = Literal["noise", "energy"]
 
-class BottleneckDiffusion(nn.Module):
-    """A scalar energy network `net(x_t (B, A), t (B,), cond (B, S)) → (B,)` on a continuous VP schedule."""
 
-    def __init__(self, net: nn.Module, act_dim: int, schedule: ContinuousVPSchedule):
+class ContinuousVP(nn.Module):
+    """A backbone `net(x_t (B, A), t (B,), cond (B, S))` → ε̂ (B, A) or an energy (B,), on a continuous VP schedule."""
+
+    def __init__(self, net: Backbone, schedule: ContinuousVPSchedule, act_dim: int, prediction: Prediction = "noise"):
         super().__init__()
-        self.net, self.act_dim, self.schedule = net, act_dim, schedule
+        if prediction not in ("noise", "energy"):
+            raise ValueError(f"unknown prediction {prediction!r}; expected 'noise' or 'energy'")
+        self.net, self.schedule, self.act_dim, self.prediction = net, schedule, act_dim, prediction
 
     def energy(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """f(x_t | s, t), (B,): one plain forward."""
+        """f(x_t | s, t), (B,): one plain forward of an energy backbone."""
         return self.net(x_t, t, cond)
 
     def noise(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
-        """ε̂ = −σ_t·∇_x f(x | s, t) at x = x_t, (B, A). Rows are independent, so ∇ of Σ_b f_b is per row."""
+        """ε̂ at x_t, (B, A). For an energy, −σ_t·∇_x f(x | s, t): rows are independent, so ∇ of Σ_b f_b is per row."""
+        if self.prediction == "noise":
+            return self.net(x_t, t, cond)
         with torch.enable_grad():
             x = x_t.detach().requires_grad_(True)
             (grad,) = torch.autograd.grad(self.net(x, t, cond).sum(), x, create_graph=create_graph)
         return -self.schedule.sigma(t).to(grad.dtype)[:, None] * grad
 
     def loss(self, x0: torch.Tensor, cond: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Denoising score matching through the energy gradient: mean_b Σ_j (ε̂_j − z_j)², t ~ U[ε, 1]."""
+        """Denoising score matching: mean_b Σ_j (ε̂_j − z_j)², t ~ U[ε, 1] drawn first, then z ~ N(0, I)."""
         t = self.schedule.sample_time(x0.shape[0], generator, x0.device)
         z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         eps = self.noise(self.schedule.perturb(x0, t, z), t, cond, create_graph=True)
@@ -57,4 +70,5 @@ class BottleneckDiffusion(nn.Module):
         """
         x = torch.randn(cond.shape[0], self.act_dim, generator=generator, device=cond.device, dtype=cond.dtype)
         with frozen(self):
-            return dpm_solver_sample(lambda x_t, t: self.data_prediction(x_t, t, cond), x, self.schedule, nfe, order)
+            return dpm_solver_sample(lambda x_t, t: self.data_prediction(x_t, t, cond), x, self.schedule,
+                                     1.0, self.schedule.t_eps, nfe, order)
