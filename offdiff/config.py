@@ -60,11 +60,14 @@ def at_least(low: float) -> Range:
     return Range(low)
 
 
-def field(default: Any, doc: str, check: Range | None = None, budget: bool = False) -> Any:
+def field(default: Any, doc: str, check: Range | None = None, budget: bool = False,
+          hashed_at_default: bool = True) -> Any:
     """A documented config field: `doc` is its one line for `offdiff algos NAME`, `check` the values it accepts
     (floats must also be finite). Every override (preset, `--steps`, `--set`, a grid's entry) is checked on arrival,
-    before any run folder exists."""
-    return dataclasses.field(default=default, metadata={"doc": doc, "check": check, "budget": budget})
+    before any run folder exists. A field added after runs exist says `hashed_at_default=False`: at its default it
+    stays out of the run folder's hash (`hashed_config`), so earlier runs keep their folders."""
+    return dataclasses.field(default=default, metadata={"doc": doc, "check": check, "budget": budget,
+                                                        "hashed_at_default": hashed_at_default})
 
 
 def budget(default: int, doc: str) -> Any:
@@ -168,6 +171,14 @@ def apply_overrides(config: Any, overrides: Mapping[str, Any], origin: str = "--
 
 def config_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
+
+
+def hashed_config(config: Any) -> dict[str, Any]:
+    """The config as a run folder's hash sees it: every field but those declared `hashed_at_default=False` while
+    they hold their default."""
+    values = config_dict(config)
+    return {f.name: values[f.name] for f in dataclasses.fields(config)
+            if f.metadata.get("hashed_at_default", True) or values[f.name] != f.default}
 
 
 def stable_hash(payload: Any, length: int = 10) -> str:

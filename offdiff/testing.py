@@ -130,7 +130,13 @@ def _assert_same_training(a: Algorithm, b: Algorithm, what: str) -> None:
         return
     saved = {id(v) for group in ("modules", "optimizers", "schedulers") for v in getattr(a, group)().values()}
     saved.add(id(a.generator))
-    unsaved = [k for k in differ if "." not in k and id(getattr(a, k, None)) not in saved]
+    saved_tensors = {id(t) for m in a.modules().values() for t in m.state_dict(keep_vars=True).values()}
+
+    def is_saved(value: Any) -> bool:  # saved itself, or a module whose state all lies in saved modules (a wrapper)
+        own = value.state_dict(keep_vars=True).values() if isinstance(value, torch.nn.Module) else ()
+        return id(value) in saved or bool(own) and all(id(t) in saved_tensors for t in own)
+
+    unsaved = [k for k in differ if "." not in k and not is_saved(getattr(a, k, None))]
     hint = (f"not in state_dict(): {', '.join(unsaved)} (save and restore it)" if unsaved else
             "every differing attribute is in state_dict(): something it holds is not restored exactly")
     raise AssertionError(f"{what}: not exact; differs: {', '.join(differ)}; {hint}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from offdiff.config import apply_overrides, parse_assignments, stable_hash
+from offdiff.config import apply_overrides, config_dict, hashed_config, parse_assignments, stable_hash
 from offdiff.errors import OffdiffError
 from offdiff.train.runner import TrainRequest, resolve_config
 from offdiff_dql import DiffusionQL, DQLConfig
@@ -39,3 +39,13 @@ def test_preset_then_steps_then_set():
 def test_stable_hash_ignores_key_order():
     assert stable_hash({"a": 1, "b": [1, 2]}) == stable_hash({"b": [1, 2], "a": 1})
     assert stable_hash({"a": 1}) != stable_hash({"a": 2})
+
+
+def test_a_later_field_at_its_default_stays_out_of_the_run_hash():
+    """DQL's `sampler` came after runs existed: at its default the hash is the one those runs have."""
+    default = DQLConfig()
+    older = {k: v for k, v in config_dict(default).items() if k not in ("sampler", "solver_nfe", "solver_order")}
+    assert hashed_config(default) == older
+    ablation = apply_overrides(default, {"sampler": "dpm_solver"})
+    assert hashed_config(ablation) == {**older, "sampler": "dpm_solver"}
+    assert stable_hash(hashed_config(ablation)) != stable_hash(hashed_config(default))

@@ -15,7 +15,7 @@ SMALL = {"hidden": 16, "batch_size": 8, "eval_candidates": 2}
 
 class ForgetsEMA(DiffusionQL):
     def modules(self):
-        return {"actor": self.actor, "critic": self.critic}
+        return {"actor": self.actor.net, "critic": self.critic}
 
 
 class ForgetsOptimizer(DiffusionQL):

@@ -75,7 +75,7 @@ def test_step_orders_and_grid_follow_the_release():
         calls.append(t)
         return gaussian_x0(x, t)
 
-    dpm_solver_sample(record, torch.zeros(2, 3, dtype=torch.float64), SCHEDULE, nfe=15, order=2)
+    dpm_solver_sample(record, torch.zeros(2, 3, dtype=torch.float64), SCHEDULE, 1.0, 1e-3, nfe=15, order=2)
     grid = torch.linspace(1.0, 1e-3, 16, dtype=torch.float64).tolist()
     assert calls == pytest.approx(grid[:15]), "2nd-order steps evaluate at s and the middle grid point"
     with pytest.raises(ValueError, match="order must be 1 or 2"):
@@ -84,7 +84,8 @@ def test_step_orders_and_grid_follow_the_release():
 
 def test_dpm_solver_converges_to_the_exact_flow(x_1):
     def error(nfe: int, order: int) -> float:
-        return float((dpm_solver_sample(gaussian_x0, x_1, SCHEDULE, nfe, order) - exact_flow(x_1)).abs().max())
+        sample = dpm_solver_sample(gaussian_x0, x_1, SCHEDULE, 1.0, 1e-3, nfe, order)
+        return float((sample - exact_flow(x_1)).abs().max())
 
     first = [error(n, 1) for n in (20, 40, 80)]
     second = [error(n, 2) for n in (20, 40, 80)]
@@ -97,12 +98,12 @@ def test_dpm_solver_converges_to_the_exact_flow(x_1):
 def test_dpm_solver_lands_on_the_data_distribution(x_1):
     exact = exact_flow(x_1)
     target_mean, target_std = exact.mean(0), exact.std(0)
-    fine = dpm_solver_sample(gaussian_x0, x_1, SCHEDULE, nfe=40, order=2)
+    fine = dpm_solver_sample(gaussian_x0, x_1, SCHEDULE, 1.0, 1e-3, nfe=40, order=2)
     torch.testing.assert_close(fine.mean(0), target_mean, rtol=0, atol=5e-3)
     torch.testing.assert_close(fine.std(0), target_std, rtol=0.02, atol=0)
     # EDA's setting: its last step is 1st order from t ≈ 0.068 to 1e-3, which narrows tight modes (s = 0.3
     # comes out about 20 % too narrow) while the mean stays right.
-    release = dpm_solver_sample(gaussian_x0, x_1, SCHEDULE, nfe=15, order=2)
+    release = dpm_solver_sample(gaussian_x0, x_1, SCHEDULE, 1.0, 1e-3, nfe=15, order=2)
     print(f"15-NFE order-2 std {release.std(0).tolist()} vs exact {target_std.tolist()}")
     torch.testing.assert_close(release.mean(0), target_mean, rtol=0, atol=1e-2)
     torch.testing.assert_close(release.std(0), target_std, rtol=0.25, atol=0)

@@ -8,15 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from offdiff.diffusion import EDMDenoiser, EDMSchedule, ScoreMLP
+from offdiff.diffusion import EDM, EDMSchedule, ScoreMLP
 from offdiff.nets import TanhGaussianPolicy, frozen, softmax_choice
 
 K = EDMSchedule()  # σ_d = 0.5, σ ∈ [0.002, 80], ln σ ~ Logistic(ln 0.5, 0.5)
 
 
-def _denoiser(clip: float | None = None, seed: int = 0) -> EDMDenoiser:
+def _denoiser(clip: float | None = None, seed: int = 0) -> EDM:
     torch.manual_seed(seed)
-    return EDMDenoiser(ScoreMLP(obs_dim=4, act_dim=3, hidden=32), K, clip).double()
+    return EDM(ScoreMLP(obs_dim=4, act_dim=3, hidden=32), K, 3, clip).double()
 
 
 def test_preconditioning_closed_forms_and_identities():
@@ -83,7 +83,8 @@ def test_trust_region_gradient_reaches_the_action_through_both_paths_and_not_phi
     d = _denoiser(clip=1.0)
     cond = torch.randn(32, 4, dtype=torch.float64)
     action = (torch.rand(32, 3, dtype=torch.float64) * 1.6 - 0.8).requires_grad_(True)
-    d.trust_region_loss(action, cond, torch.Generator().manual_seed(7)).backward()
+    with frozen(d):  # DTQL's L_TR: the EDM loss at the action with φ frozen
+        d.loss(action, cond, torch.Generator().manual_seed(7)).backward()
     assert all(p.grad is None for p in d.parameters()), "φ gets no gradient from L_TR"
     assert all(p.requires_grad for p in d.parameters()), "φ is trainable again afterwards"
 
@@ -159,3 +160,38 @@ def test_softmax_choice_picks_by_softmax_of_the_logits():
                            for s in range(400)])
     counts = torch.bincount((uniform / 3).long(), minlength=4)
     assert counts.min() > 60  # about 100 each
+
+
+class _ExactGaussianNet(torch.nn.Module):
+    """F making the preconditioned EDM denoiser the exact one of data N(mu, s^2): D = mu + s^2 (x - mu)/(s^2 + σ^2)."""
+
+    def __init__(self, schedule, mu: float, s: float):
+        super().__init__()
+        self.k, self.mu, self.s = schedule, mu, s
+
+    def forward(self, scaled: torch.Tensor, noise: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        sigma = torch.exp(4 * noise).unsqueeze(-1)
+        x = scaled / self.k.c_in(sigma)
+        exact = self.mu + self.s**2 / (self.s**2 + sigma**2) * (x - self.mu)
+        return (exact - self.k.c_skip(sigma) * x) / self.k.c_out(sigma)
+
+
+def test_edm_samplers_draw_the_data_distribution_under_the_exact_denoiser():
+    schedule = EDMSchedule(sigma_data=0.5, sigma_min=0.002, sigma_max=80.0)
+    model = EDM(_ExactGaussianNet(schedule, mu=0.3, s=0.2), schedule, 2).double()
+    cond = torch.zeros(20_000, 1, dtype=torch.float64)
+    stds = {}
+    for steps in (18, 200):  # Heun's discretization error shrinks with the steps (18: EDM's and the diagnostic's)
+        samples = model.sample(cond, torch.Generator().manual_seed(0), steps=steps)
+        assert samples.shape == (20_000, 2) and samples.mean().item() == pytest.approx(0.3, abs=0.01)
+        stds[steps] = samples.std().item()
+    assert stds[200] == pytest.approx(0.2, rel=0.02) and stds[18] == pytest.approx(0.2, rel=0.1)
+    assert abs(stds[200] - 0.2) < abs(stds[18] - 0.2)
+    assert torch.equal(model.sample(cond[:50], torch.Generator().manual_seed(3)),
+                       model.sample(cond[:50], torch.Generator().manual_seed(3)))
+    # Euler (first order, no correction) is further off than Heun at 18 levels and gets closer with more
+    euler = {steps: model.sample(cond, torch.Generator().manual_seed(0), solver="euler", steps=steps).std().item()
+             for steps in (18, 200)}
+    assert abs(euler[18] - 0.2) > abs(stds[18] - 0.2) and abs(euler[200] - 0.2) < abs(euler[18] - 0.2)
+    with pytest.raises(ValueError, match="unknown EDM solver"):
+        model.sample(cond[:5], torch.Generator(), solver="ddim")

@@ -1,11 +1,12 @@
-"""The bottleneck diffusion model: ε̂ = −σ_t ∇_a f against finite differences, its loss and sampler against a
-Gaussian whose diffused log-density is known in closed form, and the energy network's layout."""
+"""The continuous VP process with an energy backbone (the bottleneck diffusion model): ε̂ = −σ_t ∇_a f against
+finite differences, its loss and sampler against a Gaussian whose diffused log-density is known in closed form,
+the same process with a noise backbone, and the energy network's layout."""
 
 import pytest
 import torch
 from torch import nn
 
-from offdiff.diffusion import BottleneckDiffusion, ContinuousVPSchedule, EnergyMLP
+from offdiff.diffusion import ContinuousVP, ContinuousVPSchedule, EnergyMLP
 
 SCHEDULE = ContinuousVPSchedule()
 MEAN = torch.tensor([0.4, -0.2], dtype=torch.float64)
@@ -24,7 +25,7 @@ class GaussianEnergy(nn.Module):
 def test_noise_prediction_is_minus_sigma_times_the_energy_gradient():
     torch.manual_seed(0)
     net = EnergyMLP(obs_dim=4, act_dim=3, hidden=32, num_blocks=2, dropout=0.0, time_dim=8).double()
-    bdm = BottleneckDiffusion(net, 3, SCHEDULE)
+    bdm = ContinuousVP(net, SCHEDULE, 3, prediction="energy")
     x, cond = torch.randn(6, 3, dtype=torch.float64), torch.randn(6, 4, dtype=torch.float64)
     t = torch.linspace(0.001, 1.0, 6, dtype=torch.float64)
     with torch.no_grad():  # the input gradient is taken even inside no_grad (sampling runs there)
@@ -40,7 +41,7 @@ def test_noise_prediction_is_minus_sigma_times_the_energy_gradient():
 
 def test_training_loss_back_propagates_through_the_input_gradient():
     torch.manual_seed(0)
-    bdm = BottleneckDiffusion(EnergyMLP(obs_dim=4, act_dim=3, hidden=32, num_blocks=1, time_dim=8), 3, SCHEDULE)
+    bdm = ContinuousVP(EnergyMLP(obs_dim=4, act_dim=3, hidden=32, num_blocks=1, time_dim=8), SCHEDULE, 3, "energy")
     loss = bdm.loss(torch.randn(16, 3), torch.randn(16, 4), torch.Generator().manual_seed(0))
     loss.backward()
     grads = {name: p.grad for name, p in bdm.named_parameters()}
@@ -54,7 +55,7 @@ def test_training_loss_back_propagates_through_the_input_gradient():
 
 def test_loss_of_the_exact_energy_matches_its_closed_form():
     """With the true energy, ε̂ − z = (σα(x₀ − m) − α²s²z)/v, so E‖ε̂ − z‖² = Σ_j E_t[α_t² s_j² / v_t]."""
-    bdm = BottleneckDiffusion(GaussianEnergy(), 2, SCHEDULE)
+    bdm = ContinuousVP(GaussianEnergy(), SCHEDULE, 2, prediction="energy")
     generator = torch.Generator().manual_seed(0)
     x0 = MEAN + STD * torch.randn(200_000, 2, generator=generator, dtype=torch.float64)
     measured = float(bdm.loss(x0, x0.new_zeros(len(x0), 1), generator).detach())
@@ -67,7 +68,7 @@ def test_loss_of_the_exact_energy_matches_its_closed_form():
 
 
 def test_sampling_through_the_energy_follows_the_exact_flow():
-    bdm = BottleneckDiffusion(GaussianEnergy(), 2, SCHEDULE)
+    bdm = ContinuousVP(GaussianEnergy(), SCHEDULE, 2, prediction="energy")
     cond = torch.zeros(5000, 1, dtype=torch.float64)
     samples = bdm.sample(cond, torch.Generator().manual_seed(3), nfe=40, order=2)
     x_1 = torch.randn(5000, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
@@ -75,6 +76,26 @@ def test_sampling_through_the_energy_follows_the_exact_flow():
     exact = SCHEDULE.alpha(1e-3) * MEAN + (v_end / v_1).sqrt() * (x_1 - SCHEDULE.alpha(1.0) * MEAN)
     assert float((samples - exact).abs().max()) < 0.03
     assert not samples.requires_grad
+
+
+class GaussianNoise(nn.Module):
+    """ε̂(x | t) = −σ_t ∇_x f = σ_t (x − α_t m) / v_t: the exact noise prediction of the same data."""
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        alpha, sigma = SCHEDULE.alpha(t)[:, None], SCHEDULE.sigma(t)[:, None]
+        return sigma * (x - alpha * MEAN) / (alpha**2 * STD**2 + sigma**2)
+
+
+def test_a_noise_backbone_on_the_same_process_gives_what_the_energy_gives():
+    energy = ContinuousVP(GaussianEnergy(), SCHEDULE, 2, prediction="energy")
+    noise = ContinuousVP(GaussianNoise(), SCHEDULE, 2)
+    x0, cond = MEAN + STD * torch.randn(256, 2, dtype=torch.float64), torch.zeros(256, 1, dtype=torch.float64)
+    losses = [p.loss(x0, cond, torch.Generator().manual_seed(1)) for p in (energy, noise)]
+    torch.testing.assert_close(losses[0].detach(), losses[1])
+    samples = [p.sample(cond, torch.Generator().manual_seed(2), nfe=10, order=2) for p in (energy, noise)]
+    torch.testing.assert_close(samples[0], samples[1])
+    with pytest.raises(ValueError, match="unknown prediction"):
+        ContinuousVP(GaussianNoise(), SCHEDULE, 2, prediction="score")  # type: ignore[arg-type]
 
 
 def test_energy_mlp_layout():

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from offdiff.diffusion import DiscreteVPSchedule, NoisePredictionMLP, vp_betas
+from offdiff.diffusion import DiscreteVP, DiscreteVPSchedule, NoisePredictionMLP, vp_betas
 
 N = 5
 
@@ -137,16 +137,16 @@ def test_loss_zero_for_exact_noise_of_point_mass(schedule):
     oracle = GaussianOracle(schedule, m, torch.zeros(2))
     x0, cond = m.expand(64, 2), torch.zeros(64, 1)
     gen = torch.Generator().manual_seed(0)
-    assert schedule.loss(oracle, x0, cond, gen) < 1e-10
-    assert schedule.loss(lambda x, t, c: torch.zeros_like(x), x0, cond, gen) > 0.5  # mean ε² ≈ 1
+    assert DiscreteVP(oracle, schedule, 2).loss(x0, cond, gen) < 1e-10
+    assert DiscreteVP(lambda x, t, c: torch.zeros_like(x), schedule, 2).loss(x0, cond, gen) > 0.5  # mean ε² ≈ 1
     off = GaussianOracle(schedule, m + 0.1, torch.zeros(2))
-    assert schedule.loss(off, x0, cond, gen) > 1e-3
+    assert DiscreteVP(off, schedule, 2).loss(x0, cond, gen) > 1e-3
 
 
 def test_loss_is_deterministic_under_generator(schedule):
     net = NoisePredictionMLP(3, 2, hidden=16)
     x0, cond = torch.rand(32, 2), torch.randn(32, 3)
-    losses = [schedule.loss(net, x0, cond, torch.Generator().manual_seed(1)) for _ in range(2)]
+    losses = [DiscreteVP(net, schedule, 2).loss(x0, cond, torch.Generator().manual_seed(1)) for _ in range(2)]
     assert torch.equal(losses[0], losses[1])
 
 
@@ -154,7 +154,7 @@ def test_sampler_returns_point_mass_exactly(schedule):
     m = torch.tensor([0.3, -0.6])
     oracle = GaussianOracle(schedule, m, torch.zeros(2))
     with torch.no_grad():
-        out = schedule.sample(oracle, torch.zeros(256, 1), 2, torch.Generator().manual_seed(0))
+        out = DiscreteVP(oracle, schedule, 2).sample(torch.zeros(256, 1), torch.Generator().manual_seed(0))
     torch.testing.assert_close(out, m.expand(256, 2), atol=1e-6, rtol=0)
 
 
@@ -163,7 +163,7 @@ def test_sampler_moments_match_closed_form_recursion(schedule):
     oracle = GaussianOracle(schedule, m, s)
     n = 200_000
     with torch.no_grad():
-        out = schedule.sample(oracle, torch.zeros(n, 1), 2, torch.Generator().manual_seed(0), clip=None)
+        out = DiscreteVP(oracle, schedule, 2, clip=None).sample(torch.zeros(n, 1), torch.Generator().manual_seed(0))
     mean, var, _ = analytic_sampler_moments(m, s)
     torch.testing.assert_close(out.mean(0).double(), mean, atol=5 * math.sqrt(0.36 / n), rtol=0)
     torch.testing.assert_close(out.var(0).double(), var, atol=0, rtol=0.02)
@@ -179,20 +179,20 @@ def test_gradient_flows_through_whole_chain(schedule):
     torch.testing.assert_close(per_step.sum(0), analytic_sampler_moments(m, s)[0] / m.double())
     for grad_step in (None, N - 1):  # all steps; only the first call, N − 1 calls before the output
         oracle = GaussianOracle(schedule, m, s, grad_step)
-        out = schedule.sample(oracle, torch.zeros(batch, 1), 2, torch.Generator().manual_seed(0), clip=None)
+        out = DiscreteVP(oracle, schedule, 2, clip=None).sample(torch.zeros(batch, 1), torch.Generator().manual_seed(0))
         out.sum().backward()
         expected = per_step.sum(0) if grad_step is None else per_step[grad_step]
         assert expected.abs().min() > 1e-3
         torch.testing.assert_close(oracle.m.grad.double(), batch * expected, atol=1e-4, rtol=1e-5)
     with torch.no_grad():
-        out = schedule.sample(oracle, torch.zeros(batch, 1), 2, torch.Generator().manual_seed(0))
+        out = DiscreteVP(oracle, schedule, 2).sample(torch.zeros(batch, 1), torch.Generator().manual_seed(0))
     assert not out.requires_grad
 
 
 def test_sampler_with_network_backpropagates_to_all_parameters(schedule):
     net = NoisePredictionMLP(3, 2, hidden=16)
     cond = torch.randn(8, 3)
-    actions = schedule.sample(net, cond, 2, torch.Generator().manual_seed(0))
+    actions = DiscreteVP(net, schedule, 2).sample(cond, torch.Generator().manual_seed(0))
     assert actions.shape == (8, 2) and actions.abs().max() <= 1
     actions.square().sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
@@ -202,7 +202,7 @@ def test_sampler_deterministic_for_fixed_generator(schedule):
     net = NoisePredictionMLP(3, 2, hidden=16)
     cond = torch.randn(8, 3)
     with torch.no_grad():
-        a, b, c = (schedule.sample(net, cond, 2, torch.Generator().manual_seed(seed)) for seed in (3, 3, 4))
+        a, b, c = (DiscreteVP(net, schedule, 2).sample(cond, torch.Generator().manual_seed(seed)) for seed in (3, 3, 4))
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
 
@@ -215,3 +215,67 @@ def test_other_beta_schedules():
     assert cosine.alphas_cumprod[-1] < 1e-3
     with pytest.raises(ValueError):
         DiscreteVPSchedule(5, kind="quadratic")
+
+
+class RealIndexGaussianOracle(nn.Module):
+    """The exact ε-prediction for data N(m, diag(s²)) at a real step index t of the schedule's extension."""
+
+    def __init__(self, schedule: DiscreteVPSchedule, m: torch.Tensor, s: torch.Tensor):
+        super().__init__()
+        self.schedule, self.m, self.s = schedule, m, s
+
+    def forward(self, x_t, t, cond):
+        alpha, sigma = (f(t.double()).float()[:, None] for f in (self.schedule.alpha, self.schedule.sigma))
+        return sigma * (x_t - alpha * self.m) / (alpha**2 * self.s**2 + sigma**2)
+
+
+def test_real_index_extension_matches_the_table_at_the_steps_and_interpolates_between(schedule):
+    steps = torch.arange(N, dtype=torch.float64)
+    torch.testing.assert_close(schedule.alpha(steps).square().float(), schedule.alphas_cumprod)
+    torch.testing.assert_close(schedule.sigma(steps).square().float(), 1 - schedule.alphas_cumprod)
+    half = schedule.log_alpha(torch.tensor([1.5], dtype=torch.float64))
+    torch.testing.assert_close(half, schedule.log_alpha(steps[1:3]).mean().reshape(1))
+    assert (schedule.lam(steps).diff() < 0).all()  # λ decreases with t
+
+
+def test_dpm_solver_follows_the_exact_flow_of_gaussian_data(schedule):
+    """Along the exact probability flow ξ = (x_t − α_t m)/√(α_t² s² + σ_t²) is constant; then x̂₀ at t = 0 is
+    m + α₀ s² ξ / √(α₀² s² + σ₀²). DPM-Solver converges to it, order 2 as the square of the step."""
+    m, s = torch.tensor([0.3, -0.5]), torch.tensor([0.2, 0.6])
+    process = DiscreteVP(RealIndexGaussianOracle(schedule, m, s), schedule, 2, clip=None)
+    cond = torch.zeros(512, 1)
+    x_start = torch.randn(512, 2, generator=torch.Generator().manual_seed(0))  # the solver's first draw
+    alpha_T, sigma_T = float(schedule.alpha(N - 1.0)), float(schedule.sigma(N - 1.0))
+    alpha_0, sigma_0 = float(schedule.alpha(0.0)), float(schedule.sigma(0.0))
+    xi = (x_start - alpha_T * m) / (alpha_T**2 * s**2 + sigma_T**2).sqrt()
+    exact = m + alpha_0 * s**2 * xi / (alpha_0**2 * s**2 + sigma_0**2).sqrt()
+
+    def error(nfe: int, order: int) -> float:
+        out = process.sample(cond, torch.Generator().manual_seed(0), solver="dpm_solver", nfe=nfe, order=order)
+        return float((out - exact).abs().max())
+
+    assert error(100, 2) < 1e-3
+    assert error(40, 2) / error(100, 2) > 4  # 2.5× the steps: ≈ 2.5² less error at order 2 (measured 5.8)
+    assert error(4, 2) < error(4, 1)
+
+
+def test_dpm_solver_returns_point_mass_exactly_and_backpropagates(schedule):
+    m = torch.tensor([0.3, -0.6])
+    out = DiscreteVP(RealIndexGaussianOracle(schedule, m, torch.zeros(2)), schedule, 2).sample(
+        torch.zeros(64, 1), torch.Generator().manual_seed(0), solver="dpm_solver", nfe=4)
+    torch.testing.assert_close(out, m.expand(64, 2), atol=1e-6, rtol=0)
+    torch.manual_seed(0)
+    net, cond, solver = NoisePredictionMLP(3, 2, hidden=16), torch.randn(8, 3), {"solver": "dpm_solver", "nfe": 3}
+    clipped = DiscreteVP(net, schedule, 2).sample(cond, torch.Generator().manual_seed(0), **solver)
+    assert clipped.shape == (8, 2) and clipped.abs().max() <= 1
+    actions = DiscreteVP(net, schedule, 2, clip=None).sample(cond, torch.Generator().manual_seed(0), **solver)
+    actions.square().sum().backward()  # unclipped: no clamp saturates, every parameter gets a gradient
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+
+
+def test_unknown_solver_and_too_short_schedule_are_errors(schedule):
+    net = NoisePredictionMLP(3, 2, hidden=16)
+    with pytest.raises(ValueError, match="unknown discrete VP solver"):
+        DiscreteVP(net, schedule, 2).sample(torch.zeros(2, 3), torch.Generator(), solver="ddim")
+    with pytest.raises(ValueError, match="at least 2 steps"):
+        DiscreteVP(net, DiscreteVPSchedule(1), 2).sample(torch.zeros(2, 3), torch.Generator(), solver="dpm_solver")

@@ -11,6 +11,7 @@ import torch
 from offdiff.algorithm import EnvSpec
 from offdiff.data.buffer import DeviceBuffer
 from offdiff.data.toy import TOY_TASKS
+from offdiff.errors import OffdiffError
 from offdiff.testing import check_algorithm, random_transitions
 from offdiff.train.runner import TrainRequest, plan, train
 from offdiff_dql import DiffusionQL
@@ -24,6 +25,30 @@ def test_conformance():
 def test_conformance_with_max_q_backup():
     check_algorithm(DiffusionQL, overrides={"hidden": 32, "batch_size": 16, "eval_candidates": 4,
                                             "max_q_backup": True, "max_q_samples": 3})
+
+
+def test_conformance_with_dpm_solver():
+    check_algorithm(DiffusionQL, overrides={"hidden": 32, "batch_size": 16, "eval_candidates": 4,
+                                            "sampler": "dpm_solver", "solver_nfe": 3})
+
+
+def test_the_sampler_is_a_config_choice():
+    """`sampler` picks the policy's sampler: ancestral runs the ε-network N = 5 times, DPM-Solver nfe + 1 times."""
+    spec = EnvSpec(obs_dim=3, act_dim=2, dataset_id="test/x-v0", task="test")
+    built = {s: DiffusionQL(DiffusionQL.Config(hidden=16, sampler=s), spec, torch.device("cpu"),
+                            torch.Generator().manual_seed(0)) for s in ("ancestral", "dpm_solver")}
+    calls = {}
+    for sampler, algo in built.items():
+        counted = []
+        algo.actor.net.register_forward_hook(lambda *args, seen=counted: seen.append(1))
+        obs = torch.randn(4, 3)
+        first = algo._sample(algo.actor, obs, torch.Generator().manual_seed(1))
+        calls[sampler] = len(counted)
+        assert first.shape == (4, 2) and first.abs().max() <= 1
+    assert calls == {"ancestral": 5, "dpm_solver": 4 + 1}
+    with pytest.raises(OffdiffError, match="n_timesteps >= 2"):
+        DiffusionQL(DiffusionQL.Config(n_timesteps=1, sampler="dpm_solver"), spec, torch.device("cpu"),
+                    torch.Generator().manual_seed(0))
 
 
 def test_released_schedule_barely_decays_and_the_fix_does():
@@ -65,8 +90,8 @@ def test_learns_the_best_corner_where_behavior_cloning_does_not(tmp_path):
     obs, gen = torch.zeros(1000, 2), torch.Generator().manual_seed(1)
     with torch.no_grad():
         evaluation = _best_corner_fraction(dql.act(obs, generator=gen))
-        policy = _best_corner_fraction(dql.diffusion.sample(dql.actor, obs, 2, gen))
-        cloned = _best_corner_fraction(bc.diffusion.sample(bc.actor, obs, 2, gen))
+        policy = _best_corner_fraction(dql.actor.sample(obs, gen))
+        cloned = _best_corner_fraction(bc.actor.sample(obs, gen))
     print(f"best-corner fraction: DQL evaluation {evaluation:.3f}, DQL policy samples {policy:.3f}, "
           f"behavior cloning samples {cloned:.3f}")
     assert evaluation >= 0.8

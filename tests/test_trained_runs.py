@@ -6,9 +6,12 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import offdiff
+from offdiff.algorithm import EnvSpec
 from offdiff.cli import main
+from offdiff.registry import get_algorithm
 from offdiff.train.run_dir import read_jsonl
 
 TOY = ["--dataset", "toy:four_corners", "--steps", "30", "--eval-episodes", "20", "--eval-envs", "5",
@@ -117,3 +120,27 @@ def test_eval_of_an_unfinished_run_says_so(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "NOT FINISHED: weights of the last checkpoint, pretrain step 10" in out
     assert "normalized score (3 episodes)" in out
+
+
+# The checkpoint's parameter names (two levels) as runs made before the diffusion processes split wrote them:
+# a rename here makes every older run folder unloadable.
+CHECKPOINT_NAMES = {
+    "dql": {"actor": ["net.0", "net.2", "net.4", "net.6", "time_embedding.1", "time_embedding.3"],
+            "ema_actor": ["net.0", "net.2", "net.4", "net.6", "time_embedding.1", "time_embedding.3"],
+            "critic": ["online.net", "target.net"]},
+    "dtql": {"diffusion": ["net.net", "net.time_embedding"], "critic": ["q.online", "q.target", "v.net"],
+             "actor": ["net.0", "net.2", "net.4", "net.6"]},
+    "eda": {"behavior": ["net.action", "net.state", "net.time", "net.trunk"],
+            "critic": ["q.online", "q.target", "v.net"],
+            "policy": ["net.action", "net.state", "net.time", "net.trunk"]},
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHECKPOINT_NAMES))
+def test_checkpoint_parameter_names_are_those_older_runs_have(name):
+    cls = get_algorithm(name)
+    spec = EnvSpec(obs_dim=3, act_dim=2, dataset_id="test/x-v0", task="test")
+    algo = cls(cls.Config(), spec, torch.device("cpu"), torch.Generator().manual_seed(0))
+    names = {key: sorted({".".join(k.split(".")[:2]) for k in module.state_dict()})
+             for key, module in algo.modules().items()}
+    assert names == CHECKPOINT_NAMES[name]

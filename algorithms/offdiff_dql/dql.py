@@ -1,6 +1,7 @@
 """Diffusion-QL (Wang, Hunt, Zhou, ICLR 2023): a diffusion policy trained by BC plus Q-learning.
 
-The policy π_θ is a 5-step VP diffusion model over actions (ε-prediction). Each step:
+The policy π_θ is a 5-step discrete VP diffusion model over actions (ε-prediction), sampled by DDPM's ancestral
+sampler (`sampler=dpm_solver`: DPM-Solver++, an ablation). Each step:
 
   critic:  y = r + γ·(1 − d)·min_j Q'_j(s', a'),  a' ~ π_EMA(·|s')   (max over 10 a' per head on AntMaze)
            L_Q = Σ_j ‖Q_j(s, a) − y‖²
@@ -25,7 +26,8 @@ from offdiff.algorithm import Algorithm, AlgorithmConfig, EnvSpec, Metrics, Stag
 from offdiff.config import AT_LEAST_1, FRACTION, NON_NEGATIVE, POSITIVE, UNIT, budget, field
 from offdiff.critics import DoubleQ, td_target
 from offdiff.data.buffer import Batch
-from offdiff.diffusion import DiscreteVPSchedule, NoisePredictionMLP
+from offdiff.diffusion import DiscreteVP, DiscreteVPSchedule, NoisePredictionMLP
+from offdiff.errors import OffdiffError
 from offdiff.nets import frozen_copy, hard_update_, polyak_update_, softmax_choice
 from offdiff.optim import cosine_decay, optimizer_step
 from offdiff_dql.presets import PRESETS
@@ -58,6 +60,13 @@ class DQLConfig(AlgorithmConfig):
     lr_schedule: Literal["released", "cosine", "constant"] = field(
         "released", "LR decay: the release's (barely decays; behind the published numbers), cosine to 0, or none")
     eval_candidates: int = field(50, "actions sampled per state when acting; one is drawn by softmax(Q)", AT_LEAST_1)
+    # Added after runs existed: at their defaults they stay out of the run folder's hash (earlier runs keep theirs).
+    sampler: Literal["ancestral", "dpm_solver"] = field(
+        "ancestral", "the policy's sampler: DDPM ancestral (the release) or DPM-Solver++ (an ablation), everywhere "
+        "the policy samples (actor loss, targets, acting)", hashed_at_default=False)
+    solver_nfe: int = field(4, "DPM-Solver only: solver steps from t = N−1 to 0 (then one x̂₀ evaluation)", AT_LEAST_1,
+                            hashed_at_default=False)
+    solver_order: Literal[1, 2] = field(2, "DPM-Solver only: its order", hashed_at_default=False)
 
 
 def released_schedule(total_steps: int, epoch: int = 1000, every_epochs: int = 50) -> Any:
@@ -76,11 +85,15 @@ class DiffusionQL(Algorithm):
     def __init__(self, config: DQLConfig, spec: EnvSpec, device: torch.device, generator: torch.Generator):
         super().__init__(config, spec, device, generator)
         c = config
-        self.diffusion = DiscreteVPSchedule(c.n_timesteps, c.beta_min, c.beta_max).to(self.device)
-        self.actor = NoisePredictionMLP(spec.obs_dim, spec.act_dim, hidden=c.hidden).to(self.device)
+        if c.sampler == "dpm_solver" and c.n_timesteps < 2:
+            raise OffdiffError("sampler=dpm_solver needs n_timesteps >= 2")
+        schedule = DiscreteVPSchedule(c.n_timesteps, c.beta_min, c.beta_max)
+        eps_net = NoisePredictionMLP(spec.obs_dim, spec.act_dim, hidden=c.hidden)
+        self.actor = DiscreteVP(eps_net, schedule, spec.act_dim, clip=1.0).to(self.device)  # π_θ
         self.ema_actor = frozen_copy(self.actor)
+        self.solver = {"solver": c.sampler, "nfe": c.solver_nfe, "order": c.solver_order}
         self.critic = DoubleQ(spec.obs_dim, spec.act_dim, hidden=(c.hidden,) * 3).to(self.device)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=c.lr)
+        self.actor_opt = torch.optim.Adam(self.actor.net.parameters(), lr=c.lr)
         self.critic_opt = torch.optim.Adam(self.critic.online.parameters(), lr=c.critic_lr)
         decay = {"released": released_schedule(c.steps), "cosine": cosine_decay(c.steps),
                  "constant": lambda step: 1.0}[c.lr_schedule]
@@ -90,8 +103,8 @@ class DiffusionQL(Algorithm):
     def stages(self) -> list[Stage]:
         return [Stage("main", self.config.steps, self.config.batch_size, q_calibration=True)]
 
-    def modules(self) -> Mapping[str, torch.nn.Module]:
-        return {"actor": self.actor, "ema_actor": self.ema_actor, "critic": self.critic}
+    def modules(self) -> Mapping[str, torch.nn.Module]:  # the ε-networks: their parameters are the processes'
+        return {"actor": self.actor.net, "ema_actor": self.ema_actor.net, "critic": self.critic}
 
     def optimizers(self) -> Mapping[str, torch.optim.Optimizer]:
         return {"actor": self.actor_opt, "critic": self.critic_opt}
@@ -99,8 +112,8 @@ class DiffusionQL(Algorithm):
     def schedulers(self) -> Mapping[str, Any]:
         return {"actor": self.actor_sched, "critic": self.critic_sched}
 
-    def _sample(self, actor: torch.nn.Module, obs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return self.diffusion.sample(actor, obs, self.spec.act_dim, generator, clip=1.0)
+    def _sample(self, actor: DiscreteVP, obs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return actor.sample(obs, generator, **self.solver)
 
     @torch.no_grad()
     def _target(self, batch: Batch) -> torch.Tensor:
@@ -122,7 +135,7 @@ class DiffusionQL(Algorithm):
         optimizer_step(self.critic_opt, critic_loss, self.critic.online.parameters(), c.grad_norm)
 
         # Actor: L_d + η·(−Q_j / E|Q_k|), with the gradient through the whole reverse chain
-        bc_loss = self.diffusion.loss(self.actor, batch.actions, batch.obs, self.generator)
+        bc_loss = self.actor.loss(batch.actions, batch.obs, self.generator)
         new_actions = self._sample(self.actor, batch.obs, self.generator)
         self.critic.online.requires_grad_(False)  # the actor loss trains θ only
         q = self.critic(batch.obs, new_actions)
@@ -131,14 +144,14 @@ class DiffusionQL(Algorithm):
         q_j, q_k = torch.where(first, q[0], q[1]), torch.where(first, q[1], q[0])
         q_loss = -q_j.mean() / q_k.abs().mean().detach()
         actor_loss = bc_loss + c.eta * q_loss
-        optimizer_step(self.actor_opt, actor_loss, self.actor.parameters(), c.grad_norm)
+        optimizer_step(self.actor_opt, actor_loss, self.actor.net.parameters(), c.grad_norm)
 
         # Targets and schedules
         if step % c.ema_every == 0:
             if step >= c.ema_start:
-                polyak_update_(self.ema_actor, self.actor, 1.0 - c.ema_decay)
+                polyak_update_(self.ema_actor.net, self.actor.net, 1.0 - c.ema_decay)
             elif c.ema_warmup == "copy":
-                hard_update_(self.ema_actor, self.actor)
+                hard_update_(self.ema_actor.net, self.actor.net)
         self.critic.update_target(c.tau)
         self.actor_sched.step()
         self.critic_sched.step()

@@ -26,7 +26,7 @@ from offdiff.algorithm import Algorithm, AlgorithmConfig, EnvSpec, Metrics, Stag
 from offdiff.config import AT_LEAST_1, FRACTION, NON_NEGATIVE, POSITIVE, RATE, UNIT, budget, field
 from offdiff.critics import IQLCritic
 from offdiff.data.buffer import Batch
-from offdiff.diffusion import EDMDenoiser, EDMSchedule, ScoreMLP
+from offdiff.diffusion import EDM, EDMSchedule, ScoreMLP
 from offdiff.errors import OffdiffError
 from offdiff.nets import Mish, TanhGaussianPolicy, frozen, in_row_chunks, rows_per_call, softmax_choice
 from offdiff.optim import cosine_decay, optimizer_step
@@ -90,7 +90,7 @@ class DTQL(Algorithm):
         # Built first, so their initialisation (and the cached pretraining) does not depend on the policy.
         schedule = EDMSchedule(c.sigma_data, c.sigma_min, c.sigma_max)
         score = ScoreMLP(obs_dim, act_dim, c.diffusion_hidden, c.diffusion_layers, c.time_dim)
-        self.diffusion = EDMDenoiser(score, schedule, MAX_ACTION if c.clip_denoised else None).to(self.device)
+        self.diffusion = EDM(score, schedule, act_dim, MAX_ACTION if c.clip_denoised else None).to(self.device)
         self.critic = IQLCritic(obs_dim, act_dim, (c.critic_hidden,) * 3, Mish, q_layer_norm=True,
                                 v_layer_norm=False, value_from_target=c.value_from_target).to(self.device)
         self.opts = {"diffusion": torch.optim.Adam(self.diffusion.parameters(), lr=c.lr),
@@ -164,7 +164,8 @@ class DTQL(Algorithm):
         c = self.config
         pi = self.actor(batch.obs)
         actions = pi.rsample(self.generator)
-        tr_loss = self.diffusion.trust_region_loss(actions, batch.obs, self.generator)
+        with frozen(self.diffusion):  # L_TR: the BC loss at a_θ, φ frozen; the gradient reaches a_θ twice
+            tr_loss = self.diffusion.loss(actions, batch.obs, self.generator)
         q = self._q_policy(batch.obs, actions)
         nll = pi.nll(batch.actions).mean()
         loss = c.alpha * tr_loss - q.mean() + c.gamma_nll * nll
@@ -191,7 +192,7 @@ class DTQL(Algorithm):
         """`diffusion`: one sample of μ_φ(·|s) per state by EDM's Heun sampler (behaviour cloning, no Q)."""
         if policy != "diffusion":
             raise KeyError(f"DTQL has no diagnostic policy {policy!r}")
-        actions = self.diffusion.sample(obs, self.spec.act_dim, generator, DIAGNOSTIC_SAMPLER_STEPS)
+        actions = self.diffusion.sample(obs, generator, solver="heun", steps=DIAGNOSTIC_SAMPLER_STEPS)
         return actions.clamp(-MAX_ACTION, MAX_ACTION)
 
     def critic_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:

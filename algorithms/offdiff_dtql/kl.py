@@ -18,21 +18,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from offdiff.diffusion import EDMDenoiser
+from offdiff.diffusion import EDM
 from offdiff.nets import hard_update_
 
 
 class KLDistillation(nn.Module):
     """The one-step implicit generator G_θ (`generator`) and the fake score model D_ψ (`fake`)."""
 
-    def __init__(self, real: EDMDenoiser, act_dim: int, generation_sigma: float):
+    def __init__(self, real: EDM, act_dim: int, generation_sigma: float):
         super().__init__()
         self.act_dim = act_dim
         self.generator = copy.deepcopy(real.net)
-        self.fake = EDMDenoiser(copy.deepcopy(real.net), real.schedule, real.clip)
+        self.fake = EDM(copy.deepcopy(real.net), real.schedule, act_dim, real.clip)
         self.generation_sigma = generation_sigma
 
-    def init_from(self, real: EDMDenoiser) -> None:
+    def init_from(self, real: EDM) -> None:
         """G_θ ← F_φ and F_ψ ← F_φ (done once, when the main phase starts)."""
         hard_update_(self.generator, real.net)
         hard_update_(self.fake.net, real.net)
@@ -44,7 +44,7 @@ class KLDistillation(nn.Module):
         return self.generator(self.generation_sigma * z, t, obs)
 
     def kl_loss(
-        self, actions: torch.Tensor, obs: torch.Tensor, real: EDMDenoiser, generator: torch.Generator
+        self, actions: torch.Tensor, obs: torch.Tensor, real: EDM, generator: torch.Generator
     ) -> torch.Tensor:
         """L_KL, the DMD surrogate whose gradient in a_θ is the normalised score difference g."""
         with torch.no_grad():

@@ -24,7 +24,7 @@ from offdiff.algorithm import Algorithm, AlgorithmConfig, EnvSpec, Metrics, Stag
 from offdiff.config import AT_LEAST_1, FRACTION, POSITIVE, RATE, UNIT, Range, at_least, budget, field
 from offdiff.critics import IQLCritic
 from offdiff.data.buffer import Batch, DeviceBuffer
-from offdiff.diffusion import BottleneckDiffusion, ContinuousVPSchedule, EnergyMLP
+from offdiff.diffusion import ContinuousVP, ContinuousVPSchedule, EnergyMLP
 from offdiff.errors import OffdiffError
 from offdiff.optim import optimizer_step
 from offdiff_eda.presets import PRESETS
@@ -101,6 +101,7 @@ class EDA(Algorithm):
         super().__init__(config, spec, device, generator)
         c = config
         self.schedule = ContinuousVPSchedule(c.vp_beta_0, c.vp_beta_1, c.t_eps)
+        self.solver = {"nfe": c.solver_nfe, "order": c.solver_order}  # DPM-Solver's, wherever a model samples
         self.behavior = self._bdm(c.dropout)
         self.critic = IQLCritic(spec.obs_dim, spec.act_dim, hidden=(c.critic_hidden,) * 2, activation=torch.nn.ReLU,
                                 value_from_target=True, q_loss_scale=0.5).to(self.device)
@@ -111,11 +112,12 @@ class EDA(Algorithm):
         self._alignment_seed: int | None = None  # drawn when alignment starts; rebuilds the set on resume
         self._alignment: AlignmentSet | None = None
 
-    def _bdm(self, dropout: float) -> BottleneckDiffusion:
+    def _bdm(self, dropout: float) -> ContinuousVP:
+        """A bottleneck diffusion model: an energy backbone on the continuous VP process, ε̂ = −σ_t ∇_a f."""
         c, spec = self.config, self.spec
         net = EnergyMLP(spec.obs_dim if c.state_input else 0, spec.act_dim, c.hidden, c.num_blocks, dropout,
                         c.time_dim, c.fourier_scale)
-        return BottleneckDiffusion(net, spec.act_dim, self.schedule).to(self.device)
+        return ContinuousVP(net, self.schedule, spec.act_dim, prediction="energy").to(self.device)
 
     def stages(self) -> list[Stage]:
         c = self.config
@@ -180,7 +182,7 @@ class EDA(Algorithm):
         actions, q = [], []
         for chunk in obs.split(c.candidate_chunk):
             cond = chunk.repeat_interleave(c.num_candidates, dim=0)
-            sampled = self.behavior.sample(cond, generator, c.solver_nfe, c.solver_order)
+            sampled = self.behavior.sample(cond, generator, **self.solver)
             actions.append(sampled.view(chunk.shape[0], c.num_candidates, -1))
             q.append(self.critic.target_q_min(cond, sampled).view(chunk.shape[0], c.num_candidates))
         return AlignmentSet(obs, torch.cat(actions), torch.cat(q), len(data))
@@ -244,8 +246,7 @@ class EDA(Algorithm):
         if policy != "behavior":
             raise KeyError(f"EDA has no diagnostic policy {policy!r}")
         self.behavior.eval()  # no dropout; every behavior step sets train() again
-        c = self.config
-        return self.behavior.sample(obs, generator, c.solver_nfe, c.solver_order).clamp(-1.0, 1.0)
+        return self.behavior.sample(obs, generator, **self.solver).clamp(-1.0, 1.0)
 
     def critic_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return self.critic.target_q_min(obs, actions)  # the Q that labels the candidates and picks actions
@@ -256,6 +257,6 @@ class EDA(Algorithm):
         c, generator = self.config, generator or self.generator
         n, k = obs.shape[0], c.eval_candidates
         cond = obs.repeat_interleave(k, dim=0)
-        actions = self.policy.sample(cond, generator, c.solver_nfe, c.solver_order).view(n, k, -1)
+        actions = self.policy.sample(cond, generator, **self.solver).view(n, k, -1)
         best = self.critic.target_q_min(cond, actions.view(n * k, -1)).view(n, k).argmax(dim=1)
         return actions[torch.arange(n, device=obs.device), best].clamp(-1.0, 1.0)

@@ -1,29 +1,31 @@
-"""Diffusion backbones: schedules, losses and samplers, and the networks they drive.
+"""Diffusion models, split as processes × backbones (CleanDiffuser's split).
 
-Here now:
-- `DiscreteVPSchedule` + `NoisePredictionMLP`: Diffusion-QL's N-step DDPM (ε-prediction, ancestral sampler).
-- `EDMSchedule` + `EDMDenoiser` + `ScoreMLP`: EDM preconditioning, log-logistic σ density, F-space loss (DTQL).
-- `ContinuousVPSchedule` + `dpm_solver_sample` + `BottleneckDiffusion` + `EnergyMLP`: the continuous-time VP
-  schedule, DPM-Solver++ and the scalar-energy diffusion model whose ε̂ = −σ_t ∇_a f (EDA).
+- Schedules: `DiscreteVPSchedule` (N-step DDPM), `ContinuousVPSchedule` (linear-β VP SDE), `EDMSchedule`.
+- Solvers: `dpm_solver_sample` (DPM-Solver++ on any VP schedule); the ancestral and the EDM Heun/Euler
+  samplers live with their processes.
+- Processes (`offdiff.diffusion.processes`): `DiscreteVP`, `ContinuousVP`, `EDM`; each has
+  `loss(x0, cond, generator)` and `sample(cond, generator, **solver)`.
+- Backbones (`offdiff.diffusion.backbones`), one signature `net(x_t, t, cond)`: `NoisePredictionMLP`
+  (Diffusion-QL), `ScoreMLP` (DTQL), `EnergyMLP` (EDA).
 """
 
+from offdiff.diffusion.backbones import Backbone, EnergyMLP, NoisePredictionMLP, ScoreMLP
 from offdiff.diffusion.dpm_solver import dpm_solver_sample, singlestep_orders
-from offdiff.diffusion.edm import EDMDenoiser, EDMSchedule
-from offdiff.diffusion.energy import BottleneckDiffusion
-from offdiff.diffusion.energy_net import EnergyMLP
-from offdiff.diffusion.networks import NoisePredictionMLP
-from offdiff.diffusion.score_mlp import ScoreMLP
+from offdiff.diffusion.edm import EDMSchedule
+from offdiff.diffusion.processes import EDM, ContinuousVP, DiffusionProcess, DiscreteVP
 from offdiff.diffusion.vp_continuous import ContinuousVPSchedule
-from offdiff.diffusion.vp_discrete import DiscreteVPSchedule, NoiseModel, cosine_betas, linear_betas, vp_betas
+from offdiff.diffusion.vp_discrete import DiscreteVPSchedule, cosine_betas, linear_betas, vp_betas
 
 __all__ = [
-    "BottleneckDiffusion",
+    "EDM",
+    "Backbone",
+    "ContinuousVP",
     "ContinuousVPSchedule",
+    "DiffusionProcess",
+    "DiscreteVP",
     "DiscreteVPSchedule",
-    "EDMDenoiser",
     "EDMSchedule",
     "EnergyMLP",
-    "NoiseModel",
     "NoisePredictionMLP",
     "ScoreMLP",
     "cosine_betas",

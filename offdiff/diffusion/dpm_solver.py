@@ -7,9 +7,10 @@ With λ = log α − log σ, h = λ_t − λ_s and x̂₀(x, s) the model's data
               u   = (σ_{s₁}/σ_s)·x_s − α_{s₁}·(e^{−r₁h} − 1)·x̂₀(x_s, s)
               x_t = (σ_t/σ_s)·x_s − α_t·(e^{−h} − 1)·x̂₀(x_s, s) − (0.5/r₁)·α_t·(e^{−h} − 1)·[x̂₀(u, s₁) − x̂₀(x_s, s)]
 
-The time grid is uniform in t from `t_start` to `t_end` with `nfe` intervals; a 2nd-order step spans two
-intervals and uses the middle grid point as s₁, and an odd `nfe` ends with one 1st-order step (15 NFE,
-order 2: seven 2nd-order steps, then one 1st-order step). No thresholding, no clipping, no final denoising.
+Any VP schedule serves (its α, σ, λ). The time grid is uniform in t from `t_start` to `t_end` with `nfe`
+intervals; a 2nd-order step spans two intervals and uses the middle grid point as s₁, and an odd `nfe` ends
+with one 1st-order step (15 NFE, order 2: seven 2nd-order steps, then one 1st-order step). No thresholding,
+no clipping, no final denoising (a caller's x̂₀ may clip; a final denoising step is the caller's).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Callable
 
 import torch
 
-from offdiff.diffusion.vp_continuous import ContinuousVPSchedule
+from offdiff.diffusion.marginals import VPMarginals
 
 DataPrediction = Callable[[torch.Tensor, float], torch.Tensor]
 """x̂₀ = fn(x_t (B, …), t) for one time t shared by the whole batch."""
@@ -37,7 +38,7 @@ def singlestep_orders(nfe: int, order: int) -> list[int]:
 class _Coefficients:
     """α, σ, λ of the schedule at the grid points, as Python floats computed in float64."""
 
-    def __init__(self, schedule: ContinuousVPSchedule, grid: torch.Tensor):
+    def __init__(self, schedule: VPMarginals, grid: torch.Tensor):
         self.t = grid.tolist()
         self.alpha = schedule.alpha(grid).tolist()
         self.sigma = schedule.sigma(grid).tolist()
@@ -47,14 +48,14 @@ class _Coefficients:
 def dpm_solver_sample(
     x0_fn: DataPrediction,
     x_T: torch.Tensor,
-    schedule: ContinuousVPSchedule,
+    schedule: VPMarginals,
+    t_start: float,
+    t_end: float,
     nfe: int = 15,
     order: int = 2,
-    t_start: float = 1.0,
-    t_end: float | None = None,
 ) -> torch.Tensor:
-    """Integrate the probability-flow ODE from x_T at `t_start` to `t_end` (default: the schedule's ε)."""
-    grid = torch.linspace(t_start, schedule.t_eps if t_end is None else t_end, nfe + 1, dtype=torch.float64)
+    """Integrate the probability-flow ODE from x_T at `t_start` to `t_end`."""
+    grid = torch.linspace(t_start, t_end, nfe + 1, dtype=torch.float64)
     c = _Coefficients(schedule, grid)
     x, i = x_T, 0
     for step_order in singlestep_orders(nfe, order):

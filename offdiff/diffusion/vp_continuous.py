@@ -12,14 +12,10 @@ from __future__ import annotations
 
 import torch
 
-Time = torch.Tensor | float
+from offdiff.diffusion.marginals import Time, VPMarginals, as_time
 
 
-def _tensor(t: Time) -> torch.Tensor:
-    return t if isinstance(t, torch.Tensor) else torch.tensor(t, dtype=torch.float64)
-
-
-class ContinuousVPSchedule:
+class ContinuousVPSchedule(VPMarginals):
     """The linear-β VP SDE's marginal coefficients, its forward perturbation and the training-time sampler."""
 
     def __init__(self, beta_0: float = 0.1, beta_1: float = 20.0, t_eps: float = 1e-3):
@@ -28,22 +24,11 @@ class ContinuousVPSchedule:
         self.beta_0, self.beta_1, self.t_eps = beta_0, beta_1, t_eps
 
     def beta(self, t: Time) -> torch.Tensor:
-        return self.beta_0 + (self.beta_1 - self.beta_0) * _tensor(t)
+        return self.beta_0 + (self.beta_1 - self.beta_0) * as_time(t)
 
     def log_alpha(self, t: Time) -> torch.Tensor:
-        t = _tensor(t)
+        t = as_time(t)
         return -(self.beta_1 - self.beta_0) * t.square() / 4 - self.beta_0 * t / 2
-
-    def alpha(self, t: Time) -> torch.Tensor:
-        return self.log_alpha(t).exp()
-
-    def sigma(self, t: Time) -> torch.Tensor:
-        """σ_t = √(1 − α_t²), as √(−expm1(2 log α_t)) so it stays accurate near t = 0."""
-        return torch.sqrt(-torch.expm1(2 * self.log_alpha(t)))
-
-    def lam(self, t: Time) -> torch.Tensor:
-        """λ_t = log α_t − log σ_t."""
-        return self.log_alpha(t) - self.sigma(t).log()
 
     def sample_time(self, n: int, generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
         """t = ε + (1 − ε)·u, u ~ U[0, 1): the training times, (n,) float32."""

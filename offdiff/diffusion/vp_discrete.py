@@ -1,21 +1,21 @@
-"""Discrete-time VP diffusion (DDPM with N steps) as used by Diffusion-QL.
+"""The discrete-time VP schedule (DDPM with N steps) as used by Diffusion-QL.
 
 Forward process: q(x_t | x_0) = N(√ᾱ_t·x_0, (1 − ᾱ_t)·I), ᾱ_t = ∏_{i≤t} (1 − β_i), with 0-based step
-index t = 0..N−1. The network predicts ε; sampling is DDPM ancestral sampling through the posterior
-q(x_{t−1} | x_t, x̂_0).
+index t = 0..N−1, and the posterior q(x_{t−1} | x_t, x_0). For DPM-Solver the schedule extends to a real
+index t ∈ [0, N−1] by interpolating log ᾱ linearly between steps (Lu et al. 2022's discrete-time
+extension): log α_t = ½·log ᾱ_t, σ_t = √(1 − α_t²). The process that uses it is
+`offdiff.diffusion.processes.DiscreteVP`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Literal
 
 import torch
 from torch import nn
 
-NoiseModel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-"""ε̂ = model(x_t (B, A), t (B,) long, cond (B, S))."""
+from offdiff.diffusion.marginals import Time, VPMarginals, as_time
 
 ScheduleKind = Literal["vp", "linear", "cosine"]
 
@@ -38,23 +38,13 @@ def cosine_betas(n_steps: int, s: float = 0.008) -> torch.Tensor:
     return (1 - alphas_cumprod[1:] / alphas_cumprod[:-1]).clamp(0, 0.999)
 
 
-@torch.compiler.disable
-def _draw_normal(count: int, shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generator
-                 ) -> list[torch.Tensor]:
-    """`count` draws of N(0, I) of `shape`, one call each in order: x_N first, then the noise of steps N−1 … 1.
-
-    Drawn before the chain, so the chain itself has no generator call and torch.compile traces it as one
-    graph; the draws are the ones sampling step by step would make, in the same order.
-    """
-    return [torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype) for _ in range(count)]
-
-
-class DiscreteVPSchedule(nn.Module):
-    """The N-step DDPM schedule with its forward process, ε-prediction loss and ancestral sampler.
+class DiscreteVPSchedule(nn.Module, VPMarginals):
+    """The N-step DDPM schedule: its coefficients, forward process, x̂_0 from ε and the posterior mean.
 
     `kind` picks the betas: "vp" (uses β_min, β_max), or "linear" / "cosine" with the DDPM and improved-DDPM
     defaults (β_min, β_max unused). All coefficients are computed in float64 and stored as float32
     buffers, indexed by the 0-based step t; `posterior_std` = exp(½·posterior_log_variance_clipped) for t ≥ 1.
+    `log_alpha` (and with it `alpha`, `sigma`, `lam`) takes a real index t in float64, on the host.
     """
 
     def __init__(
@@ -91,6 +81,14 @@ class DiscreteVPSchedule(nn.Module):
         }
         for name, value in coefficients.items():
             self.register_buffer(name, value.float(), persistent=False)
+        self._half_log_alphas_cumprod = ac.log() / 2  # float64, host: DPM-Solver's coefficients
+
+    def log_alpha(self, t: Time) -> torch.Tensor:
+        """log α_t = ½·log ᾱ_t, linear between the integer steps, for a real step index t ∈ [0, N−1]."""
+        t = as_time(t)
+        table = self._half_log_alphas_cumprod
+        low = t.floor().clamp(0, max(self.n_steps - 2, 0)).long()
+        return torch.lerp(table[low], table[(low + 1).clamp(max=self.n_steps - 1)], t - low)
 
     @staticmethod
     def _at(coef: torch.Tensor, t: torch.Tensor | int, x: torch.Tensor) -> torch.Tensor:
@@ -112,36 +110,3 @@ class DiscreteVPSchedule(nn.Module):
         """Mean of q(x_{t−1} | x_t, x_0) = c1_t·x_0 + c2_t·x_t."""
         scaled_x_t = self._at(self.posterior_mean_coef2, t, x_t) * x_t
         return torch.addcmul(scaled_x_t, self._at(self.posterior_mean_coef1, t, x_t), x0)
-
-    def loss(
-        self, model: NoiseModel, x0: torch.Tensor, cond: torch.Tensor, generator: torch.Generator
-    ) -> torch.Tensor:
-        """DDPM ε-loss: mean over batch and dims of (ε̂(x_t, t, s) − ε)², t ~ U{0..N−1}, ε ~ N(0, I)."""
-        t = torch.randint(0, self.n_steps, x0.shape[:1], generator=generator, device=x0.device)
-        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-        return (model(self.q_sample(x0, t, noise), t, cond) - noise).square().mean()
-
-    def sample(
-        self,
-        model: NoiseModel,
-        cond: torch.Tensor,
-        act_dim: int,
-        generator: torch.Generator,
-        clip: float | None = 1.0,
-    ) -> torch.Tensor:
-        """Ancestral sampling x_N ~ N(0, I) → x_0, one row per row of `cond`: (B, S) → (B, act_dim).
-
-        Each step clamps x̂_0 to ±clip, takes the posterior mean and adds posterior noise (none at t = 0);
-        the result is clamped too. Differentiable end to end: under grad it back-propagates through the
-        whole chain (Diffusion-QL's actor loss); wrap the call in `torch.no_grad()` for targets/eval.
-        """
-        x, *step_noise = _draw_normal(self.n_steps, (cond.shape[0], act_dim), cond, generator)
-        for t in reversed(range(self.n_steps)):
-            steps = torch.full(x.shape[:1], t, dtype=torch.long, device=cond.device)  # contiguous, as in `loss`
-            x0 = self.predict_x0(x, t, model(x, steps, cond))
-            if clip is not None:
-                x0 = x0.clamp(-clip, clip)
-            x = self.posterior_mean(x0, x, t)
-            if t > 0:
-                x = torch.addcmul(x, self.posterior_std[t], step_noise.pop(0))
-        return x if clip is None else x.clamp(-clip, clip)

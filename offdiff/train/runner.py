@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from offdiff.algorithm import Algorithm, EnvSpec, Stage
-from offdiff.config import apply_overrides, budget_fields, config_dict, stable_hash
+from offdiff.config import apply_overrides, budget_fields, config_dict, hashed_config, stable_hash
 from offdiff.data.pipeline import PreparedData, prepare
 from offdiff.data.scores import RefScores
 from offdiff.data.sources import DatasetInfo, resolve
@@ -159,7 +159,7 @@ def plan(request: TrainRequest) -> PlannedRun:
     ref = data.ref_scores(request.ref_scores)
     config = resolve_config(cls, choice.preset, request)
     protocol = apply_overrides(default_protocol(choice.task), request.protocol, origin="protocol")
-    payload = {"config": config_dict(config), "source": request.source, "eval_env": info.eval_env,
+    payload = {"config": hashed_config(config), "source": request.source, "eval_env": info.eval_env,
                "protocol": dataclasses.asdict(protocol)}
     if request.ref_scores is not None:  # only then: the folders of earlier runs keep their names
         payload["ref_scores"] = dataclasses.asdict(ref)

@@ -1,4 +1,4 @@
-"""Noise-prediction networks for the discrete VP diffusion."""
+"""Diffusion-QL's ε-network: the backbone of its discrete VP process."""
 
 from __future__ import annotations
 

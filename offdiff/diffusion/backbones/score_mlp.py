@@ -1,4 +1,4 @@
-"""DTQL's score network F_φ(x, t, s), the raw network inside an `EDMDenoiser`."""
+"""DTQL's score network F_φ(x, t, s), the backbone of its EDM process."""
 
 from __future__ import annotations
 
