@@ -15,7 +15,8 @@ from offdiff.analysis.report import aggregate
 from offdiff.analysis.scores import ScoreMatrices, best_scores, final_scores, read_scores, score_matrices
 from offdiff.cli import main
 from offdiff.config import stable_hash
-from offdiff.train.run_dir import RunDir, atomic_write_json, read_jsonl
+from offdiff.io import atomic_write_json, read_jsonl
+from offdiff.records import RunDir
 from offdiff.train.runner import TrainRequest, plan, train
 
 REPS, SEED = 200, 7

@@ -14,8 +14,8 @@ import torch
 from offdiff.analysis.report import aggregate
 from offdiff.data.episodes import Episodes
 from offdiff.data.transitions import Transitions
+from offdiff.io import read_jsonl
 from offdiff.train import runner
-from offdiff.train.run_dir import read_jsonl
 from offdiff.train.runner import TrainRequest, plan, train
 
 PROTOCOL = {"eval_every": 10, "eval_episodes": 6, "eval_envs": 3, "log_every": 5, "checkpoint_every": 5}

@@ -15,8 +15,8 @@ import pytest
 from offdiff.cli import main
 from offdiff.harness.grid import expand, load_grid
 from offdiff.harness.record import write_outcome
+from offdiff.io import atomic_write_json
 from offdiff.progress import Progress
-from offdiff.train.run_dir import atomic_write_json
 
 GRID = ("name: g\ndatasets: [toy:four_corners]\nseeds: [0, 1]\nalgorithms: [dql, {name: bc_like, algo: dql, "
         "overrides: {eta: 0.0}}]\nprotocol: {steps: 20, eval_every: 20, eval_episodes: 5, eval_envs: 5, "

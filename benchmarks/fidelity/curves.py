@@ -25,7 +25,7 @@ from fidelity.harness import official_label  # noqa: E402
 from offdiff.analysis.collect import find_run_dirs, read_run  # noqa: E402
 from offdiff.analysis.plots import render  # noqa: E402
 from offdiff.errors import OffdiffError  # noqa: E402
-from offdiff.train.run_dir import atomic_write_bytes, read_jsonl  # noqa: E402
+from offdiff.io import atomic_write_bytes, read_jsonl  # noqa: E402
 
 SKIP = {"stage", "stage_index", "step", "steps_per_s", "steps_averaged", "event", "artifact"}
 # {(algo, dataset): {metric: {total step: [value per seed]}}}

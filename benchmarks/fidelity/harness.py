@@ -19,9 +19,10 @@ from fidelity.presets import compare_preset
 from fidelity.presets import describe as describe_check
 from fidelity.release import Checkout, imported, open_checkout
 from offdiff.errors import OffdiffError
+from offdiff.records import RunDir
 from offdiff.registry import get_algorithm
-from offdiff.train.run_dir import RunDir
-from offdiff.train.runner import PlannedRun, Trainer, TrainRequest, plan, resolve_device
+from offdiff.runtime import resolve_device
+from offdiff.train.runner import PlannedRun, Trainer, TrainRequest, plan
 
 
 def official_label(release: str) -> str:

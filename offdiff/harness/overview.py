@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import signal
 import subprocess
@@ -23,8 +22,8 @@ from typing import Any
 from offdiff.errors import OffdiffError
 from offdiff.harness.record import Record
 from offdiff.harness.status import ORDER, RunStatus, counts
+from offdiff.io import read_jsonl
 from offdiff.progress import eta
-from offdiff.train.run_dir import read_jsonl
 
 COLUMNS = ("done", "running", "pending", "failed", "not submitted")
 
@@ -52,15 +51,16 @@ def run_progress(status: RunStatus) -> RunProgress:
     run = status.cell.planned.run_dir
     if not run.manifest.exists():
         return RunProgress()
-    steps = [s["steps"] for s in json.loads(run.manifest.read_text())["stages"]]
-    offset = [sum(steps[:i]) for i in range(len(steps))]
+    manifest = run.read_manifest()
+    steps, offset = manifest.stage_steps, manifest.stage_offsets
     logged = [r for r in read_jsonl(run.metrics) if "steps_per_s" in r]
-    evals = read_jsonl(run.evals)
+    evals = run.evaluations()
+    last = evals[-1].scores if evals else None
     step = offset[logged[-1]["stage_index"]] + logged[-1]["step"] if logged else 0
     return RunProgress(
         step=sum(steps) if status.state == "done" else step, total=sum(steps),
         steps_per_s=logged[-1]["steps_per_s"] if logged else None,
-        score=evals[-1]["normalized_mean"] if evals else None, score_std=evals[-1]["normalized_std"] if evals else None,
+        score=last.normalized_mean if last else None, score_std=last.normalized_std if last else None,
     )
 
 
