@@ -108,23 +108,31 @@ class Scores:
                    seeds=_optional(raw, "seeds", list), normalized=_optional(raw, "normalized", list))
 
 
+@dataclasses.dataclass(frozen=True)
+class LogRow:
+    """Where a row of a run's logs stands: after `step` steps of the stage `stage`, the run's `stage_index`-th."""
+
+    stage: str
+    stage_index: int
+    step: int
+
+    def position(self) -> dict[str, Any]:
+        return {"stage": self.stage, "stage_index": self.stage_index, "step": self.step}
+
+
 def _position(raw: Any, where: str) -> dict[str, Any]:
-    """The (stage, stage_index, step) every log row carries."""
     return {"stage": _field(raw, "stage", str, where), "stage_index": _field(raw, "stage_index", int, where),
             "step": _field(raw, "step", int, where)}
 
 
 @dataclasses.dataclass(frozen=True)
-class Evaluation:
-    """A row of evals.jsonl: an evaluation's scores after `step` steps of stage `stage_index`."""
+class Evaluation(LogRow):
+    """A row of evals.jsonl: an evaluation's scores."""
 
-    stage: str
-    stage_index: int
-    step: int
     scores: Scores
 
     def to_json(self) -> dict[str, Any]:
-        return {"stage": self.stage, "stage_index": self.stage_index, "step": self.step, **self.scores.to_json()}
+        return {**self.position(), **self.scores.to_json()}
 
     @classmethod
     def from_json(cls, raw: Any, where: str) -> Evaluation:
@@ -132,19 +140,15 @@ class Evaluation:
 
 
 @dataclasses.dataclass(frozen=True)
-class PolicyDiagnostic:
+class PolicyDiagnostic(LogRow):
     """A diagnostics.jsonl row: a stage's diagnostic policy evaluated once after it (never a headline score)."""
 
     KIND = "policy"
-    stage: str
-    stage_index: int
-    step: int
     policy: str
     scores: Scores
 
     def to_json(self) -> dict[str, Any]:
-        return {"stage": self.stage, "stage_index": self.stage_index, "step": self.step, "kind": self.KIND,
-                "policy": self.policy, **self.scores.to_json()}
+        return {**self.position(), "kind": self.KIND, "policy": self.policy, **self.scores.to_json()}
 
     @classmethod
     def from_json(cls, raw: Any, where: str) -> PolicyDiagnostic:
@@ -153,13 +157,10 @@ class PolicyDiagnostic:
 
 
 @dataclasses.dataclass(frozen=True)
-class QCalibration:
+class QCalibration(LogRow):
     """A diagnostics.jsonl row: the critic's Q on dataset actions against their discounted returns-to-go."""
 
     KIND = "q_calibration"
-    stage: str
-    stage_index: int
-    step: int
     transitions: int
     discount: float
     mean_q: float
