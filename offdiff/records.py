@@ -7,6 +7,7 @@ tracking) reads them with `from_json(raw, where)`, which accepts what older offd
 missing or invalid field a `BadRun` naming the file:
 
 - `Manifest`: what the run is (algorithm, resolved config, protocol, stages, dataset, ...; provenance).
+- `Metrics`, `ReusedStage`: the rows of metrics.jsonl (training metrics and speed; a stage loaded from the cache).
 - `Evaluation`: a row of evals.jsonl, an evaluation's `Scores` at (stage, stage_index, step).
 - `PolicyDiagnostic`, `QCalibration`: the rows of diagnostics.jsonl (offdiff/train/diagnostics.py).
 - `Done`: the summary in DONE (headline = the last evaluation; the best one is online selection).
@@ -123,6 +124,47 @@ class LogRow:
 def _position(raw: Any, where: str) -> dict[str, Any]:
     return {"stage": _field(raw, "stage", str, where), "stage_index": _field(raw, "stage_index", int, where),
             "step": _field(raw, "step", int, where)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Metrics(LogRow):
+    """A row of metrics.jsonl: the plugin's metrics averaged over the last `steps_averaged` steps (fewer than the
+    protocol's log_every when the window started at a resume), and the steps per second over them."""
+
+    values: dict[str, float]
+    steps_per_s: float
+    steps_averaged: int | None  # None: a row older than the field
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.position(), **self.values, "steps_per_s": self.steps_per_s,
+                "steps_averaged": self.steps_averaged}
+
+    @classmethod
+    def from_json(cls, raw: Any, where: str) -> Metrics:
+        own = {"steps_per_s", "steps_averaged", *_position(raw, where)}
+        values = {k: v for k, v in raw.items()
+                  if k not in own and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        return cls(**_position(raw, where), values=values, steps_per_s=_number(raw, "steps_per_s", where),
+                   steps_averaged=_optional(raw, "steps_averaged", int))
+
+
+@dataclasses.dataclass(frozen=True)
+class ReusedStage(LogRow):
+    """A row of metrics.jsonl: the stage was loaded from the shared cache (`artifact`) instead of trained."""
+
+    EVENT = "reused_cached_stage"
+    artifact: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.position(), "event": self.EVENT, "artifact": self.artifact}
+
+    @classmethod
+    def from_json(cls, raw: Any, where: str) -> ReusedStage:
+        return cls(**_position(raw, where), artifact=_field(raw, "artifact", str, where))
+
+
+def metrics_from_json(raw: Any, where: str) -> Metrics | ReusedStage:
+    return ReusedStage.from_json(raw, where) if "event" in raw else Metrics.from_json(raw, where)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -367,6 +409,10 @@ class RunDir:
     def evaluations(self, strict: bool = False) -> list[Evaluation]:
         """The rows of evals.jsonl; `strict`: a damaged line is a `BadRun` (else a line cut short is left out)."""
         return [Evaluation.from_json(raw, where) for where, raw in self._rows(self.evals, strict)]
+
+    def metric_rows(self, strict: bool = False) -> list[Metrics | ReusedStage]:
+        """The rows of metrics.jsonl, read as `evaluations` reads evals.jsonl."""
+        return [metrics_from_json(raw, where) for where, raw in self._rows(self.metrics, strict)]
 
     def diagnostic_rows(self, strict: bool = False) -> list[Diagnostic]:
         """The rows of diagnostics.jsonl, read as `evaluations` reads evals.jsonl."""

@@ -26,10 +26,9 @@ from typing import Any
 
 from offdiff.errors import OffdiffError
 from offdiff.io import read_jsonl
-from offdiff.records import Evaluation, Manifest, RunDir
+from offdiff.records import Evaluation, Manifest, ReusedStage, RunDir, metrics_from_json
 
 TRACKERS = ("tensorboard", "wandb")
-_NOT_METRICS = {"stage", "stage_index", "step", "event", "artifact", "steps_averaged"}
 
 
 def parse_log(value: str | Sequence[str]) -> tuple[str, ...]:
@@ -49,8 +48,11 @@ def scalars(kind: str, row: dict[str, Any]) -> dict[str, float]:
         scores = Evaluation.from_json(row, "evals.jsonl").scores
         return {"eval/normalized_score": scores.normalized_mean, "eval/normalized_std": scores.normalized_std,
                 "eval/return": scores.mean_return}
-    return {f"train/{row['stage']}/{k}": float(v) for k, v in row.items()
-            if k not in _NOT_METRICS and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    metrics = metrics_from_json(row, "metrics.jsonl")
+    if isinstance(metrics, ReusedStage):
+        return {}
+    values = {**metrics.values, "steps_per_s": metrics.steps_per_s}
+    return {f"train/{metrics.stage}/{k}": float(v) for k, v in values.items()}
 
 
 def tensorboard_available() -> bool:

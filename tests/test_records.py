@@ -12,11 +12,14 @@ from offdiff.records import (
     Done,
     Evaluation,
     Manifest,
+    Metrics,
     PolicyDiagnostic,
     QCalibration,
+    ReusedStage,
     RunDir,
     Scores,
     diagnostic_from_json,
+    metrics_from_json,
 )
 
 SCORES = Scores(returns=[1.0, 3.0], mean_return=2.0, normalized_mean=20.0, normalized_std=10.0, lengths=[5, 7],
@@ -37,6 +40,9 @@ def test_each_record_round_trips_through_json():
     for row in rows:
         raw = json.loads(json.dumps(row.to_json()))
         assert (Evaluation.from_json if isinstance(row, Evaluation) else diagnostic_from_json)(raw, "x") == row
+    for logged in (Metrics("main", 1, 5, {"critic_loss": 0.5, "lr": 1e-4}, steps_per_s=100.0, steps_averaged=5),
+                   ReusedStage("pretrain", 0, 20, "runs/_cache/x.pt")):
+        assert metrics_from_json(json.loads(json.dumps(logged.to_json())), "x") == logged
     assert rows[0].to_json() == {"stage": "main", "stage_index": 1, "step": 30, **SCORES.to_json()}
     assert rows[1].to_json()["kind"] == "policy" and rows[2].to_json()["kind"] == "q_calibration"
     manifest = Manifest.from_json(MANIFEST, "manifest.json")

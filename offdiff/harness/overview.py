@@ -22,8 +22,8 @@ from typing import Any
 from offdiff.errors import OffdiffError
 from offdiff.harness.record import Record
 from offdiff.harness.status import ORDER, RunStatus, counts
-from offdiff.io import read_jsonl
 from offdiff.progress import eta
+from offdiff.records import Metrics
 
 COLUMNS = ("done", "running", "pending", "failed", "not submitted")
 
@@ -53,13 +53,13 @@ def run_progress(status: RunStatus) -> RunProgress:
         return RunProgress()
     manifest = run.read_manifest()
     steps, offset = manifest.stage_steps, manifest.stage_offsets
-    logged = [r for r in read_jsonl(run.metrics) if "steps_per_s" in r]
+    logged = [r for r in run.metric_rows() if isinstance(r, Metrics)]
     evals = run.evaluations()
     last = evals[-1].scores if evals else None
-    step = offset[logged[-1]["stage_index"]] + logged[-1]["step"] if logged else 0
+    step = offset[logged[-1].stage_index] + logged[-1].step if logged else 0
     return RunProgress(
         step=sum(steps) if status.state == "done" else step, total=sum(steps),
-        steps_per_s=logged[-1]["steps_per_s"] if logged else None,
+        steps_per_s=logged[-1].steps_per_s if logged else None,
         score=last.normalized_mean if last else None, score_std=last.normalized_std if last else None,
     )
 

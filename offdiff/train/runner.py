@@ -32,7 +32,7 @@ from offdiff.eval import evaluation_row
 from offdiff.io import atomic_torch_save, atomic_write_json, torch_load
 from offdiff.progress import Progress
 from offdiff.provenance import describe_device, provenance
-from offdiff.records import Done, Evaluation, Manifest, PolicyDiagnostic, RunDir
+from offdiff.records import Done, Evaluation, Manifest, Metrics, PolicyDiagnostic, ReusedStage, RunDir
 from offdiff.registry import get_algorithm, plugins
 from offdiff.runtime import derive_seed, keep_freed_memory, resolve_device
 from offdiff.tracking import Tracker, open_tracker
@@ -309,9 +309,8 @@ class Trainer:
         self.sampler.set_state(artifact["sampler"])
         torch.set_rng_state(artifact["torch_rng"])
         self.compute.reused(stage.name, artifact.get("compute"))
-        self.run.append(self.run.metrics, {"stage": stage.name, "stage_index": self.stages.index(stage),
-                                           "step": stage.steps, "event": "reused_cached_stage",
-                                           "artifact": str(path)})
+        self.run.append(self.run.metrics, ReusedStage(stage.name, self.stages.index(stage), stage.steps,
+                                                      str(path)).to_json())
         print(f"[{self.p.request.algo}] reused cached {stage.name} artifact {path}", file=sys.stderr)
         return True
 
@@ -334,7 +333,7 @@ class Trainer:
                 if done % protocol.log_every == 0 or done == stage.steps:
                     logged = self._log(index, stage, done, sums, count, time.perf_counter() - tick)
                     sums, count, tick = {}, 0, time.perf_counter()
-                bar.update(1, None if logged is None else {k: v for k, v in logged.items() if k != "steps_per_s"})
+                bar.update(1, None if logged is None else {**logged.values, "steps_averaged": logged.steps_averaged})
                 if stage.evaluate and (done % protocol.eval_every == 0 or done == stage.steps):
                     scores = self._evaluate(index, stage, done).scores
                     bar.note(f"[{bar.desc}] evaluation at step {done}: normalized score {scores.normalized_mean:.1f} "
@@ -347,19 +346,17 @@ class Trainer:
             bar.close()
 
     def _log(self, index: int, stage: Stage, step: int, sums: dict[str, torch.Tensor], count: int,
-             seconds: float) -> dict[str, float]:
+             seconds: float) -> Metrics:
         names = list(sums)
         values = torch.stack([sums[k] for k in names]).cpu().tolist() if names else []  # the one host sync
-        row = {k: v / count for k, v in zip(names, values, strict=True)}
-        bad = [k for k, v in row.items() if not np.isfinite(v)]
+        means = {k: v / count for k, v in zip(names, values, strict=True)}
+        bad = [k for k, v in means.items() if not np.isfinite(v)]
         if bad:
             raise OffdiffError(f"training diverged at {stage.name} step {step}: non-finite {bad}")
-        row["steps_per_s"] = count / max(seconds, 1e-9)
-        row["steps_averaged"] = count  # fewer than log_every when the window started at a resume
-        logged = {"stage": stage.name, "stage_index": index, "step": step, **row}
-        self.run.append(self.run.metrics, logged)
-        self.tracker.log("metrics", logged)
-        return row
+        logged = Metrics(stage.name, index, step, means, steps_per_s=count / max(seconds, 1e-9), steps_averaged=count)
+        self.run.append(self.run.metrics, logged.to_json())
+        self.tracker.log("metrics", logged.to_json())
+        return logged
 
     def _evaluate(self, index: int, stage: Stage, step: int) -> Evaluation:
         generator = torch.Generator(device=self.device).manual_seed(derive_seed(self.eval_seed, f"{index}:{step}"))
