@@ -164,7 +164,8 @@ class ReusedStage(LogRow):
 
 
 def metrics_from_json(raw: Any, where: str) -> Metrics | ReusedStage:
-    return ReusedStage.from_json(raw, where) if "event" in raw else Metrics.from_json(raw, where)
+    event = isinstance(raw, dict) and "event" in raw
+    return ReusedStage.from_json(raw, where) if event else Metrics.from_json(raw, where)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from offdiff.errors import OffdiffError
-from offdiff.io import read_jsonl
-from offdiff.records import Evaluation, Manifest, ReusedStage, RunDir, metrics_from_json
+from offdiff.records import Evaluation, LogRow, Manifest, Metrics, RunDir
 
 TRACKERS = ("tensorboard", "wandb")
 
@@ -42,17 +41,14 @@ def parse_log(value: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def scalars(kind: str, row: dict[str, Any]) -> dict[str, float]:
-    """The tags and values one JSONL row (of metrics.jsonl or evals.jsonl) becomes."""
-    if kind == "evals":
-        scores = Evaluation.from_json(row, "evals.jsonl").scores
-        return {"eval/normalized_score": scores.normalized_mean, "eval/normalized_std": scores.normalized_std,
-                "eval/return": scores.mean_return}
-    metrics = metrics_from_json(row, "metrics.jsonl")
-    if isinstance(metrics, ReusedStage):
-        return {}
-    values = {**metrics.values, "steps_per_s": metrics.steps_per_s}
-    return {f"train/{metrics.stage}/{k}": float(v) for k, v in values.items()}
+def scalars(row: LogRow) -> dict[str, float]:
+    """The tags and values one row of metrics.jsonl or evals.jsonl becomes."""
+    if isinstance(row, Evaluation):
+        return {"eval/normalized_score": row.scores.normalized_mean, "eval/normalized_std": row.scores.normalized_std,
+                "eval/return": row.scores.mean_return}
+    if isinstance(row, Metrics):
+        return {f"train/{row.stage}/{k}": float(v) for k, v in {**row.values, "steps_per_s": row.steps_per_s}.items()}
+    return {}
 
 
 def tensorboard_available() -> bool:
@@ -107,21 +103,19 @@ class Tracker:
         self.sinks = list(sinks)
         self.offsets = manifest.stage_offsets if manifest else ()
 
-    def log(self, kind: str, row: dict[str, Any]) -> None:
+    def log(self, row: LogRow) -> None:
         if not self.sinks:
             return
-        values = scalars(kind, row)
+        values = scalars(row)
         if values:
-            step = self.offsets[row["stage_index"]] + row["step"]
+            step = self.offsets[row.stage_index] + row.step
             for sink in self.sinks:
                 sink.write(step, values)
 
     def replay(self, run: RunDir) -> None:
         """Every row of the run's JSONL logs, in the order of the global step (W&B needs steps in order)."""
-        rows = [(kind, row) for kind, path in (("metrics", run.metrics), ("evals", run.evals))
-                for row in read_jsonl(path)]
-        for kind, row in sorted(rows, key=lambda kr: (kr[1]["stage_index"], kr[1]["step"])):
-            self.log(kind, row)
+        for row in sorted([*run.metric_rows(), *run.evaluations()], key=lambda r: (r.stage_index, r.step)):
+            self.log(row)
 
     def close(self) -> None:
         for sink in self.sinks:

@@ -355,7 +355,7 @@ class Trainer:
             raise OffdiffError(f"training diverged at {stage.name} step {step}: non-finite {bad}")
         logged = Metrics(stage.name, index, step, means, steps_per_s=count / max(seconds, 1e-9), steps_averaged=count)
         self.run.append(self.run.metrics, logged.to_json())
-        self.tracker.log("metrics", logged.to_json())
+        self.tracker.log(logged)
         return logged
 
     def _evaluate(self, index: int, stage: Stage, step: int) -> Evaluation:
@@ -366,7 +366,7 @@ class Trainer:
                                     seed=self.eval_seed, device=self.device)
         evaluation = Evaluation(stage.name, index, step, scores)
         self.run.append(self.run.evals, evaluation.to_json())
-        self.tracker.log("evals", evaluation.to_json())
+        self.tracker.log(evaluation)
         return evaluation
 
     def _diagnose(self, index: int, stage: Stage) -> None:
