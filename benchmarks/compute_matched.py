@@ -51,7 +51,8 @@ def _source(entry: Any) -> str:
 
 def calibrate(algo: str, overrides: dict[str, Any], source: str, steps: int, root: Path) -> dict[str, float]:
     """Training seconds per step of each stage of a short run of `algo` with `overrides` on `source`."""
-    command = [sys.executable, "-c", "import sys; from offdiff.cli import main; sys.exit(main())", "train", "--algo", algo, "--dataset", source, "--steps", str(steps),
+    entry = "import sys; from offdiff.cli import main; sys.exit(main())"
+    command = [sys.executable, "-c", entry, "train", "--algo", algo, "--dataset", source, "--steps", str(steps),
                "--eval-episodes", "1", "--eval-every", str(10 * steps), "--device", "cpu", "--no-compile", "--quiet",
                "--runs-dir", str(root)]
     for key, value in overrides.items():

@@ -174,7 +174,7 @@ def main(argv: list[str]) -> None:
     import torch
 
     from offdiff.bench.machine import describe_machine, load_average
-    from offdiff.train.run_dir import atomic_write_bytes, atomic_write_json
+    from offdiff.io import atomic_write_bytes, atomic_write_json
 
     settings = {key: getattr(args, key) for key in ("algo", "dataset", "steps", "threads", "device", "rounds",
                                                     "quick")}

@@ -19,7 +19,7 @@ import pandas as pd
 from offdiff.data import sources
 from offdiff.data.scores import normalized_score
 from offdiff.data.transitions import Transitions
-from offdiff.train.run_dir import atomic_write_bytes
+from offdiff.io import atomic_write_bytes
 
 
 def episode_returns(t: Transitions) -> np.ndarray:

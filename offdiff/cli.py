@@ -20,6 +20,7 @@ from offdiff.config import parse_assignments
 from offdiff.errors import OffdiffError
 from offdiff.eval.cli import register as register_eval
 from offdiff.harness.cli import register as register_grid
+from offdiff.records import Done
 from offdiff.tracking import parse_log
 from offdiff.tracking import register as register_export
 
@@ -48,21 +49,20 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     if planned.run_dir.is_done():
         print(f"already done (DONE marker present): {planned.run_dir.path}")
-    summary = train(request, progress=not args.quiet)
-    _print_summary(summary)
+    _print_summary(Done.from_json(train(request, progress=not args.quiet), "the run's summary"))
     return 0
 
 
-def _print_summary(summary: dict) -> None:
-    print(f"run: {summary['run_dir']}")
-    if "final_normalized_score" in summary:
+def _print_summary(done: Done) -> None:
+    print(f"run: {done.run_dir}")
+    if done.final_normalized_score is not None:
         print(
-            f"normalized score (last evaluation, {summary['episodes']} episodes): "
-            f"{summary['final_normalized_score']:.1f} ± {summary['final_normalized_std']:.1f}   "
-            f"[return {summary['final_return']:.2f}]"
+            f"normalized score (last evaluation, {done.episodes} episodes): "
+            f"{done.final_normalized_score:.1f} ± {done.final_normalized_std:.1f}   "
+            f"[return {done.final_return:.2f}]"
         )
         print(f"best over training (online model selection, optimistic): "
-              f"{summary['best_normalized_score_online_selection']:.1f}")
+              f"{done.best_normalized_score_online_selection:.1f}")
 
 
 def _algos(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""Process-wide CPU setting for speed: glibc's malloc keeps freed tensor memory for reuse.
+"""Runtime helpers: the training device (`resolve_device`), seeds for each purpose (`derive_seed`), and a
+process-wide CPU setting for speed (`keep_freed_memory`: glibc's malloc keeps freed tensor memory for reuse).
 
 glibc serves every allocation of 128 KiB or more (a 256×256 float32 activation is 256 KiB) with a fresh `mmap`
 and unmaps it again at free, then returns freed heap memory above 128 KiB to the OS. Each activation of every
@@ -12,8 +13,15 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import hashlib
 import os
 import platform
+from typing import TYPE_CHECKING
+
+from offdiff.errors import OffdiffError
+
+if TYPE_CHECKING:
+    import torch
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's malloc.h
 MMAP_THRESHOLD = 32 * 2**20
@@ -21,6 +29,23 @@ TRIM_THRESHOLD = 2**30
 USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
 
 _applied: str | None = None
+
+
+def derive_seed(seed: int, purpose: str) -> int:
+    """A seed for one purpose (sampler, eval, ...) that differs from the run seed and from the others."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{purpose}".encode()).digest()[:4], "little") & 0x7FFFFFFF
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` (CUDA when available, else the CPU) or a torch device name; CUDA asked for but missing is an error."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise OffdiffError(f"device {name!r} requested but CUDA is not available here")
+    return device
 
 
 def keep_freed_memory() -> str:

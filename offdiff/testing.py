@@ -23,21 +23,7 @@ import torch
 from offdiff.algorithm import Algorithm, AlgorithmConfig, EnvSpec, Stage
 from offdiff.config import apply_overrides, budget_fields
 from offdiff.data.buffer import DeviceBuffer
-from offdiff.data.transitions import Transitions
-
-
-def random_transitions(n: int = 512, obs_dim: int = 5, act_dim: int = 3, seed: int = 0) -> Transitions:
-    """A random dataset with actions in [-1, 1], some terminals and some timeouts."""
-    rng = np.random.default_rng(seed)
-    obs = rng.normal(size=(n, obs_dim)).astype(np.float32)
-    return Transitions(
-        observations=obs,
-        actions=rng.uniform(-1, 1, size=(n, act_dim)).astype(np.float32),
-        rewards=rng.normal(size=n).astype(np.float32),
-        next_observations=(obs + 0.1 * rng.normal(size=obs.shape)).astype(np.float32),
-        terminals=rng.random(n) < 0.05,
-        timeouts=rng.random(n) < 0.05,
-    )
+from offdiff.data.transitions import random_transitions
 
 
 class _Harness:

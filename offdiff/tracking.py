@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import shutil
 import sys
@@ -26,10 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from offdiff.errors import OffdiffError
-from offdiff.train.run_dir import RunDir, read_jsonl
+from offdiff.records import Evaluation, LogRow, Manifest, Metrics, RunDir
 
 TRACKERS = ("tensorboard", "wandb")
-_NOT_METRICS = {"stage", "stage_index", "step", "event", "artifact", "steps_averaged"}
 
 
 def parse_log(value: str | Sequence[str]) -> tuple[str, ...]:
@@ -43,13 +41,14 @@ def parse_log(value: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def scalars(kind: str, row: dict[str, Any]) -> dict[str, float]:
-    """The tags and values one JSONL row (of metrics.jsonl or evals.jsonl) becomes."""
-    if kind == "evals":
-        return {"eval/normalized_score": row["normalized_mean"], "eval/normalized_std": row["normalized_std"],
-                "eval/return": row["mean_return"]}
-    return {f"train/{row['stage']}/{k}": float(v) for k, v in row.items()
-            if k not in _NOT_METRICS and isinstance(v, (int, float)) and not isinstance(v, bool)}
+def scalars(row: LogRow) -> dict[str, float]:
+    """The tags and values one row of metrics.jsonl or evals.jsonl becomes."""
+    if isinstance(row, Evaluation):
+        return {"eval/normalized_score": row.scores.normalized_mean, "eval/normalized_std": row.scores.normalized_std,
+                "eval/return": row.scores.mean_return}
+    if isinstance(row, Metrics):
+        return {f"train/{row.stage}/{k}": float(v) for k, v in {**row.values, "steps_per_s": row.steps_per_s}.items()}
+    return {}
 
 
 def tensorboard_available() -> bool:
@@ -76,7 +75,7 @@ class _TensorBoard:
 
 
 class _Wandb:
-    def __init__(self, folder: Path, name: str, manifest: dict[str, Any], project: str):
+    def __init__(self, folder: Path, name: str, manifest: Manifest, project: str):
         try:
             import wandb
         except ImportError:
@@ -86,8 +85,8 @@ class _Wandb:
         self.run = wandb.init(
             project=os.environ.get("WANDB_PROJECT", project), name=name, dir=str(folder), mode=mode,
             id=hashlib.sha256(name.encode()).hexdigest()[:16], resume="allow", reinit="create_new",
-            group=manifest["algorithm"], config={"algorithm": manifest["algorithm"], "seed": manifest["seed"],
-                                                 "dataset": manifest["dataset"]["source"], **manifest["config"]},
+            group=manifest.algorithm, config={"algorithm": manifest.algorithm, "seed": manifest.seed,
+                                              "dataset": manifest.dataset["source"], **manifest.config},
         )
 
     def write(self, step: int, values: dict[str, float]) -> None:
@@ -100,26 +99,23 @@ class _Wandb:
 class Tracker:
     """Mirrors a run's rows to its sinks at the run's global step."""
 
-    def __init__(self, sinks: Sequence[Any], manifest: dict[str, Any]):
+    def __init__(self, sinks: Sequence[Any], manifest: Manifest | None):
         self.sinks = list(sinks)
-        steps = [s["steps"] for s in manifest["stages"]]
-        self.offsets = [sum(steps[:i]) for i in range(len(steps))]
+        self.offsets = manifest.stage_offsets if manifest else ()
 
-    def log(self, kind: str, row: dict[str, Any]) -> None:
+    def log(self, row: LogRow) -> None:
         if not self.sinks:
             return
-        values = scalars(kind, row)
+        values = scalars(row)
         if values:
-            step = self.offsets[row["stage_index"]] + row["step"]
+            step = self.offsets[row.stage_index] + row.step
             for sink in self.sinks:
                 sink.write(step, values)
 
     def replay(self, run: RunDir) -> None:
         """Every row of the run's JSONL logs, in the order of the global step (W&B needs steps in order)."""
-        rows = [(kind, row) for kind, path in (("metrics", run.metrics), ("evals", run.evals))
-                for row in read_jsonl(path)]
-        for kind, row in sorted(rows, key=lambda kr: (kr[1]["stage_index"], kr[1]["step"])):
-            self.log(kind, row)
+        for row in sorted([*run.metric_rows(), *run.evaluations()], key=lambda r: (r.stage_index, r.step)):
+            self.log(row)
 
     def close(self) -> None:
         for sink in self.sinks:
@@ -127,7 +123,7 @@ class Tracker:
         self.sinks = []
 
 
-def open_tracker(names: Iterable[str], run: RunDir, manifest: dict[str, Any], name: str) -> Tracker:
+def open_tracker(names: Iterable[str], run: RunDir, manifest: Manifest, name: str) -> Tracker:
     """A live tracker for a run that starts or resumes: TensorBoard rewritten from the JSONL logs, then appended."""
     sinks: list[Any] = []
     if "tensorboard" in names and not tensorboard_available():  # a dependency of offdiff: a broken install
@@ -165,7 +161,7 @@ def export(root: Path, to: str, out: Path, project: str = "offdiff") -> list[Pat
     base = Path(root).parent if folders == [Path(root)] else Path(root)
     for folder in folders:
         run = RunDir(folder)
-        manifest = json.loads(run.manifest.read_text())
+        manifest = run.read_manifest()
         name = folder.relative_to(base).as_posix()
         sink = _TensorBoard(Path(out) / name) if to == "tensorboard" else _Wandb(Path(out), name, manifest, project)
         tracker = Tracker([sink], manifest)

@@ -15,7 +15,8 @@ from offdiff.analysis.report import aggregate
 from offdiff.analysis.scores import ScoreMatrices, best_scores, final_scores, read_scores, score_matrices
 from offdiff.cli import main
 from offdiff.config import stable_hash
-from offdiff.train.run_dir import RunDir, atomic_write_json, read_jsonl
+from offdiff.io import atomic_write_json, read_jsonl
+from offdiff.records import Done, Evaluation, RunDir, Scores
 from offdiff.train.runner import TrainRequest, plan, train
 
 REPS, SEED = 200, 7
@@ -48,15 +49,14 @@ def make_run(root: Path, algo: str, dataset: str, seed: int, *, config: dict | N
     rows, offset = [], rng.normal(0, 4)  # a seed effect, so that the algorithms' scores overlap
     for k in range(1, evals + 1):
         returns = LEVEL[algo] * k / evals + config.get("beta", 0) * 10 + offset + rng.normal(0, 5, size=10)
-        rows.append({"stage": stage, "stage_index": index, "step": k * steps // evals, "returns": returns.tolist(),
-                     "lengths": [1000] * 10, "seeds": list(range(1000 + seed, 1010 + seed)),
-                     "normalized": returns.tolist(), "mean_return": float(returns.mean()),
-                     "normalized_mean": float(returns.mean()), "normalized_std": float(returns.std())})
-        run.append(run.evals, rows[-1])
+        rows.append(Scores(returns=returns.tolist(), lengths=[1000] * 10, seeds=list(range(1000 + seed, 1010 + seed)),
+                           normalized=returns.tolist(), mean_return=float(returns.mean()),
+                           normalized_mean=float(returns.mean()), normalized_std=float(returns.std())))
+        run.append(run.evals, Evaluation(stage, index, k * steps // evals, rows[-1]).to_json())
     if done:
-        atomic_write_json(run.done_marker, {
-            "run_dir": str(run.path), "final_normalized_score": rows[-1]["normalized_mean"],
-            "best_normalized_score_online_selection": max(r["normalized_mean"] for r in rows)})
+        atomic_write_json(run.done_marker, Done(
+            run_dir=str(run.path), final_normalized_score=rows[-1].normalized_mean,
+            best_normalized_score_online_selection=max(r.normalized_mean for r in rows)).to_json())
     return run
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from offdiff.cli import main
-from offdiff.train.run_dir import read_jsonl
+from offdiff.io import read_jsonl
 
 QUICK = ["--steps", "200", "--eval-episodes", "2", "--eval-envs", "2", "--device", "cpu", "--quiet",
          "--set", "hidden=32", "--set", "eval_candidates=8"]

@@ -10,7 +10,7 @@ import pytest
 
 from offdiff.analysis.scores import read_scores
 from offdiff.harness.grid import expand, load_grid
-from offdiff.train.run_dir import read_jsonl
+from offdiff.io import read_jsonl
 from offdiff.train.runner import train
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,8 +14,8 @@ import torch
 from offdiff.analysis.report import aggregate
 from offdiff.data.episodes import Episodes
 from offdiff.data.transitions import Transitions
+from offdiff.io import read_jsonl
 from offdiff.train import runner
-from offdiff.train.run_dir import read_jsonl
 from offdiff.train.runner import TrainRequest, plan, train
 
 PROTOCOL = {"eval_every": 10, "eval_episodes": 6, "eval_envs": 3, "log_every": 5, "checkpoint_every": 5}
@@ -211,7 +211,7 @@ def test_a_damaged_diagnostics_log_is_a_clear_error_or_skipped(runs, tmp_path, c
     log.write_text(log.read_text()[:-20])
     assert main(["aggregate", str(copy), "--out", str(tmp_path / "out"), "--reps", "20"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "diagnostics.jsonl is not valid JSON" in err and str(log) in err
+    assert err.count("\n") == 1 and f"{log} line " in err and "is not valid JSON" in err
     assert not (tmp_path / "out").exists(), "nothing half-written"
     assert main(["aggregate", str(copy), "--out", str(tmp_path / "out"), "--reps", "20", "--skip-bad"]) == 0
     assert "diagnostics left out" in capsys.readouterr().err

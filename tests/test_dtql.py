@@ -14,8 +14,8 @@ from offdiff.config import apply_overrides
 from offdiff.data.buffer import Batch, DeviceBuffer
 from offdiff.data.toy import TOY_TASKS
 from offdiff.errors import OffdiffError
+from offdiff.io import read_jsonl
 from offdiff.testing import check_algorithm, random_transitions
-from offdiff.train.run_dir import read_jsonl
 from offdiff.train.runner import TrainRequest, plan, train
 from offdiff_dtql import DTQL
 from offdiff_dtql.presets import PRESETS

@@ -15,8 +15,8 @@ from offdiff.cli import main
 from offdiff.data.buffer import DeviceBuffer
 from offdiff.data.toy import TOY_TASKS
 from offdiff.errors import OffdiffError
+from offdiff.io import read_jsonl
 from offdiff.testing import check_algorithm, random_transitions
-from offdiff.train.run_dir import read_jsonl
 from offdiff.train.runner import TrainRequest, plan, train
 from offdiff_eda import EDA, EDAConfig
 

@@ -19,15 +19,16 @@ from pathlib import Path
 
 import pytest
 
-import offdiff.train.run_dir as run_dir_module
+import offdiff.io as write_layer
 from offdiff.analysis.collect import collect
 from offdiff.analysis.report import aggregate
 from offdiff.cli import main
 from offdiff.harness.grid import expand, load_grid
 from offdiff.harness.record import JobEntry, Record, harness_dir, write_outcome
 from offdiff.harness.status import run_states
+from offdiff.io import read_jsonl
+from offdiff.records import RunDir
 from offdiff.train import runner
-from offdiff.train.run_dir import RunDir, read_jsonl
 from offdiff.train.runner import TrainRequest, plan, train
 from offdiff_dql import DiffusionQL
 
@@ -140,7 +141,7 @@ def test_kill_then_restart_leaves_consistent_logs(tmp_path, monkeypatch, point):
 def test_kill_at_a_random_write_then_restart(tmp_path, monkeypatch, seed):
     """A kill inside a random write (half of the bytes written, as a real kill can leave an appended line)."""
     point = random.Random(seed).randint(1, 16)  # a 30-step run makes 16 writes (logs, checkpoints, manifest, DONE)
-    real, calls = run_dir_module._write, [0]
+    real, calls = write_layer._write, [0]
 
     def write(f, data):
         calls[0] += 1
@@ -150,7 +151,7 @@ def test_kill_at_a_random_write_then_restart(tmp_path, monkeypatch, seed):
         real(f, data)
 
     with monkeypatch.context() as patch:
-        patch.setattr(run_dir_module, "_write", write)
+        patch.setattr(write_layer, "_write", write)
         with pytest.raises(Killed):
             train(request(tmp_path), progress=False)
     run = plan(request(tmp_path)).run_dir
@@ -234,7 +235,7 @@ def test_entry_point_that_does_not_load_is_one_line(tmp_path, capsys, monkeypatc
 
 def test_full_disk_while_training_is_one_line_and_the_run_resumes(tmp_path, monkeypatch, capsys):
     done, before = finished_run(tmp_path)
-    real, calls = run_dir_module._write, [0]
+    real, calls = write_layer._write, [0]
 
     def write(f, data):
         calls[0] += 1
@@ -243,7 +244,7 @@ def test_full_disk_while_training_is_one_line_and_the_run_resumes(tmp_path, monk
         real(f, data)
 
     with monkeypatch.context() as patch:
-        patch.setattr(run_dir_module, "_write", write)
+        patch.setattr(write_layer, "_write", write)
         assert "No space left on device" in one_line_error(capsys, *TRAIN, "--runs-dir", tmp_path / "runs")
     run = plan(request(tmp_path)).run_dir
     assert not run.is_done() and snapshot(done.path) == before
@@ -253,8 +254,8 @@ def test_full_disk_while_training_is_one_line_and_the_run_resumes(tmp_path, monk
 
 
 def test_read_only_runs_folder_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(run_dir_module, "_make_dir", os_error(errno.EROFS))
-    monkeypatch.setattr(run_dir_module, "_create", os_error(errno.EROFS))
+    monkeypatch.setattr(write_layer, "_make_dir", os_error(errno.EROFS))
+    monkeypatch.setattr(write_layer, "_create", os_error(errno.EROFS))
     assert "Read-only file system" in one_line_error(capsys, *TRAIN, "--runs-dir", tmp_path / "runs")
     assert not (tmp_path / "runs").exists()
 
@@ -267,10 +268,10 @@ def test_grid_submit_on_a_full_disk_or_read_only_folder_submits_nothing(tmp_path
     done, before = finished_run(tmp_path)
     runs = tmp_path / "runs"
     if fault == "full disk":
-        monkeypatch.setattr(run_dir_module, "_write", os_error(errno.ENOSPC))
+        monkeypatch.setattr(write_layer, "_write", os_error(errno.ENOSPC))
     else:
-        monkeypatch.setattr(run_dir_module, "_make_dir", os_error(errno.EROFS))
-        monkeypatch.setattr(run_dir_module, "_create", os_error(errno.EROFS))
+        monkeypatch.setattr(write_layer, "_make_dir", os_error(errno.EROFS))
+        monkeypatch.setattr(write_layer, "_create", os_error(errno.EROFS))
     err = one_line_error(capsys, "grid", "submit", grid, "--profile", profile, "--runs-dir", runs)
     assert ("No space left" if fault == "full disk" else "Read-only") in err
     assert not list((runs / "faults").glob("**/seed_*")), "no job was started"
@@ -286,7 +287,7 @@ def test_aggregate_on_a_full_disk_or_read_only_folder_leaves_the_results_folder_
     (out / "ABOUT.md").write_text("hand-written\n")
     before = snapshot(out)
     train(request(tmp_path, seed=3), progress=False)  # a new run: the next aggregate would change every file
-    real, calls = run_dir_module._write, [0]
+    real, calls = write_layer._write, [0]
 
     def write(f, data):
         calls[0] += 1
@@ -295,9 +296,9 @@ def test_aggregate_on_a_full_disk_or_read_only_folder_leaves_the_results_folder_
         real(f, data)
 
     if fault == "full disk":
-        monkeypatch.setattr(run_dir_module, "_write", write)
+        monkeypatch.setattr(write_layer, "_write", write)
     else:
-        monkeypatch.setattr(run_dir_module, "_make_dir", os_error(errno.EROFS))
+        monkeypatch.setattr(write_layer, "_make_dir", os_error(errno.EROFS))
     err = one_line_error(capsys, "aggregate", tmp_path / "runs", "--out", out, "--reps", "20")
     assert ("No space left" if fault == "full disk" else "Read-only") in err
     assert snapshot(out) == before, "all or nothing"

@@ -15,8 +15,9 @@ import pytest
 from offdiff.cli import main
 from offdiff.harness.grid import expand, load_grid
 from offdiff.harness.record import write_outcome
+from offdiff.io import atomic_write_json
 from offdiff.progress import Progress
-from offdiff.train.run_dir import atomic_write_json
+from offdiff.records import Evaluation, Manifest, Metrics, Scores
 
 GRID = ("name: g\ndatasets: [toy:four_corners]\nseeds: [0, 1]\nalgorithms: [dql, {name: bc_like, algo: dql, "
         "overrides: {eta: 0.0}}]\nprotocol: {steps: 20, eval_every: 20, eval_episodes: 5, eval_envs: 5, "
@@ -64,12 +65,14 @@ def _fake_running_run(tmp_path: Path, grid: Path, job: str, executor: str = "loc
     runs = tmp_path / "runs"
     cell = expand(load_grid(grid), runs.resolve())[0]
     run = cell.planned.run_dir
-    atomic_write_json(run.manifest, {"stages": [{"name": "train", "steps": 100}]})
+    atomic_write_json(run.manifest, Manifest(
+        algorithm="dql", seed=0, config={}, protocol={}, stages=[{"name": "train", "steps": 100}],
+        dataset={"dataset_id": "toy/four_corners", "task": "toy-four_corners"}).to_json())
     run.path.joinpath("metrics.jsonl").write_text("".join(
-        json.dumps({"stage": "train", "stage_index": 0, "step": s, "critic_loss": 1.0, "steps_per_s": 10.0}) + "\n"
+        json.dumps(Metrics("train", 0, s, {"critic_loss": 1.0}, steps_per_s=10.0, steps_averaged=10).to_json()) + "\n"
         for s in (10, 20, 30, 40)))
-    run.path.joinpath("evals.jsonl").write_text(json.dumps(
-        {"stage": "train", "stage_index": 0, "step": 40, "normalized_mean": 12.5, "normalized_std": 1.0}) + "\n")
+    scores = Scores(returns=[1.0], mean_return=1.0, normalized_mean=12.5, normalized_std=1.0)
+    run.path.joinpath("evals.jsonl").write_text(json.dumps(Evaluation("train", 0, 40, scores).to_json()) + "\n")
     logs = runs / "g" / "_harness" / "logs" / "20260101-000000-999999999" / "%j"
     atomic_write_json(runs / "g" / "_harness" / "submissions.json", {"submissions": [{
         "at": "2026-01-01T00:00:00", "executor": executor, "profile": "p.yaml", "logs": str(logs),

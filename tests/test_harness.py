@@ -27,7 +27,8 @@ from offdiff.harness.grid import expand, load_grid
 from offdiff.harness.profile import Profile, load_profile
 from offdiff.harness.record import Record, harness_dir
 from offdiff.harness.yamlspec import load_yaml
-from offdiff.train.run_dir import RunDir, read_jsonl
+from offdiff.io import read_jsonl
+from offdiff.records import RunDir
 from offdiff.train.runner import train
 from offdiff_dql import DiffusionQL
 

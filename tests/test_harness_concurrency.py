@@ -18,7 +18,7 @@ from offdiff.errors import OffdiffError
 from offdiff.harness.mps import cuda_mps
 from offdiff.harness.pool import _Worker
 from offdiff.harness.record import Record, harness_dir, read_outcomes
-from offdiff.train.run_dir import read_jsonl
+from offdiff.io import read_jsonl
 
 CONCURRENT = "executor: debug\ncpus: 2\nruns_per_job: 2\nconcurrency: 2\n"  # two runs at once, one thread each
 IN_TURN = "executor: debug\ncpus: 1\nruns_per_job: 2\n"  # the same runs one after another, one thread

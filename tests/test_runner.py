@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from offdiff.errors import OffdiffError
-from offdiff.train.run_dir import read_jsonl
-from offdiff.train.runner import TrainRequest, derive_seed, plan, train
+from offdiff.io import read_jsonl
+from offdiff.runtime import derive_seed
+from offdiff.train.runner import TrainRequest, plan, train
 
 SMALL = {"hidden": "32", "batch_size": "64", "eval_candidates": "8"}
 
@@ -121,7 +122,7 @@ def test_second_process_on_the_same_run_is_refused(tmp_path):
     try:
         probe = subprocess.run(
             [sys.executable, "-c",
-             "import sys; from offdiff.train.run_dir import RunDir\n"
+             "import sys; from offdiff.records import RunDir\n"
              f"RunDir({str(run.path)!r}).lock()"],
             capture_output=True, text=True)
         assert probe.returncode != 0 and "in use by another process" in probe.stderr

@@ -10,7 +10,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from offdiff.cli import main
-from offdiff.train.run_dir import read_jsonl
+from offdiff.io import read_jsonl
 from offdiff.train.runner import TrainRequest, plan, train
 
 QUICK = ["--steps", "40", "--eval-every", "20", "--eval-episodes", "5", "--eval-envs", "5", "--log-every", "10",

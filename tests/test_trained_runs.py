@@ -11,8 +11,8 @@ import torch
 import offdiff
 from offdiff.algorithm import EnvSpec
 from offdiff.cli import main
+from offdiff.io import read_jsonl
 from offdiff.registry import get_algorithm
-from offdiff.train.run_dir import read_jsonl
 
 TOY = ["--dataset", "toy:four_corners", "--steps", "30", "--eval-episodes", "20", "--eval-envs", "5",
        "--device", "cpu", "--quiet", "--set", "hidden=32", "--set", "eval_candidates=8", "--set", "batch_size=64"]
@@ -54,7 +54,7 @@ def test_eval_repeats_the_last_evaluation_from_checkpoint_and_from_final_weights
 def test_load_run_acts_in_env_units(tmp_path, capsys):
     run, _ = _train(capsys, tmp_path, "--keep", "final")
     trained = offdiff.load_run(run, device="cpu")
-    assert trained.finished and trained.manifest["algorithm"] == "dql"
+    assert trained.finished and trained.manifest.algorithm == "dql"
     env = trained.make_env()
     obs, _ = env.reset(seed=0)
     actions = trained.act(np.stack([obs, obs]))

@@ -25,9 +25,9 @@ from fidelity.harness import official_label  # noqa: E402
 from offdiff.analysis.collect import find_run_dirs, read_run  # noqa: E402
 from offdiff.analysis.plots import render  # noqa: E402
 from offdiff.errors import OffdiffError  # noqa: E402
-from offdiff.train.run_dir import atomic_write_bytes, read_jsonl  # noqa: E402
+from offdiff.io import atomic_write_bytes  # noqa: E402
+from offdiff.records import Metrics, RunDir  # noqa: E402
 
-SKIP = {"stage", "stage_index", "step", "steps_per_s", "steps_averaged", "event", "artifact"}
 # {(algo, dataset): {metric: {total step: [value per seed]}}}
 Curves = dict[tuple[str, str], dict[str, dict[int, list[float]]]]
 
@@ -40,13 +40,10 @@ def read_curves(paths: list[Path]) -> tuple[Curves, dict[tuple[str, str], list[i
         run = read_run(path)
         key = (run.algo, run.dataset)
         boundaries[key] = list(run.stage_offsets[1:])
-        for row in read_jsonl(path / "metrics.jsonl"):
-            if "event" in row:
-                continue
-            total = run.stage_offsets[row["stage_index"]] + row["step"]
-            for name, value in row.items():
-                if name not in SKIP and isinstance(value, (int, float)):
-                    curves[key][name][total].append(float(value))
+        for row in RunDir(path).metric_rows():
+            if isinstance(row, Metrics):
+                for name, value in row.values.items():
+                    curves[key][name][run.stage_offsets[row.stage_index] + row.step].append(float(value))
     return curves, boundaries
 
 

@@ -19,9 +19,10 @@ from fidelity.presets import compare_preset
 from fidelity.presets import describe as describe_check
 from fidelity.release import Checkout, imported, open_checkout
 from offdiff.errors import OffdiffError
+from offdiff.records import Manifest, RunDir
 from offdiff.registry import get_algorithm
-from offdiff.train.run_dir import RunDir
-from offdiff.train.runner import PlannedRun, Trainer, TrainRequest, plan, resolve_device
+from offdiff.runtime import resolve_device
+from offdiff.train.runner import PlannedRun, Trainer, TrainRequest, plan
 
 
 def official_label(release: str) -> str:
@@ -54,11 +55,12 @@ class ReleaseTrainer(Trainer):
         super().__init__(planned, progress=progress)
         self.checkout, self.preset_check = checkout, preset_check
 
-    def _manifest(self) -> dict[str, Any]:
+    def _manifest(self) -> Manifest:
         adapter = self.p.cls.adapter_cls  # type: ignore[attr-defined]
-        return {**super()._manifest(), "release": {
+        manifest = super()._manifest()
+        return dataclasses.replace(manifest, provenance={**manifest.provenance, "release": {
             "name": adapter.release, "repository": adapter.repository, "pinned_commit": adapter.commit,
-            "compared_with": adapter.algo, **self.checkout.describe(), "preset_check": self.preset_check}}
+            "compared_with": adapter.algo, **self.checkout.describe(), "preset_check": self.preset_check}})
 
     def run_all(self) -> dict[str, Any]:
         with imported(self.checkout):

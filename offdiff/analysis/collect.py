@@ -1,7 +1,7 @@
 """Run folders -> scores CSV rows: one row per evaluation, labelled so that every config is its own algorithm.
 
-A run folder is what `offdiff.train.runner` writes: `manifest.json`, `evals.jsonl` and, once finished,
-`DONE`. Files are read strictly: a half-written or corrupt file is a `BadRun` naming the file, never a
+A run folder is what `offdiff.train.runner` writes (offdiff/records.py): `manifest.json`, `evals.jsonl` and,
+once finished, `DONE`. Files are read strictly: a half-written or corrupt file is a `BadRun` naming the file, never a
 silently dropped row. An algorithm that appears with several configs on one dataset (an EDA beta sweep)
 gets a label per config: its name plus the config keys that differ, e.g. `eda[beta=0.1]`.
 """
@@ -10,22 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from offdiff.errors import OffdiffError
+from offdiff.records import BadRun, Done, Evaluation, RunDir, Scores, load_json
 
 RUN_FILES = ("manifest.json", "evals.jsonl", "DONE")
 NO_EVALUATION = dict.fromkeys(
     ("stage", "stage_index", "step", "total_step", "normalized", "normalized_std", "return", "episodes")
 )
-
-
-class BadRun(OffdiffError):
-    """A run folder with a missing, corrupt or half-written file (skippable with --skip-bad)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +34,7 @@ class Run:
     seed: int
     identity: dict[str, str]  # config and protocol values (as JSON text): what tells two configs apart
     stage_offsets: tuple[int, ...]  # training steps before each stage
-    evals: tuple[dict[str, Any], ...]
+    evals: tuple[Evaluation, ...]
     done: bool
 
 
@@ -62,83 +58,39 @@ def find_run_dirs(paths: Sequence[Path]) -> list[Path]:
     return sorted(found.values(), key=lambda p: p.as_posix())
 
 
-def _load_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise BadRun(f"{path} is missing") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise BadRun(f"{path} is not valid JSON (half-written or corrupt: {exc})") from None
+def score_columns(scores: Scores) -> dict[str, Any]:
+    """An evaluation's scores as CSV columns (of scores.csv, and of diagnostics.csv's policy rows)."""
+    return {"normalized": scores.normalized_mean, "normalized_std": scores.normalized_std,
+            "return": scores.mean_return, "episodes": scores.episodes}
 
 
-def _field(obj: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    value = obj.get(key) if isinstance(obj, dict) else None
-    if not isinstance(value, kind) or isinstance(value, bool):  # no field of a run file is a bool
-        raise BadRun(f"{where}: missing or invalid {key!r}")
-    return value
-
-
-def _number(obj: Any, key: str, where: str) -> float:
-    value = float(_field(obj, key, (int, float), where))
-    if not math.isfinite(value):
-        raise BadRun(f"{where}: {key} is not finite")
-    return value
-
-
-def _eval_rows(path: Path, n_stages: int) -> tuple[dict[str, Any], ...]:
-    try:
-        lines = path.read_text().splitlines() if path.exists() else []
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadRun(f"{path} cannot be read ({exc})") from None
-    rows = []
-    for number, line in enumerate(lines, start=1):
-        where = f"{path} line {number}"
-        try:
-            raw = json.loads(line)
-        except ValueError:
-            raise BadRun(f"{where} is not valid JSON (half-written or corrupt)") from None
-        returns = _field(raw, "returns", list, where)
-        row = {"stage": _field(raw, "stage", str, where), "stage_index": _field(raw, "stage_index", int, where),
-               "step": _field(raw, "step", int, where), "normalized": _number(raw, "normalized_mean", where),
-               "normalized_std": _number(raw, "normalized_std", where),
-               "return": _number(raw, "mean_return", where), "episodes": len(returns)}
-        if not returns or not 0 <= row["stage_index"] < n_stages:
+def _evaluations(run: RunDir, n_stages: int) -> tuple[Evaluation, ...]:
+    rows = run.evaluations(strict=True)
+    for number, row in enumerate(rows, start=1):
+        where = f"{run.evals} line {number}"
+        if not row.scores.returns or not 0 <= row.stage_index < n_stages:
             raise BadRun(f"{where}: no episode returns or a stage_index the manifest does not have")
-        if rows and (row["stage_index"], row["step"]) <= (rows[-1]["stage_index"], rows[-1]["step"]):
+        if number > 1 and (row.stage_index, row.step) <= (rows[number - 2].stage_index, rows[number - 2].step):
             raise BadRun(f"{where}: evaluations out of order or repeated")
-        rows.append(row)
     return tuple(rows)
 
 
 def read_run(path: Path) -> Run:
     """One run folder, validated; a missing or damaged file is a `BadRun` naming it."""
-    manifest_path = path / "manifest.json"
-    manifest = _load_json(manifest_path)
-    where = str(manifest_path)
-    dataset = _field(manifest, "dataset", dict, where)
-    config = _field(manifest, "config", dict, where)
-    protocol = _field(manifest, "protocol", dict, where)
-    stages = _field(manifest, "stages", list, where)
-    steps = [_field(s, "steps", int, f"{where} stages") for s in stages]
-    evals = _eval_rows(path / "evals.jsonl", len(steps))
-    done = (path / "DONE").exists()
+    folder = RunDir(path)
+    manifest = folder.read_manifest()
+    evals = _evaluations(folder, len(manifest.stages))
+    done = folder.is_done()
     if done:
-        summary = _load_json(path / "DONE")
-        final = summary.get("final_normalized_score") if isinstance(summary, dict) else None
-        if final is not None and (not evals or evals[-1]["normalized"] != final):
-            raise BadRun(f"{path / 'evals.jsonl'} does not end with the final evaluation that DONE reports")
-    ref = dataset.get("ref_scores")
-    ref_source = ref.get("source") if isinstance(ref, dict) else None
-    if ref_source is not None and not isinstance(ref_source, str):
-        raise BadRun(f"{where} dataset: invalid 'ref_scores' source")
+        final = Done.from_json(load_json(folder.done_marker), str(folder.done_marker)).final_normalized_score
+        if final is not None and (not evals or evals[-1].scores.normalized_mean != final):
+            raise BadRun(f"{folder.evals} does not end with the final evaluation that DONE reports")
     identity = {k: json.dumps(v, sort_keys=True) if not isinstance(v, str) else v for k, v in
-                {**config, **{f"protocol.{k}": v for k, v in protocol.items()}}.items()}
+                {**manifest.config, **{f"protocol.{k}": v for k, v in manifest.protocol.items()}}.items()}
     return Run(
-        path=path, algo=_field(manifest, "algorithm", str, where),
-        dataset=_field(dataset, "dataset_id", str, f"{where} dataset"),
-        task=_field(dataset, "task", str, f"{where} dataset"), ref_source=ref_source,
-        seed=_field(manifest, "seed", int, where),
-        identity=identity, stage_offsets=tuple(sum(steps[:i]) for i in range(len(steps))), evals=evals, done=done,
+        path=path, algo=manifest.algorithm, dataset=manifest.dataset["dataset_id"], task=manifest.dataset["task"],
+        ref_source=manifest.ref_source, seed=manifest.seed, identity=identity,
+        stage_offsets=manifest.stage_offsets, evals=evals, done=done,
     )
 
 
@@ -167,7 +119,8 @@ def run_rows(run: Run, label: str) -> list[dict[str, Any]]:
     if not run.evals:
         return [{**base, **NO_EVALUATION, "is_last": False}]
     last = len(run.evals) - 1
-    return [{**base, **e, "total_step": run.stage_offsets[e["stage_index"]] + e["step"], "is_last": i == last}
+    return [{**base, "stage": e.stage, "stage_index": e.stage_index, "step": e.step, **score_columns(e.scores),
+             "total_step": run.stage_offsets[e.stage_index] + e.step, "is_last": i == last}
             for i, e in enumerate(run.evals)]
 
 

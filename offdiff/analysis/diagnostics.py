@@ -1,6 +1,6 @@
 """Stage diagnostics of a collection: `diagnostics.csv` from the run folders, `diagnostics.md` from that CSV.
 
-`collect_rows` reads, for every run of the scores CSV, its `diagnostics.jsonl` (offdiff/train/diagnostics.py:
+`collect_rows` reads, for every run of the scores CSV, its `diagnostics.jsonl` (offdiff/records.py:
 diagnostic policies evaluated after their stage, Q calibrations), its dataset's average episode return (the
 manifest's `data_returns`) and its compute per stage (DONE's `compute`): one tidy row each, of kind `policy`,
 `q_calibration`, `data` or `compute`. Runs older than the diagnostics have none of these; a collection
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from offdiff.analysis.collect import BadRun
+from offdiff.analysis.collect import score_columns
 from offdiff.analysis.layout import Presentation
 from offdiff.analysis.scores import _text, parse_cell
 from offdiff.analysis.tables import md_escape
 from offdiff.errors import OffdiffError
+from offdiff.records import BadRun, Done, PolicyDiagnostic, RunDir, load_json
 
 RUN = ("algorithm", "algo", "dataset", "task", "seed", "done", "run_dir")
 COLUMNS = (*RUN, "kind", "stage", "stage_index", "step", "policy", "normalized", "normalized_std", "return",
@@ -38,46 +38,24 @@ ADDED = ("actions_per_s",)  # the last columns, absent from CSVs written before 
 KINDS = ("policy", "q_calibration", "data", "compute")
 
 
-def _jsonl(path: Path) -> list[dict[str, Any]]:
-    try:
-        lines = path.read_text().splitlines() if path.exists() else []
-        rows = [json.loads(line) for line in lines]
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise BadRun(f"{path} is not valid JSON lines (half-written or corrupt: {exc})") from None
-    if not all(isinstance(r, dict) and r.get("kind") in ("policy", "q_calibration") for r in rows):
-        raise BadRun(f"{path}: a row without a known kind")
-    return rows
-
-
-def _json(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text()) if path.exists() else {}
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise BadRun(f"{path} is not valid JSON ({exc})") from None
-    return value if isinstance(value, dict) else {}
-
-
 def run_rows(path: Path, base: dict[str, Any]) -> list[dict[str, Any]]:
     """The diagnostics rows of one run folder (`base`: its RUN columns)."""
-    rows = []
-    for r in _jsonl(path / "diagnostics.jsonl"):
-        common = {**base, "kind": r["kind"], "stage": r.get("stage"), "stage_index": r.get("stage_index"),
-                  "step": r.get("step")}
-        if r["kind"] == "policy":
-            rows.append({**common, "policy": r.get("policy"), "normalized": r.get("normalized_mean"),
-                         "normalized_std": r.get("normalized_std"), "return": r.get("mean_return"),
-                         "episodes": len(r.get("returns", []))})
+    run, rows = RunDir(path), []
+    for r in run.diagnostic_rows(strict=True):
+        common = {**base, "kind": r.KIND, "stage": r.stage, "stage_index": r.stage_index, "step": r.step}
+        if isinstance(r, PolicyDiagnostic):
+            rows.append({**common, "policy": r.policy, **score_columns(r.scores)})
         else:
-            rows.append({**common, **{k: r.get(k) for k in ("transitions", "discount", "mean_q", "mean_return",
-                                                               "correlation", "terminal_fraction")}})
-    manifest = _json(path / "manifest.json")
-    data = manifest.get("data_returns")
-    if isinstance(data, dict):
-        rows.append({**base, "kind": "data", "normalized": data.get("normalized_mean"),
-                     "return": data.get("mean_return"), "episodes": data.get("episodes")})
-    compute = _json(path / "DONE").get("compute")
-    if isinstance(compute, dict):
-        order = [s.get("name") for s in manifest.get("stages", []) if isinstance(s, dict)]
+            rows.append({**common, **{k: getattr(r, k) for k in ("transitions", "discount", "mean_q", "mean_return",
+                                                                  "correlation", "terminal_fraction")}})
+    manifest = run.read_manifest() if run.manifest.exists() else None
+    data = manifest.data_average if manifest else None
+    if data is not None:
+        rows.append({**base, "kind": "data", "normalized": data.normalized_mean, "return": data.mean_return,
+                     "episodes": data.episodes})
+    compute = Done.from_json(load_json(run.done_marker), str(run.done_marker)).compute if run.is_done() else None
+    if compute is not None:
+        order = [s.get("name") for s in manifest.stages if isinstance(s, dict)] if manifest else []
         for stage, entry in sorted(compute.get("stages", {}).items(), key=lambda item: order.index(item[0])
                                    if item[0] in order else len(order)):
             rows.append({**base, "kind": "compute", "stage": stage,

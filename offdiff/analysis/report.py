@@ -36,9 +36,9 @@ from offdiff.analysis.scores import (
 )
 from offdiff.analysis.scores import curves as score_curves
 from offdiff.errors import OffdiffError
+from offdiff.io import atomic_folder, atomic_write_bytes, atomic_write_json
 from offdiff.provenance import git_state
 from offdiff.registry import get_algorithm
-from offdiff.train.run_dir import atomic_folder, atomic_write_bytes, atomic_write_json
 
 FIGURES = {
     "learning_curves": "normalized score over the main stage per task, mean ± std over finished seeds",

@@ -74,9 +74,8 @@ def _speed(args: argparse.Namespace) -> int:
     from offdiff.bench.report import load_references, rows, table, write
     from offdiff.bench.speed import ACT_DIM, FULL, OBS_DIM, QUICK, TASK, run_speed
     from offdiff.registry import get_algorithm
-    from offdiff.runtime import keep_freed_memory
+    from offdiff.runtime import keep_freed_memory, resolve_device
     from offdiff.train.compile import check_compile_available
-    from offdiff.train.runner import resolve_device
 
     algos, modes, loops = _names(args.algos), _modes(args.modes), _loops(args.concurrent)
     if args.mps and not (loops and args.device.startswith("cuda")):

@@ -10,7 +10,7 @@ from typing import Any
 
 from offdiff.bench.speed import Measured
 from offdiff.errors import OffdiffError
-from offdiff.train.run_dir import atomic_write_bytes, atomic_write_json
+from offdiff.io import atomic_write_bytes, atomic_write_json
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,8 +23,8 @@ from offdiff.algorithm import Algorithm, EnvSpec, Stage
 from offdiff.bench.machine import PeakMemory
 from offdiff.config import apply_overrides
 from offdiff.data.buffer import DeviceBuffer
+from offdiff.data.transitions import random_transitions
 from offdiff.registry import get_algorithm
-from offdiff.testing import random_transitions
 from offdiff.train.compile import compile_steps
 
 TASK, OBS_DIM, ACT_DIM = "halfcheetah-medium", 17, 6

@@ -32,8 +32,8 @@ from offdiff.config import apply_overrides, config_dict, stable_hash
 from offdiff.data.scores import RefScores
 from offdiff.data.transitions import cache_dir
 from offdiff.errors import OffdiffError
-from offdiff.train.run_dir import atomic_write_json
-from offdiff.train.runner import derive_seed, resolve_device
+from offdiff.io import atomic_write_json
+from offdiff.runtime import derive_seed, resolve_device
 
 KINDS = ("random", "medium", "expert", "medium-replay", "medium-expert")
 DEFAULT_TRANSITIONS = 1_000_000  # per random / medium / expert dataset, as in D4RL

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from minari.data_collector import EpisodeBuffer
 
-from offdiff.train.run_dir import atomic_write_bytes
+from offdiff.io import atomic_write_bytes
 
 _FIELDS = ("observations", "actions", "rewards", "terminations", "truncations", "lengths")
 

@@ -23,9 +23,9 @@ from offdiff.collect.rollout import actor_policy, evaluate_returns, progress_bar
 from offdiff.collect.sac import SAC, SACConfig, sample_with_log_prob
 from offdiff.data.transforms import ActionScaler
 from offdiff.errors import OffdiffError
+from offdiff.io import atomic_torch_save, torch_load
 from offdiff.nets import TanhGaussianPolicy
-from offdiff.train.run_dir import atomic_torch_save, torch_load
-from offdiff.train.runner import derive_seed
+from offdiff.runtime import derive_seed
 
 CHECKPOINT = "checkpoint.pt"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from offdiff.errors import OffdiffError
-from offdiff.train.run_dir import writing
+from offdiff.io import writing
 
 _FLOAT_FIELDS = ("observations", "actions", "rewards", "next_observations")
 _BOOL_FIELDS = ("terminals", "timeouts")
@@ -135,3 +135,17 @@ def load_cached(key: str, build: Callable[[], Transitions]) -> Transitions:
     transitions = build()
     _write(path, transitions)
     return transitions
+
+
+def random_transitions(n: int = 512, obs_dim: int = 5, act_dim: int = 3, seed: int = 0) -> Transitions:
+    """A random dataset with actions in [-1, 1], some terminals and some timeouts."""
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(size=(n, obs_dim)).astype(np.float32)
+    return Transitions(
+        observations=obs,
+        actions=rng.uniform(-1, 1, size=(n, act_dim)).astype(np.float32),
+        rewards=rng.normal(size=n).astype(np.float32),
+        next_observations=(obs + 0.1 * rng.normal(size=obs.shape)).astype(np.float32),
+        terminals=rng.random(n) < 0.05,
+        timeouts=rng.random(n) < 0.05,
+    )

@@ -17,16 +17,18 @@ def _eval(args: argparse.Namespace) -> int:
     from offdiff.train.load import load_run
 
     trained = load_run(Path(args.run_dir), device=args.device)
-    stage = trained.manifest["stages"][trained.position[0]]["name"]
+    manifest = trained.manifest
+    stage = manifest.stages[trained.position[0]]["name"]
     where = "final weights" if trained.finished else "NOT FINISHED: weights of the last checkpoint"
-    print(f"run: {trained.path} ({trained.manifest['algorithm']} on {trained.manifest['dataset']['source']}, "
+    print(f"run: {trained.path} ({manifest.algorithm} on {manifest.dataset['source']}, "
           f"{where}, {stage} step {trained.position[1]})")
-    result = trained.evaluate(episodes=args.episodes, num_envs=args.envs, seed=args.seed).summary
+    result = trained.evaluate(episodes=args.episodes, num_envs=args.envs, seed=args.seed)
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(result.summary))
     else:
-        print(f"normalized score ({result['episodes']} episodes): {result['normalized_mean']:.1f} ± "
-              f"{result['normalized_std']:.1f}   [return {result['mean_return']:.2f}]")
+        scores = result.scores
+        print(f"normalized score ({scores.episodes} episodes): {scores.normalized_mean:.1f} ± "
+              f"{scores.normalized_std:.1f}   [return {scores.mean_return:.2f}]")
     if args.video:
         frames = trained.record_video(Path(args.video), seed=args.seed)
         print(f"video: {args.video} ({frames} frames, one episode)")

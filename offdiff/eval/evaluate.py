@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import gymnasium as gym
 import numpy as np
@@ -19,6 +19,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from offdiff.data.scores import normalized_score
 from offdiff.data.transforms import ActionScaler, ObsNormalizer
+from offdiff.records import Scores
 
 if TYPE_CHECKING:
     from offdiff.data.pipeline import PreparedData
@@ -102,16 +103,16 @@ class TimedAct:
 
 
 def evaluation_row(act: ActFn, data: PreparedData, *, episodes: int, num_envs: int, seed: int,
-                   device: torch.device) -> dict[str, Any]:
-    """`evaluate` on `data`'s env and transforms, summarised as a log row: per-episode returns, lengths and
-    seeds, normalized scores, and their mean (and std)."""
+                   device: torch.device) -> Scores:
+    """`evaluate` on `data`'s env and transforms, summarised as an evaluation's scores: per-episode returns,
+    lengths and seeds, normalized scores, and their mean (and std)."""
     results = evaluate(act, data.make_env, episodes=episodes, num_envs=num_envs, seed=seed,
                        obs_normalizer=data.obs_normalizer, action_scaler=data.action_scaler, device=device)
     returns = np.array([e.ret for e in results])
     normalized = normalized_score(returns, data.ref)
-    return {
-        "returns": returns.tolist(), "lengths": [e.length for e in results], "seeds": [e.seed for e in results],
-        "normalized": np.asarray(normalized).tolist(),
-        "mean_return": float(returns.mean()), "normalized_mean": float(np.mean(normalized)),
-        "normalized_std": float(np.std(normalized)),
-    }
+    return Scores(
+        returns=returns.tolist(), lengths=[e.length for e in results], seeds=[e.seed for e in results],
+        normalized=np.asarray(normalized).tolist(),
+        mean_return=float(returns.mean()), normalized_mean=float(np.mean(normalized)),
+        normalized_std=float(np.std(normalized)),
+    )

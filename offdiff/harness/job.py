@@ -30,7 +30,7 @@ from offdiff.errors import OffdiffError
 from offdiff.harness.mps import cuda_mps
 from offdiff.harness.pool import run_concurrently
 from offdiff.harness.record import write_outcome
-from offdiff.train.run_dir import RunInUse
+from offdiff.records import RunInUse
 from offdiff.train.runner import TrainRequest, train
 
 

@@ -9,7 +9,6 @@ steps at its last logged speed (evaluations not counted); a row's ETA is its slo
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -20,7 +19,7 @@ from offdiff.harness.executors import by_executor
 from offdiff.harness.record import Record
 from offdiff.harness.status import ORDER, RunStatus, counts
 from offdiff.progress import eta
-from offdiff.train.run_dir import read_jsonl
+from offdiff.records import Metrics
 
 COLUMNS = ("done", "running", "pending", "failed", "not submitted")
 
@@ -48,15 +47,16 @@ def run_progress(status: RunStatus) -> RunProgress:
     run = status.cell.planned.run_dir
     if not run.manifest.exists():
         return RunProgress()
-    steps = [s["steps"] for s in json.loads(run.manifest.read_text())["stages"]]
-    offset = [sum(steps[:i]) for i in range(len(steps))]
-    logged = [r for r in read_jsonl(run.metrics) if "steps_per_s" in r]
-    evals = read_jsonl(run.evals)
-    step = offset[logged[-1]["stage_index"]] + logged[-1]["step"] if logged else 0
+    manifest = run.read_manifest()
+    steps, offset = manifest.stage_steps, manifest.stage_offsets
+    logged = [r for r in run.metric_rows() if isinstance(r, Metrics)]
+    evals = run.evaluations()
+    last = evals[-1].scores if evals else None
+    step = offset[logged[-1].stage_index] + logged[-1].step if logged else 0
     return RunProgress(
         step=sum(steps) if status.state == "done" else step, total=sum(steps),
-        steps_per_s=logged[-1]["steps_per_s"] if logged else None,
-        score=evals[-1]["normalized_mean"] if evals else None, score_std=evals[-1]["normalized_std"] if evals else None,
+        steps_per_s=logged[-1].steps_per_s if logged else None,
+        score=last.normalized_mean if last else None, score_std=last.normalized_std if last else None,
     )
 
 

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from offdiff.train.run_dir import atomic_write_bytes
+from offdiff.io import atomic_write_bytes
 from offdiff.train.runner import TrainRequest
 
 POLL_S = 0.1

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from offdiff.errors import OffdiffError
-from offdiff.train.run_dir import RunDir, RunInUse, atomic_write_json
+from offdiff.io import atomic_write_json
+from offdiff.records import RunDir, RunInUse
 
 HARNESS = "_harness"
 

@@ -29,7 +29,7 @@ from offdiff.harness.profile import Profile, threads_per_run
 from offdiff.harness.record import JobEntry, Record, harness_dir, read_outcomes, submitting
 from offdiff.harness.schedule import Array, Job, describe, make_schedule
 from offdiff.harness.status import counts, report, run_states
-from offdiff.train.run_dir import writing
+from offdiff.io import writing
 
 
 @contextlib.contextmanager

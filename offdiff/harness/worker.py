@@ -32,7 +32,7 @@ def main(argv: list[str]) -> int:
     import torch  # after the two lines above: a signal may come while torch loads
 
     from offdiff.harness.job import train_one
-    from offdiff.train.run_dir import atomic_write_json
+    from offdiff.io import atomic_write_json
 
     request, cache_only, threads = pickle.loads(payload.read_bytes())
     torch.set_num_threads(threads)

@@ -2,11 +2,12 @@
 
 - After a stage that names a `diagnostic_policy`, that policy is evaluated once through the suite's one
   evaluation path, on the run's eval episodes and reset seeds, with a generator of its own derived from the
-  run's eval seed: a `diagnostics.jsonl` row `{"kind": "policy", "policy": NAME, ...}` with the fields of an
+  run's eval seed: a `diagnostics.jsonl` row (offdiff.records.PolicyDiagnostic) with the scores of an
   `evals.jsonl` row. It is never a headline evaluation.
 - After a stage that sets `q_calibration`, the critic's Q (`Algorithm.critic_q`) on the dataset's own actions,
   on a fixed random subset of `CALIBRATION_ROWS` transitions (drawn once from the run seed), is compared with
-  those rows' discounted returns-to-go of the training rewards (offdiff/data/episodes.py): mean Q, mean
+  those rows' discounted returns-to-go of the training rewards (offdiff/data/episodes.py; a row
+  offdiff.records.QCalibration): mean Q, mean
   return-to-go, their Pearson correlation, and the fraction of rows whose episode ended by a true termination
   (the others were truncated: their Monte-Carlo return misses the tail after the cut, a lower bound where
   rewards are non-negative).
@@ -34,18 +35,19 @@ from offdiff.data.pipeline import PreparedData
 from offdiff.data.scores import normalized_score
 from offdiff.eval import evaluation_row
 from offdiff.nets import in_row_chunks, rows_per_call
+from offdiff.records import DataReturns, Diagnostic, PolicyDiagnostic, QCalibration
 from offdiff.train.protocol import Protocol
 
 CALIBRATION_ROWS = 10_000  # dataset transitions in the Q calibration (all of them in a smaller dataset)
 KINDS = ("train_s", "eval_s", "diagnostics_s")
 
 
-def data_returns(data: PreparedData) -> dict[str, Any]:
+def data_returns(data: PreparedData) -> DataReturns:
     """The dataset's own average episode return (before reward transforms), raw and normalized."""
     episodes = data.episodes
     mean = float(episodes.returns.mean())
-    return {"episodes": len(episodes.returns), "terminal_episodes": int(episodes.terminal.sum()),
-            "mean_return": mean, "normalized_mean": float(normalized_score(mean, data.ref))}
+    return DataReturns(episodes=len(episodes.returns), terminal_episodes=int(episodes.terminal.sum()),
+                       mean_return=mean, normalized_mean=float(normalized_score(mean, data.ref)))
 
 
 def _correlation(x: np.ndarray, y: np.ndarray) -> float | None:
@@ -63,21 +65,21 @@ class StageDiagnostics:
         self.eval_seed, self.seed_for = eval_seed, seed_for
         self._calibration: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # rows, returns, terminal
 
-    def after(self, index: int, stage: Stage) -> list[dict[str, Any]]:
-        """The diagnostic rows of `stage` (none when it declares none)."""
-        rows = []
+    def after(self, index: int, stage: Stage) -> list[Diagnostic]:
+        """The diagnostic rows of `stage` (none when it declares none), at its last step."""
+        rows: list[Diagnostic] = []
         if stage.diagnostic_policy is not None:
-            rows.append(self.policy(index, stage.diagnostic_policy))
+            rows.append(self.policy(index, stage, stage.diagnostic_policy))
         if stage.q_calibration:
-            rows.append(self.q_calibration())
+            rows.append(self.q_calibration(index, stage))
         return rows
 
-    def policy(self, index: int, policy: str) -> dict[str, Any]:
+    def policy(self, index: int, stage: Stage, policy: str) -> PolicyDiagnostic:
         generator = torch.Generator(device=self.device).manual_seed(self.seed_for(f"diagnostic:{policy}:{index}"))
-        row = evaluation_row(lambda obs: self.algo.diagnostic_act(policy, obs, generator), self.data,
-                             episodes=self.protocol.eval_episodes, num_envs=self.protocol.eval_envs,
-                             seed=self.eval_seed, device=self.device)
-        return {"kind": "policy", "policy": policy, **row}
+        scores = evaluation_row(lambda obs: self.algo.diagnostic_act(policy, obs, generator), self.data,
+                                episodes=self.protocol.eval_episodes, num_envs=self.protocol.eval_envs,
+                                seed=self.eval_seed, device=self.device)
+        return PolicyDiagnostic(stage.name, index, stage.steps, policy, scores)
 
     def _subset(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The fixed rows, their returns-to-go and whether their episode terminated (computed once per run)."""
@@ -90,14 +92,14 @@ class StageDiagnostics:
         return self._calibration
 
     @torch.no_grad()
-    def q_calibration(self) -> dict[str, Any]:
+    def q_calibration(self, index: int, stage: Stage) -> QCalibration:
         rows, returns, terminal = self._subset()
-        index = torch.as_tensor(rows, device=self.device)
-        obs, actions = self.data.buffer.obs[index], self.data.buffer.actions[index]
+        picked = torch.as_tensor(rows, device=self.device)
+        obs, actions = self.data.buffer.obs[picked], self.data.buffer.actions[picked]
         q = in_row_chunks(self.algo.critic_q, obs, actions, rows=rows_per_call(self.device)).double().cpu().numpy()
-        return {"kind": "q_calibration", "transitions": len(rows), "discount": self.algo.q_discount(),
-                "mean_q": float(q.mean()), "mean_return": float(returns.mean()),
-                "correlation": _correlation(q, returns), "terminal_fraction": float(terminal.mean())}
+        return QCalibration(stage.name, index, stage.steps, transitions=len(rows), discount=self.algo.q_discount(),
+                            mean_q=float(q.mean()), mean_return=float(returns.mean()),
+                            correlation=_correlation(q, returns), terminal_fraction=float(terminal.mean()))
 
 
 class ComputeLedger:

@@ -10,7 +10,6 @@ seeds and acting generator of the run's last evaluation, which it then reproduce
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 from pathlib import Path
@@ -28,9 +27,10 @@ from offdiff.data.sources import resolve
 from offdiff.data.transforms import ActionScaler, ObsNormalizer
 from offdiff.errors import OffdiffError
 from offdiff.eval import evaluate
+from offdiff.io import torch_load
+from offdiff.records import Manifest, RunDir, Scores
 from offdiff.registry import get_algorithm
-from offdiff.train.run_dir import RunDir, torch_load
-from offdiff.train.runner import derive_seed, resolve_device
+from offdiff.runtime import derive_seed, resolve_device
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,10 +41,15 @@ class EvalResult:
     seeds: list[int]
 
     @property
+    def scores(self) -> Scores:
+        """The scores as an evaluation records them (without the per-episode normalized scores)."""
+        return Scores(returns=self.returns.tolist(), mean_return=float(self.returns.mean()),
+                      normalized_mean=float(self.normalized.mean()), normalized_std=float(self.normalized.std()),
+                      lengths=self.lengths, seeds=self.seeds)
+
+    @property
     def summary(self) -> dict[str, Any]:
-        return {"episodes": len(self.returns), "normalized_mean": float(self.normalized.mean()),
-                "normalized_std": float(self.normalized.std()), "mean_return": float(self.returns.mean()),
-                "returns": self.returns.tolist(), "lengths": self.lengths, "seeds": self.seeds}
+        return {"episodes": len(self.returns), **self.scores.to_json()}
 
 
 @dataclasses.dataclass
@@ -52,7 +57,7 @@ class TrainedRun:
     """A run's algorithm with its trained weights, and what the suite wraps around it to act in the env."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     algorithm: Algorithm
     position: tuple[int, int]  # (stage index, step) of the weights
     finished: bool  # the run has its DONE marker
@@ -72,7 +77,7 @@ class TrainedRun:
     def evaluate(self, episodes: int | None = None, num_envs: int | None = None, seed: int | None = None) -> EvalResult:
         """Evaluate over `episodes` (default: the run's protocol) with reset seeds from `seed` (default: the run's
         eval seed); with both defaults, the episodes, seeds and acting generator of the run's last evaluation."""
-        protocol, eval_seed = self.manifest["protocol"], self.manifest["eval_seed"]
+        protocol, eval_seed = self.manifest.protocol, self.manifest.eval_seed
         episodes = episodes or protocol["eval_episodes"]
         seed = eval_seed if seed is None else seed
         index, step = self.position
@@ -98,10 +103,10 @@ class TrainedRun:
         spec = probe.spec
         probe.close()
         if spec is None:
-            raise OffdiffError(f"the evaluation env of {self.manifest['dataset']['source']} cannot render frames "
+            raise OffdiffError(f"the evaluation env of {self.manifest.dataset['source']} cannot render frames "
                                "(it is not a registered gymnasium env); --video needs one, e.g. a MuJoCo task")
         env = gym.make(spec, render_mode="rgb_array")
-        seed = self.manifest["eval_seed"] if seed is None else seed
+        seed = self.manifest.eval_seed if seed is None else seed
         generator = torch.Generator(device=self.device).manual_seed(derive_seed(seed, "video"))
         try:
             obs, _ = env.reset(seed=seed)
@@ -152,19 +157,18 @@ def load_run(path: str | Path, device: str = "auto") -> TrainedRun:
     if not run.manifest.exists():
         raise OffdiffError(f"{path} is not a run folder (no manifest.json); run folders are "
                            "runs/<grid>/<algo>/<dataset>/<config-hash>/seed_<s>/")
-    manifest = json.loads(run.manifest.read_text())
-    cls = get_algorithm(manifest["algorithm"])
-    config = apply_overrides(cls.Config(), manifest["config"], origin=str(run.manifest))
-    dataset = manifest["dataset"]
-    task = manifest.get("task", {}).get("task", dataset["task"])  # the task the run trained for (its preset's)
-    spec = EnvSpec(dataset["obs_dim"], dataset["act_dim"], dataset["dataset_id"], task)
+    manifest = run.read_manifest()
+    cls = get_algorithm(manifest.algorithm)
+    config = apply_overrides(cls.Config(), manifest.config, origin=str(run.manifest))
+    dataset = manifest.dataset
+    spec = EnvSpec(dataset["obs_dim"], dataset["act_dim"], dataset["dataset_id"], manifest.trained_task)
     target = resolve_device(device)
-    algorithm = cls(config, spec, target, torch.Generator(device=target).manual_seed(manifest["seed"]))
+    algorithm = cls(config, spec, target, torch.Generator(device=target).manual_seed(manifest.seed))
     state, position = load_weights(run)
     modules = state["algorithm"]["modules"] if "algorithm" in state else state["modules"]
     for name, module in algorithm.modules().items():
         module.load_state_dict(modules[name])
-    transforms = manifest["transforms"]
+    transforms = manifest.transforms
     return TrainedRun(
         path=run.path, manifest=manifest, algorithm=algorithm, position=position, finished=run.is_done(),
         obs_normalizer=ObsNormalizer.from_state(transforms["obs"]),

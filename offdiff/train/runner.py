@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
 import sys
 import time
 from collections.abc import Mapping
@@ -30,15 +29,16 @@ from offdiff.data.sources import DatasetInfo, resolve
 from offdiff.data.tasks import NO_TASK
 from offdiff.errors import OffdiffError
 from offdiff.eval import TimedAct, evaluation_row
+from offdiff.io import atomic_torch_save, atomic_write_json, torch_load
 from offdiff.progress import Progress
 from offdiff.provenance import describe_device, provenance
+from offdiff.records import Done, Evaluation, Manifest, Metrics, PolicyDiagnostic, ReusedStage, RunDir
 from offdiff.registry import get_algorithm, plugins
-from offdiff.runtime import keep_freed_memory
+from offdiff.runtime import derive_seed, keep_freed_memory, resolve_device
 from offdiff.tracking import Tracker, open_tracker
 from offdiff.train.compile import AUTO_MIN_STEPS, check_compile_available, compile_steps, resolve_compile
 from offdiff.train.diagnostics import ComputeLedger, StageDiagnostics, data_returns
 from offdiff.train.protocol import Protocol, default_protocol
-from offdiff.train.run_dir import RunDir, atomic_torch_save, atomic_write_json, torch_load
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,20 +97,6 @@ class PlannedRun:
 
 
 IDENTITY = ("algorithm", "config", "seed", "protocol")  # manifest keys a restart must agree with
-
-
-def derive_seed(seed: int, purpose: str) -> int:
-    """A seed for one purpose (sampler, eval, ...) that differs from the run seed and from the others."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{purpose}".encode()).digest()[:4], "little") & 0x7FFFFFFF
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise OffdiffError(f"device {name!r} requested but CUDA is not available here")
-    return device
 
 
 def _closest(cls: type[Algorithm], task: str) -> str:
@@ -176,7 +162,7 @@ class Trainer:
         self.run = planned.run_dir
         self.progress = progress
         self.stop_after_cacheable = stop_after_cacheable  # a grid's cache phase: checkpoint, stop, no DONE
-        self.tracker = Tracker([], {"stages": []})  # opened with the run's manifest in _run_locked
+        self.tracker = Tracker([], None)  # opened with the run's manifest in _run_locked
         self.device = resolve_device(planned.request.device)
         keep_freed_memory()
         if planned.request.compile:
@@ -206,24 +192,24 @@ class Trainer:
                                             lambda purpose: derive_seed(self.eval_seed, purpose))
         self.compute = ComputeLedger(describe_device(self.device))
 
-    def _manifest(self) -> dict[str, Any]:
+    def _manifest(self) -> Manifest:
         p = self.p
         plugin = plugins().get(p.request.algo)
-        return {
-            "algorithm": p.request.algo,
-            "plugin": dataclasses.asdict(plugin) if plugin else None,
-            "config": config_dict(p.config),
-            "seed": p.request.seed,
-            "eval_seed": self.eval_seed,
-            "task": dataclasses.asdict(p.choice),
-            "dataset": {**dataclasses.asdict(p.info), "ref_scores": dataclasses.asdict(self.data.ref)},
-            "transforms": self.data.transforms,
-            "protocol": dataclasses.asdict(p.protocol),
-            "stages": [dataclasses.asdict(s) for s in self.stages],
-            "compile": self.compiled,
-            "data_returns": data_returns(self.data),
-            **provenance(self.device, plugin.package if plugin else None),
-        }
+        return Manifest(
+            algorithm=p.request.algo,
+            plugin=dataclasses.asdict(plugin) if plugin else None,
+            config=config_dict(p.config),
+            seed=p.request.seed,
+            eval_seed=self.eval_seed,
+            task=dataclasses.asdict(p.choice),
+            dataset={**dataclasses.asdict(p.info), "ref_scores": dataclasses.asdict(self.data.ref)},
+            transforms=self.data.transforms,
+            protocol=dataclasses.asdict(p.protocol),
+            stages=[dataclasses.asdict(s) for s in self.stages],
+            compile=self.compiled,
+            data_returns=data_returns(self.data).to_json(),
+            provenance=provenance(self.device, plugin.package if plugin else None),
+        )
 
     # -- checkpoints -------------------------------------------------------------------------
     def _save_checkpoint(self, stage_index: int, step: int) -> None:
@@ -264,7 +250,7 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------
     def run_all(self) -> dict[str, Any]:
-        summary = self.run.done_summary() if self.run.is_done() else self._train()
+        summary = self.run.done_summary().to_json() if self.run.is_done() else self._train()
         if self.p.request.keep == "final":
             self.run.keep_final()
         return summary
@@ -280,12 +266,12 @@ class Trainer:
 
     def _run_locked(self) -> dict[str, Any]:
         if self.run.is_done():  # finished by another process while this one prepared its data
-            return self.run.done_summary()
+            return self.run.done_summary().to_json()
         manifest = self._manifest()
         if self.run.manifest.exists():
             self.run.check_manifest(manifest, IDENTITY)
         else:
-            atomic_write_json(self.run.manifest, manifest)
+            atomic_write_json(self.run.manifest, manifest.to_json())
         position = self._restore() if self.run.checkpoint.exists() else (0, 0)
         self.run.rewind_logs(position)  # rows written after the state restarted from (all of them, without one)
         self.tracker = open_tracker(self.p.request.log, self.run, manifest, name="/".join(self.run.path.parts[-5:]))
@@ -309,7 +295,8 @@ class Trainer:
                     "algorithm": self.algo.stage_artifact(stage.name), "sampler": self.sampler.get_state(),
                     "torch_rng": torch.get_rng_state(), "compute": self.compute.state()["stages"][stage.name],
                 })
-        summary = self._summary(time.time() - started)
+        summary = Done.summarize(str(self.run.path), time.time() - started, {s.name: s.steps for s in self.stages},
+                                 self.compute.summary(), self.run.evaluations(), self.run.diagnostic_rows()).to_json()
         atomic_write_json(self.run.done_marker, summary)
         return summary
 
@@ -322,9 +309,8 @@ class Trainer:
         self.sampler.set_state(artifact["sampler"])
         torch.set_rng_state(artifact["torch_rng"])
         self.compute.reused(stage.name, artifact.get("compute"))
-        self.run.append(self.run.metrics, {"stage": stage.name, "stage_index": self.stages.index(stage),
-                                           "step": stage.steps, "event": "reused_cached_stage",
-                                           "artifact": str(path)})
+        self.run.append(self.run.metrics, ReusedStage(stage.name, self.stages.index(stage), stage.steps,
+                                                      str(path)).to_json())
         print(f"[{self.p.request.algo}] reused cached {stage.name} artifact {path}", file=sys.stderr)
         return True
 
@@ -347,11 +333,11 @@ class Trainer:
                 if done % protocol.log_every == 0 or done == stage.steps:
                     logged = self._log(index, stage, done, sums, count, time.perf_counter() - tick)
                     sums, count, tick = {}, 0, time.perf_counter()
-                bar.update(1, None if logged is None else {k: v for k, v in logged.items() if k != "steps_per_s"})
+                bar.update(1, None if logged is None else {**logged.values, "steps_averaged": logged.steps_averaged})
                 if stage.evaluate and (done % protocol.eval_every == 0 or done == stage.steps):
-                    row = self._evaluate(index, stage, done)
-                    bar.note(f"[{bar.desc}] evaluation at step {done}: normalized score {row['normalized_mean']:.1f} "
-                             f"± {row['normalized_std']:.1f} over {len(row['returns'])} episodes")
+                    scores = self._evaluate(index, stage, done).scores
+                    bar.note(f"[{bar.desc}] evaluation at step {done}: normalized score {scores.normalized_mean:.1f} "
+                             f"± {scores.normalized_std:.1f} over {scores.episodes} episodes")
                 if done == stage.steps:
                     self._diagnose(index, stage)
                 if done % protocol.checkpoint_every == 0 or done == stage.steps:
@@ -360,64 +346,39 @@ class Trainer:
             bar.close()
 
     def _log(self, index: int, stage: Stage, step: int, sums: dict[str, torch.Tensor], count: int,
-             seconds: float) -> dict[str, float]:
+             seconds: float) -> Metrics:
         names = list(sums)
         values = torch.stack([sums[k] for k in names]).cpu().tolist() if names else []  # the one host sync
-        row = {k: v / count for k, v in zip(names, values, strict=True)}
-        bad = [k for k, v in row.items() if not np.isfinite(v)]
+        means = {k: v / count for k, v in zip(names, values, strict=True)}
+        bad = [k for k, v in means.items() if not np.isfinite(v)]
         if bad:
             raise OffdiffError(f"training diverged at {stage.name} step {step}: non-finite {bad}")
-        row["steps_per_s"] = count / max(seconds, 1e-9)
-        row["steps_averaged"] = count  # fewer than log_every when the window started at a resume
-        logged = {"stage": stage.name, "stage_index": index, "step": step, **row}
-        self.run.append(self.run.metrics, logged)
-        self.tracker.log("metrics", logged)
-        return row
+        logged = Metrics(stage.name, index, step, means, steps_per_s=count / max(seconds, 1e-9), steps_averaged=count)
+        self.run.append(self.run.metrics, logged.to_json())
+        self.tracker.log(logged)
+        return logged
 
-    def _evaluate(self, index: int, stage: Stage, step: int) -> dict[str, Any]:
+    def _evaluate(self, index: int, stage: Stage, step: int) -> Evaluation:
         generator = torch.Generator(device=self.device).manual_seed(derive_seed(self.eval_seed, f"{index}:{step}"))
         act = TimedAct(lambda obs: self.algo.act(obs, generator=generator))
         with self.compute.timing(stage.name, "eval_s"):
-            row = evaluation_row(act, self.data, episodes=self.p.protocol.eval_episodes,
-                                 num_envs=self.p.protocol.eval_envs, seed=self.eval_seed, device=self.device)
+            scores = evaluation_row(act, self.data, episodes=self.p.protocol.eval_episodes,
+                                    num_envs=self.p.protocol.eval_envs, seed=self.eval_seed, device=self.device)
         self.compute.acted(stage.name, act.actions_per_s)
-        row = {"stage": stage.name, "stage_index": index, "step": step, **row}
-        self.run.append(self.run.evals, row)
-        self.tracker.log("evals", row)
-        return row
+        evaluation = Evaluation(stage.name, index, step, scores)
+        self.run.append(self.run.evals, evaluation.to_json())
+        self.tracker.log(evaluation)
+        return evaluation
 
     def _diagnose(self, index: int, stage: Stage) -> None:
         """The stage's diagnostics (offdiff/train/diagnostics.py), before its last checkpoint: rewound with it."""
         with self.compute.timing(stage.name, "diagnostics_s"):
             rows = self.diagnostics.after(index, stage)
         for row in rows:
-            self.run.append(self.run.diagnostics, {"stage": stage.name, "stage_index": index, "step": stage.steps,
-                                                   **row})
-            if row["kind"] == "policy":
-                print(f"[{self.p.request.algo}] diagnostic: {row['policy']} after {stage.name}: normalized score "
-                      f"{row['normalized_mean']:.1f} ± {row['normalized_std']:.1f}", file=sys.stderr)
-
-    def _summary(self, seconds: float) -> dict[str, Any]:
-        evals = list(self.run.eval_rows())
-        summary: dict[str, Any] = {"run_dir": str(self.run.path), "wall_time_s": round(seconds, 2),
-                                   "steps": {s.name: s.steps for s in self.stages}, "compute": self.compute.summary()}
-        policies = {r["policy"]: r["normalized_mean"] for r in self.run.diagnostic_rows() if r["kind"] == "policy"}
-        if policies:
-            summary["diagnostic_scores"] = policies
-        if evals:
-            last = evals[-1]
-            best = max(evals, key=lambda r: r["normalized_mean"])
-            summary.update({
-                "final_normalized_score": last["normalized_mean"],
-                "final_normalized_std": last["normalized_std"],
-                "final_return": last["mean_return"],
-                "episodes": len(last["returns"]),
-                "best_normalized_score_online_selection": best["normalized_mean"],
-                "best_step": [best["stage"], best["step"]],
-            })
-            if policies:  # e.g. EDA's alignment gain: the final policy against its behaviour model
-                summary["gain_over_diagnostic"] = {k: last["normalized_mean"] - v for k, v in policies.items()}
-        return summary
+            self.run.append(self.run.diagnostics, row.to_json())
+            if isinstance(row, PolicyDiagnostic):
+                print(f"[{self.p.request.algo}] diagnostic: {row.policy} after {stage.name}: normalized score "
+                      f"{row.scores.normalized_mean:.1f} ± {row.scores.normalized_std:.1f}", file=sys.stderr)
 
 
 def _cache_stage_key(stage: Stage) -> dict[str, Any]:
