@@ -117,8 +117,8 @@ class EDA(Algorithm):
                         c.time_dim, c.fourier_scale)
         return BottleneckDiffusion(net, spec.act_dim, self.schedule).to(self.device)
 
-    def stages(self) -> list[Stage]:
-        c = self.config
+    @classmethod
+    def stage_plan(cls, c: EDAConfig) -> list[Stage]:
         return [
             Stage("behavior", c.behavior_steps, c.behavior_batch_size, evaluate=False, cacheable=True,
                   config_keys=BEHAVIOR_KEYS, diagnostic_policy="behavior"),
