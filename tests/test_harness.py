@@ -13,6 +13,7 @@ import textwrap
 import time
 from importlib.metadata import EntryPoint
 from pathlib import Path
+from typing import Any
 
 import pytest
 import submitit
@@ -169,10 +170,10 @@ def test_shipped_grid_and_profiles_load(capsys, tmp_path):
 class CachedDQL(DiffusionQL):
     """Diffusion-QL with a cacheable first stage that depends on `hidden` only (not on eta)."""
 
-    def stages(self) -> list[Stage]:
-        pretrain = Stage("pretrain", 60, self.config.batch_size, evaluate=False, cacheable=True,
-                         config_keys=("hidden",))
-        return [pretrain, *super().stages()]
+    @classmethod
+    def stage_plan(cls, config: Any) -> list[Stage]:
+        pretrain = Stage("pretrain", 60, config.batch_size, evaluate=False, cacheable=True, config_keys=("hidden",))
+        return [pretrain, *super().stage_plan(config)]
 
 
 @pytest.fixture

@@ -31,7 +31,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from offdiff.data.sources import resolve
+from offdiff.algorithm import Algorithm
+from offdiff.data.sources import ResolvedDataset, resolve_dataset
 from offdiff.errors import OffdiffError
 from offdiff.harness.profile import job_shape
 from offdiff.harness.yamlspec import Located, LocatedList, check_keys, expect, load_yaml, typed, typed_fields
@@ -52,6 +53,7 @@ class Dataset:
     source: str
     eval_env: str | None
     where: str
+    resolved: ResolvedDataset  # resolved once, when the grid is loaded, for all its runs
     task: str | None = None
     ref_scores: str | None = None  # as `--ref-scores`: "MIN,MAX" or "d4rl"
 
@@ -60,6 +62,7 @@ class Dataset:
 class AlgoEntry:
     name: str
     algo: str
+    cls: type[Algorithm]
     overrides: dict[str, Any]
     sweep: dict[str, list[Any]]
     where: str
@@ -114,10 +117,10 @@ def _datasets(data: Located) -> tuple[Dataset, ...]:
             source, eval_env = item, None
         expect(source, str, where, "a dataset is a source such as toy:four_corners or minari:<id>")
         try:  # a dataset that is not local, or has no reference scores, fails here, not on the cluster
-            resolve(source, eval_env).ref_scores(ref_scores)
+            resolved = resolve_dataset(source, eval_env, ref_scores)
         except OffdiffError as exc:
             raise OffdiffError(f"{where}: {exc}") from None
-        found.append(Dataset(source, eval_env, where, task, ref_scores))
+        found.append(Dataset(source, eval_env, where, resolved, task, ref_scores))
     if not found:
         raise OffdiffError(f"{data.where('datasets')}: datasets is empty")
     return tuple(found)
@@ -153,9 +156,10 @@ def _entry(items: LocatedList, index: int) -> AlgoEntry:
     check_keys(item, ENTRY_KEYS, "an algorithm entry", required=("algo",))
     algo = expect(item["algo"], str, item.where("algo"), "algo is a registered algorithm name (`offdiff algos`)")
     try:
-        config = get_algorithm(algo).Config()
+        cls = get_algorithm(algo)
     except OffdiffError as exc:
         raise OffdiffError(f"{item.where('algo')}: {exc}") from None
+    config = cls.Config()
     name = expect(item.get("name", algo), str, item.where("name"), "name is a label")
     overrides = item.get("overrides", {})
     expect(overrides, dict, item.where("overrides"), "overrides is a mapping of config keys to values")
@@ -169,7 +173,7 @@ def _entry(items: LocatedList, index: int) -> AlgoEntry:
             raise OffdiffError(f"{sweep.where(key)}: sweep {key!r} is empty or also set in overrides")
         for i, value in enumerate(values):
             typed(config, key, value, values.where(i))
-    return AlgoEntry(name, algo, dict(overrides), {k: list(v) for k, v in sweep.items()}, item.where())
+    return AlgoEntry(name, algo, cls, dict(overrides), {k: list(v) for k, v in sweep.items()}, item.where())
 
 
 def _algorithms(data: Located) -> tuple[AlgoEntry, ...]:
@@ -238,7 +242,7 @@ def expand(grid: Grid, runs_root: Path) -> list[Cell]:
                     ref_scores=dataset.ref_scores, keep=grid.keep, log=grid.log,
                 )
                 try:
-                    planned = plan(request)
+                    planned = plan(request, dataset.resolved, entry.cls)
                 except OffdiffError as exc:
                     raise OffdiffError(f"{entry.where}: {label} on {dataset.source}: {exc}") from None
                 path = planned.run_dir.path
