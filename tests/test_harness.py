@@ -34,14 +34,15 @@ from offdiff_dql import DiffusionQL
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = "hidden: 32, batch_size: 64, eval_candidates: 8"
-PROTOCOL = "{steps: %d, eval_every: %d, eval_episodes: 10, eval_envs: 5, log_every: 50, checkpoint_every: 50}"
+PROTOCOL = "{eval_every: %d, eval_episodes: 10, eval_envs: 5, log_every: 50, checkpoint_every: 50}"
 
 
 def grid_file(tmp_path: Path, algorithms: str, seeds: str = "[0, 1]", steps: int = 150, name: str = "g",
               datasets: str = "[toy:four_corners]") -> Path:
     path = tmp_path / "grid.yaml"
     path.write_text(f"name: {name}\ndatasets: {datasets}\nseeds: {seeds}\n"
-                    f"protocol: {PROTOCOL % (steps, steps)}\nalgorithms:\n{textwrap.indent(algorithms, '  ')}")
+                    f"budget: {{steps: {steps}}}\nprotocol: {PROTOCOL % steps}\n"
+                    f"algorithms:\n{textwrap.indent(algorithms, '  ')}")
     return path
 
 
@@ -229,6 +230,12 @@ def test_grid_compile_reaches_every_run(tmp_path):
      r"grid.yaml:4: dataset 'mujoco/hopper/medium-v0' is not in the local Minari store .* offdiff data fetch"),
     ("name: g\ndatasets: [toy:four_corners]\nseeds: [0]\nprotocol: {eval_evry: 10}\nalgorithms: [dql]\n",
      r"grid.yaml:4: unknown key 'eval_evry' in protocol \(did you mean 'eval_every'\?\)"),
+    ("name: g\ndatasets: [toy:four_corners]\nseeds: [0]\nprotocol: {steps: 2000, eval_every: 10}\nalgorithms: [dql]\n",
+     r"grid.yaml:4: the step budget is no longer a protocol key: write `budget: \{steps: 2000\}` at the grid's top"),
+    ("name: g\ndatasets: [toy:four_corners]\nseeds: [0]\nbudget: {steps: 0}\nalgorithms: [dql]\n",
+     r"grid.yaml:4: steps is a positive integer, got 0"),
+    ("name: g\ndatasets: [toy:four_corners]\nseeds: [0]\nbudget: {step: 10}\nalgorithms: [dql]\n",
+     r"grid.yaml:4: unknown key 'step' in budget \(did you mean 'steps'\?\)"),
     ("name: g\ndatasets: [toy:four_corners]\nseeds: [0, 0]\nalgorithms: [dql]\n",
      r"grid.yaml:3: seed 0 is negative or repeated"),
     ("name: g\ndatasets: [toy:four_corners]\nseeds: [0]\nalgorithms: [dql, dql]\n",

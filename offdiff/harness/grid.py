@@ -12,7 +12,8 @@ algorithms:
     algo: dql
     overrides: {eta: 0.0}
     sweep: {lr: [1.0e-4, 3.0e-4]}  # every combination of the listed values is a cell
-protocol: {steps: 2000, eval_every: 1000, eval_episodes: 100, checkpoint_every: 500}
+budget: {steps: 2000}            # every stage's step budget (as `offdiff train --steps`; overrides come after)
+protocol: {eval_every: 1000, eval_episodes: 100, checkpoint_every: 500}
 compile: auto                    # torch.compile each run's steps: true, false, or auto (on from 50k steps)
 keep: all                        # final: a finished run keeps only its final weights (weights.pt), not checkpoint.pt
 log: [tensorboard]               # live tracking: tensorboard and/or wandb (offline unless WANDB_MODE), [] for none
@@ -41,10 +42,11 @@ from offdiff.tracking import parse_log
 from offdiff.train.protocol import Protocol
 from offdiff.train.runner import PlannedRun, TrainRequest, plan
 
-GRID_KEYS = ("name", "datasets", "seeds", "algorithms", "protocol", "compile", "keep", "log", "resources")
+GRID_KEYS = ("name", "datasets", "seeds", "algorithms", "budget", "protocol", "compile", "keep", "log", "resources")
 KEEP = ("all", "final")
 ENTRY_KEYS = ("algo", "name", "overrides", "sweep")
-PROTOCOL_KEYS = ("steps", *(f.name for f in dataclasses.fields(Protocol)))
+PROTOCOL_KEYS = tuple(f.name for f in dataclasses.fields(Protocol))
+BUDGET_KEYS = ("steps",)
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
@@ -79,7 +81,7 @@ class Grid:
     datasets: tuple[Dataset, ...]
     seeds: tuple[int, ...]
     algorithms: tuple[AlgoEntry, ...]
-    steps: int | None
+    steps: int | None  # the grid's `budget: {steps: N}`: TrainRequest.steps of every run
     protocol: dict[str, Any]
     compile: bool | None  # None: auto
     resources: dict[str, Any]
@@ -189,16 +191,26 @@ def _algorithms(data: Located) -> tuple[AlgoEntry, ...]:
     return tuple(entries)
 
 
-def _protocol(data: Located) -> tuple[int | None, dict[str, Any]]:
-    values = data.get("protocol", Located(data.path, data.line))
-    expect(values, dict, data.where("protocol"), "protocol is a mapping (steps, eval_every, ...)")
-    check_keys(values, PROTOCOL_KEYS, "protocol")
+def _budget(data: Located) -> int | None:
+    """`budget: {steps: N}`: every stage's step budget (None: the configs' own)."""
+    values = data.get("budget", Located(data.path, data.line))
+    expect(values, dict, data.where("budget"), "budget is a mapping: {steps: N}")
+    check_keys(values, BUDGET_KEYS, "budget")
     steps = values.get("steps")
     if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
         raise OffdiffError(f"{values.where('steps')}: steps is a positive integer, got {steps!r}")
-    fields = {k: v for k, v in values.items() if k != "steps"}
-    typed = typed_fields(Protocol(), fields, values, {})  # ranges: Protocol's fields
-    return steps, {key: getattr(typed, key) for key in fields}
+    return steps
+
+
+def _protocol(data: Located) -> dict[str, Any]:
+    values = data.get("protocol", Located(data.path, data.line))
+    expect(values, dict, data.where("protocol"), "protocol is a mapping (eval_every, eval_episodes, ...)")
+    if "steps" in values:  # where the step budget used to be: one clear line, not "unknown key"
+        raise OffdiffError(f"{values.where('steps')}: the step budget is no longer a protocol key: write "
+                           f"`budget: {{steps: {values['steps']}}}` at the grid's top level (docs/grids.md)")
+    check_keys(values, PROTOCOL_KEYS, "protocol")
+    typed = typed_fields(Protocol(), values, values, {})  # ranges: Protocol's fields
+    return {key: getattr(typed, key) for key in values}
 
 
 def load_grid(path: Path) -> Grid:
@@ -209,7 +221,7 @@ def load_grid(path: Path) -> Grid:
     name = expect(data["name"], str, data.where("name"), "name is the grid's runs subfolder")
     if not NAME.fullmatch(name):
         raise OffdiffError(f"{data.where('name')}: name {name!r} must be a plain folder name (letters, digits, ._-)")
-    steps, protocol = _protocol(data)
+    steps, protocol = _budget(data), _protocol(data)
     compiled = data.get("compile", "auto")
     compiled = None if compiled == "auto" else expect(compiled, bool, data.where("compile"),
                                                       "compile is true, false or auto")
