@@ -23,10 +23,12 @@ import shutil
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from offdiff.errors import OffdiffError
-from offdiff.train.run_dir import RunDir, read_jsonl
+
+if TYPE_CHECKING:  # imported where used: `offdiff --help` registers `export` without importing torch
+    from offdiff.train.run_dir import RunDir
 
 TRACKERS = ("tensorboard", "wandb")
 _NOT_METRICS = {"stage", "stage_index", "step", "event", "artifact", "steps_averaged"}
@@ -116,6 +118,8 @@ class Tracker:
 
     def replay(self, run: RunDir) -> None:
         """Every row of the run's JSONL logs, in the order of the global step (W&B needs steps in order)."""
+        from offdiff.train.run_dir import read_jsonl
+
         rows = [(kind, row) for kind, path in (("metrics", run.metrics), ("evals", run.evals))
                 for row in read_jsonl(path)]
         for kind, row in sorted(rows, key=lambda kr: (kr[1]["stage_index"], kr[1]["step"])):
@@ -156,6 +160,8 @@ def run_folders(root: Path) -> list[Path]:
 
 def export(root: Path, to: str, out: Path, project: str = "offdiff") -> list[Path]:
     """Replay the run folders under `root` into TensorBoard event files (out/<run path>/) or W&B runs (in out/)."""
+    from offdiff.train.run_dir import RunDir
+
     if to not in TRACKERS:
         raise OffdiffError(f"--to {to!r}: choose from {', '.join(TRACKERS)}")
     if to == "tensorboard" and not tensorboard_available():
