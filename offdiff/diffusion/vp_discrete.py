@@ -14,6 +14,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from offdiff.lazy import compile_disabled
+
 NoiseModel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """ε̂ = model(x_t (B, A), t (B,) long, cond (B, S))."""
 
@@ -38,7 +40,7 @@ def cosine_betas(n_steps: int, s: float = 0.008) -> torch.Tensor:
     return (1 - alphas_cumprod[1:] / alphas_cumprod[:-1]).clamp(0, 0.999)
 
 
-@torch.compiler.disable
+@compile_disabled
 def _draw_normal(count: int, shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generator
                  ) -> list[torch.Tensor]:
     """`count` draws of N(0, I) of `shape`, one call each in order: x_N first, then the noise of steps N−1 … 1.
