@@ -104,13 +104,20 @@ def type_hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+@functools.cache
+def _literal_choices(cls: type) -> dict[str, tuple[Any, ...]]:
+    """The choices of each Literal field of a config class."""
+    return {name: typing.get_args(hint) for name, hint in type_hints(cls).items()
+            if typing.get_origin(hint) is typing.Literal}
+
+
 def check_config(config: Any, origin: str) -> None:
     """Every field of a config dataclass within its declared range (and a Literal field one of its choices)."""
-    hints = type_hints(type(config))
+    choices = _literal_choices(type(config))
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
-        if typing.get_origin(hints[f.name]) is typing.Literal and value not in typing.get_args(hints[f.name]):
-            raise OffdiffError(f"{origin}: {f.name}={value!r} is not one of {list(typing.get_args(hints[f.name]))}")
+        if f.name in choices and value not in choices[f.name]:
+            raise OffdiffError(f"{origin}: {f.name}={value!r} is not one of {list(choices[f.name])}")
         check_value(f, value, origin)
 
 

@@ -27,6 +27,7 @@ which config values apply: docs/grids.md.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import re
 from pathlib import Path
@@ -97,7 +98,7 @@ class Cell:
     planned: PlannedRun
     grid_root: Path
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         """The run folder relative to the grid's folder: how the harness's records name a run."""
         return self.planned.run_dir.path.relative_to(self.grid_root).as_posix()
