@@ -205,6 +205,28 @@ def test_cache_phase_trains_shared_stages_once(tmp_path, capsys, cached_dql):
               for c in cells}
     assert reused == {c.key: c.key not in cache_job.runs for c in cells}  # only the other run reused it
     assert len(list((runs / "_cache" / "cached_dql" / "pretrain").glob("*.pt"))) == 1
+    # One key function: the runner stored the artifact under the key the harness grouped the runs by.
+    keys = {c.planned.cache_key(c.planned.stages[0]) for c in cells}
+    assert [p.stem for p in (runs / "_cache" / "cached_dql" / "pretrain").glob("*.pt")] == list(keys)
+
+
+def test_a_grid_resolves_each_dataset_and_algorithm_once(tmp_path, monkeypatch):
+    """Planning resolves a dataset and loads a plugin once per grid entry, not once per run (nor again to read the
+    stages: no network is built)."""
+    import offdiff.data.sources
+    import offdiff.harness.grid
+
+    calls: list[str] = []
+    for module, name in ((offdiff.data.sources, "resolve"), (offdiff.harness.grid, "get_algorithm")):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, real=real, name=name: calls.append(name) or real(*a))
+    monkeypatch.setattr(DiffusionQL, "__init__", lambda *a: pytest.fail("planning built a network"))
+    grid = grid_file(tmp_path, "- dql\n- {name: small, algo: dql, sweep: {eta: [0.5, 1.5]}}\n",
+                     datasets="[toy:four_corners, toy:gaussians8]", seeds="[0, 1, 2]")
+    profile = profile_file(tmp_path, "executor: local\n")
+    assert main(["grid", "submit", str(grid), "--profile", str(profile), "--runs-dir", str(tmp_path / "runs"),
+                 "--dry-run"]) == 0
+    assert sorted(calls) == ["get_algorithm"] * 2 + ["resolve"] * 2  # 18 runs
 
 
 def test_grid_compile_reaches_every_run(tmp_path):
