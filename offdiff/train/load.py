@@ -27,7 +27,7 @@ from offdiff.data.scores import RefScores, normalized_score
 from offdiff.data.sources import resolve
 from offdiff.data.transforms import ActionScaler, ObsNormalizer
 from offdiff.errors import OffdiffError
-from offdiff.eval import evaluate
+from offdiff.eval.evaluate import evaluate
 from offdiff.registry import get_algorithm
 from offdiff.train.run_dir import RunDir, torch_load
 from offdiff.train.runner import derive_seed, resolve_device
