@@ -98,10 +98,17 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
+EPILOG = """examples:
+  offdiff bench plan                                    # a ~1,000-run plan, --help and import torch, 3 times each
+  offdiff bench plan --repeats 5 --out plan.json        # and the figures with the machine as JSON
+"""
+
+
 def register(bench_commands: argparse._SubParsersAction) -> None:
     """Add `plan` to the `offdiff bench` subcommands."""
     p = bench_commands.add_parser("plan", help="start-up (`offdiff --help`) and 1,000-run planning time against a "
-                                               "bare `import torch`", description=__doc__.splitlines()[0])
+                                               "bare `import torch`", description=__doc__.splitlines()[0],
+                                epilog=EPILOG)
     p.add_argument("--runs", type=int, default=1000, help="about this many runs in the planned grid")
     p.add_argument("--repeats", type=int, default=3, help="fresh interpreters per command (the median is reported)")
     p.add_argument("--out", type=Path, help="also write the figures as JSON here")
