@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -35,3 +37,12 @@ def test_bench_plan_writes_three_figures_and_their_ratios(tmp_path, capsys):
 def test_bench_plan_rejects_nonsense(capsys):
     assert main(["bench", "plan", "--repeats", "0"]) == 2
     assert "--repeats must be >= 1" in capsys.readouterr().err
+
+
+def test_planning_imports_no_torch_dynamo():
+    """torch._dynamo takes as long to import as torch: only compiling needs it (offdiff.lazy.compile_disabled)."""
+    code = ("import sys\nfrom offdiff.registry import get_algorithm, plugins\n"
+            "for name in plugins(): get_algorithm(name)\n"
+            "import offdiff.harness.submit\nprint(sorted(m for m in sys.modules if m.startswith('torch._dynamo')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert done.stdout.strip() == "[]"
