@@ -12,7 +12,7 @@ Rules (printed as they apply):
   training seconds per stage (DONE's compute, evaluations and diagnostics excluded) over those steps give the
   rate. A stage's steps are then round(f x default), with f chosen so the stages' training seconds add up
   to `--seconds`.
-- The grid's other keys (datasets, seeds, protocol but `steps`) are kept; the name gains `-compute-matched`.
+- The grid's other keys (datasets, seeds, protocol; not its `budget`) are kept; the name gains `-compute-matched`.
 """
 
 from __future__ import annotations
@@ -94,8 +94,8 @@ def main(argv: list[str] | None = None) -> None:
                   + " -> " + ", ".join(f"{k}={v}" for k, v in budgets.items()), file=sys.stderr)
             entry["overrides"] = {**overrides, **budgets}
             entries.append(entry)
-    protocol = {k: v for k, v in grid.get("protocol", {}).items() if k != "steps"}
-    out = {**grid, "name": f"{grid['name']}-compute-matched", "algorithms": entries, "protocol": protocol}
+    out = {k: v for k, v in grid.items() if k != "budget"}  # the grid-wide step budget gives way to each entry's
+    out.update(name=f"{grid['name']}-compute-matched", algorithms=entries)
     header = (f"# Compute-matched version of {args.template.name}: {args.seconds:g} s of training per run, stages in\n"
               f"# the papers' proportions, rates measured on {source} ({args.calibrate} steps per stage, 1 thread).\n"
               f"# Written by: python benchmarks/compute_matched.py {args.template} --seconds {args.seconds:g}"

@@ -43,7 +43,8 @@ def _files(folder: Path, k: int, variant: str, args: argparse.Namespace) -> tupl
     grid.write_text(json.dumps({
         "name": "packing", "datasets": [args.dataset], "seeds": list(range(k)),
         "algorithms": [{"algo": args.algo, "overrides": overrides}],
-        "protocol": {"steps": args.steps, "eval_every": args.steps, "eval_episodes": 10, "eval_envs": 10,
+        "budget": {"steps": args.steps},
+        "protocol": {"eval_every": args.steps, "eval_episodes": 10, "eval_envs": 10,
                      "log_every": min(100, args.steps), "checkpoint_every": args.steps},
         "compile": False,
     }))  # JSON is YAML

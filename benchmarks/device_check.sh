@@ -64,7 +64,8 @@ name: device-check
 datasets: [toy:four_corners]
 seeds: [0]
 algorithms: [dql, dtql, eda]
-protocol: {steps: 1000, eval_every: 1000, eval_episodes: 100, log_every: 100, checkpoint_every: 500}
+budget: {steps: 1000}
+protocol: {eval_every: 1000, eval_episodes: 100, log_every: 100, checkpoint_every: 500}
 EOF
 cat > "$OUT/profile.yaml" <<'EOF'
 executor: local

@@ -104,9 +104,15 @@ class Algorithm(ABC):
         """Config overrides that reproduce the paper's setting for a D4RL-style task key (e.g. `hopper-medium`)."""
         return dict(cls.presets.get(task, {}))
 
+    @classmethod
     @abstractmethod
+    def stage_plan(cls, config: Any) -> list[Stage]:
+        """The training stages for `config`, in order: a function of the config alone, so the harness plans a grid
+        (stage lengths, cache keys) without building any network."""
+
     def stages(self) -> list[Stage]:
-        """The training stages, in order."""
+        """This instance's stages: `stage_plan(self.config)` (the conformance suite checks that an override agrees)."""
+        return type(self).stage_plan(self.config)
 
     def begin_stage(self, stage: str, data: DeviceBuffer) -> None:
         """Called before the first step of a stage (also after a resume in the middle of it)."""

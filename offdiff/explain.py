@@ -7,9 +7,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import torch
-
-from offdiff.algorithm import Algorithm, EnvSpec
+from offdiff.algorithm import Algorithm
 from offdiff.config import budget_fields, field_check, field_doc
 from offdiff.train.protocol import Protocol
 from offdiff.train.runner import PlannedRun, TrainRequest
@@ -71,12 +69,10 @@ def origins(cls: type[Algorithm], planned: PlannedRun) -> dict[str, str]:
 
 def describe_run(planned: PlannedRun) -> list[str]:
     """`offdiff train --dry-run`: the run folder and its state, the resolved config with each value's origin, the
-    protocol and the stages; builds the algorithm on the CPU (no data is loaded, nothing is written)."""
-    run, info, cls = planned.run_dir, planned.info, planned.cls
+    protocol and the stages (from the config: no network is built, no data is loaded, nothing is written)."""
+    run, cls = planned.run_dir, planned.cls
     state = ("done (DONE marker present)" if run.is_done() else
              "resumes from its checkpoint" if run.checkpoint.exists() else "new")
-    spec = EnvSpec(info.obs_dim, info.act_dim, info.dataset_id, planned.choice.task)
-    algo = cls(planned.config, spec, torch.device("cpu"), torch.Generator().manual_seed(planned.request.seed))
     where = origins(cls, planned)
     lines = [f"run folder: {run.path} ({state})",
              f"algorithm {cls.name} on {planned.request.source}, seed {planned.request.seed}",
@@ -90,5 +86,5 @@ def describe_run(planned: PlannedRun) -> list[str]:
               + (", evaluated" if s.evaluate else ", not evaluated") + (", cacheable" if s.cacheable else "")
               + (f"; then diagnostic policy {s.diagnostic_policy}" if s.diagnostic_policy else "")
               + ("; then Q calibration" if s.q_calibration else "")
-              for s in algo.stages()]
+              for s in planned.stages]
     return lines

@@ -1,8 +1,9 @@
 """The conformance suite every algorithm plugin must pass: `check_algorithm(Cls)`.
 
 It builds the plugin on a small random dataset and checks: the config is a frozen dataclass whose
-defaults construct; every stage runs and reports finite scalar metrics; `act` returns actions of the
-right shape inside [-1, 1] and is deterministic under a fixed generator; so do the stages' diagnostic
+defaults construct; `stages()` agrees with the class's `stage_plan(config)`; every stage runs and reports
+finite scalar metrics; `act` returns actions of the right shape inside [-1, 1] and is deterministic under a
+fixed generator; so do the stages' diagnostic
 policies, which leave the training state and torch's random stream untouched, and `critic_q` gives finite
 (N,) values where a stage declares `q_calibration`; `state_dict` round-trips; and
 resume equivalence: N steps straight equal k steps, save to bytes, restore into a fresh instance,
@@ -171,6 +172,8 @@ def check_algorithm(
     algo = h.build()
     stages = algo.stages()
     assert stages and len({s.name for s in stages}) == len(stages), "stages must be non-empty with unique names"
+    assert stages == cls.stage_plan(h.config), (
+        "stages() must equal stage_plan(config): the harness plans a grid's stages and cache keys from stage_plan")
     end = (len(stages) - 1, stages[-1].steps)
     metrics = h.drive(algo, h.sampler(), (0, 0), end)
     assert len(metrics) == sum(s.steps for s in stages), "every step must return metrics"

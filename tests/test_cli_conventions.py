@@ -4,6 +4,7 @@ top-level help listing every command, readable `data` tables, `aggregate`'s defa
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import offdiff
+import offdiff.registry
 from offdiff.cli import build_parser, main
 from offdiff.cli_style import subcommands
 
@@ -34,6 +36,32 @@ def test_top_level_help_lists_every_command(capsys):
     commands = {path.split()[0] for path, _ in subcommands(build_parser())}
     assert commands >= {"train", "algos", "data", "eval", "export", "aggregate", "grid", "bench"}
     assert all(f"    {c}" in out for c in commands)
+
+
+START_UP = """
+import json, sys
+from offdiff.cli import main
+heavy = {}
+for argv in json.loads(sys.argv[1]):
+    try:
+        main(argv)
+    except SystemExit:
+        pass
+    heavy[" ".join(argv)] = sorted(m for m in sys.modules if m.split(".")[0] in sys.argv[2:])
+print(json.dumps(heavy))
+"""
+
+
+def test_help_version_and_argument_errors_import_neither_torch_nor_a_plugin():
+    """Start-up stays light (`offdiff bench plan` measures it against a bare `import torch`)."""
+    plugins = {info.target.split(".")[0].split(":")[0] for info in offdiff.registry.plugins().values()}
+    calls = [["--help"], ["--version"], *([*path.split(), "--help"] for path, _ in _leaves()),
+             ["train"], ["train", "--algo", "dql"], ["nonsense"], ["grid", "submit", "g.yaml"], ["--seed", "x"]]
+    done = subprocess.run([sys.executable, "-c", START_UP, json.dumps(calls), "torch", *sorted(plugins)],
+                          capture_output=True, text=True, timeout=300, check=True)
+    heavy = json.loads(done.stdout.splitlines()[-1])
+    assert plugins >= {"offdiff_dql", "offdiff_dtql", "offdiff_eda"}
+    assert len(heavy) == len(calls) and not any(heavy.values()), {k: v[:3] for k, v in heavy.items() if v}
 
 
 @pytest.mark.parametrize(("path", "parser"), _leaves(), ids=[p for p, _ in _leaves()])

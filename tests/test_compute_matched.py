@@ -41,11 +41,11 @@ def test_writes_a_grid_from_a_template_with_measured_rates(tmp_path, capsys):
         "algorithms": [{"name": "d", "algo": "dtql", "overrides": {"diffusion_hidden": 16, "policy_hidden": 16,
                                                                    "critic_hidden": 16, "batch_size": 32,
                                                                    "eval_candidates": 4}}],
-        "protocol": {"steps": 2000, "eval_every": 1000}}))
+        "budget": {"steps": 2000}, "protocol": {"eval_every": 1000}}))
     out = tmp_path / "matched.yaml"
     compute_matched.main([str(template), "--seconds", "30", "--calibrate", "10", "--out", str(out)])
     grid = yaml.safe_load(out.read_text())
-    assert grid["name"] == "tiny-compute-matched" and grid["protocol"] == {"eval_every": 1000}
+    assert grid["name"] == "tiny-compute-matched" and grid["protocol"] == {"eval_every": 1000} and "budget" not in grid
     overrides = grid["algorithms"][0]["overrides"]
     assert overrides["diffusion_hidden"] == 16
     assert overrides["steps"] / overrides["pretrain_steps"] == pytest.approx(20.0, rel=0.05)  # 1M / 50k

@@ -76,6 +76,13 @@ class SyncsMetrics(DiffusionQL):
         return {k: float(v) for k, v in super().update(stage, batch, step).items()}
 
 
+class StagesDisagree(DiffusionQL):
+    """Stages that differ from what the class plans for its config: the harness would schedule other lengths."""
+
+    def stages(self):
+        return [dataclasses.replace(s, steps=s.steps + 1) for s in super().stages()]
+
+
 @pytest.mark.parametrize(
     ("cls", "message"),
     [
@@ -88,6 +95,7 @@ class SyncsMetrics(DiffusionQL):
         (ThriceItsBound, r"\[-1, 1\].*got \|a\| = 2\.9"),
         (ForgetsCounter, r"resume in stage 'main'.*not in state_dict\(\): updates"),
         (ForgetsGenerator, r"resume in stage 'main'.*not in state_dict\(\): noise"),
+        (StagesDisagree, r"stages\(\) must equal stage_plan\(config\)"),
     ],
 )
 def test_broken_plugins_are_caught(cls, message):

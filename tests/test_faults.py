@@ -45,7 +45,8 @@ datasets: [toy:four_corners]
 seeds: [0]
 algorithms:
   - {name: dql, algo: dql, overrides: {hidden: 16, batch_size: 32, eval_candidates: 4, n_timesteps: 3}}
-protocol: {steps: 30, eval_every: 10, eval_episodes: 4, eval_envs: 4, log_every: 5, checkpoint_every: 10}
+budget: {steps: 30}
+protocol: {eval_every: 10, eval_episodes: 4, eval_envs: 4, log_every: 5, checkpoint_every: 10}
 """
 LOCAL = "executor: local\ngpus: 0\ncpus: 1\ntime_min: 30\narray_limit: 1\nruns_per_job: 2\n"
 
@@ -391,7 +392,7 @@ def test_sbatch_without_a_reachable_controller_is_one_line(tmp_path, monkeypatch
 
 def test_ctrl_c_on_grid_submit_prints_one_line(tmp_path):
     grid, profile = tmp_path / "grid.yaml", tmp_path / "local.yaml"
-    grid.write_text(GRID.replace("steps: 30,", "steps: 100000,") + "compile: false\n")
+    grid.write_text(GRID.replace("steps: 30}", "steps: 100000}") + "compile: false\n")
     profile.write_text(LOCAL)
     runs = tmp_path / "runs"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}

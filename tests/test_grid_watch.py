@@ -20,7 +20,7 @@ from offdiff.progress import Progress
 from offdiff.records import Evaluation, Manifest, Metrics, Scores
 
 GRID = ("name: g\ndatasets: [toy:four_corners]\nseeds: [0, 1]\nalgorithms: [dql, {name: bc_like, algo: dql, "
-        "overrides: {eta: 0.0}}]\nprotocol: {steps: 20, eval_every: 20, eval_episodes: 5, eval_envs: 5, "
+        "overrides: {eta: 0.0}}]\nbudget: {steps: 20}\nprotocol: {eval_every: 20, eval_episodes: 5, eval_envs: 5, "
         "log_every: 10}\n")
 
 
@@ -162,7 +162,8 @@ def test_cancel_stops_a_local_grid_and_its_jobs(tmp_path, capsys):
     grid = tmp_path / "long.yaml"
     grid.write_text("name: long\ndatasets: [toy:four_corners]\nseeds: [0, 1]\n"
                     "algorithms: [{name: dql, algo: dql, overrides: {hidden: 16}}]\n"
-                    "protocol: {steps: 1000000, eval_every: 1000000, eval_episodes: 5, eval_envs: 5, log_every: 20}\n"
+                    "budget: {steps: 1000000}\n"
+                    "protocol: {eval_every: 1000000, eval_episodes: 5, eval_envs: 5, log_every: 20}\n"
                     "compile: false\nlog: []\n")
     profile = tmp_path / "local.yaml"
     profile.write_text("executor: local\ncpus: 1\narray_limit: 1\n")

@@ -13,6 +13,7 @@ import textwrap
 import time
 from importlib.metadata import EntryPoint
 from pathlib import Path
+from typing import Any
 
 import pytest
 import submitit
@@ -34,14 +35,15 @@ from offdiff_dql import DiffusionQL
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = "hidden: 32, batch_size: 64, eval_candidates: 8"
-PROTOCOL = "{steps: %d, eval_every: %d, eval_episodes: 10, eval_envs: 5, log_every: 50, checkpoint_every: 50}"
+PROTOCOL = "{eval_every: %d, eval_episodes: 10, eval_envs: 5, log_every: 50, checkpoint_every: 50}"
 
 
 def grid_file(tmp_path: Path, algorithms: str, seeds: str = "[0, 1]", steps: int = 150, name: str = "g",
               datasets: str = "[toy:four_corners]") -> Path:
     path = tmp_path / "grid.yaml"
     path.write_text(f"name: {name}\ndatasets: {datasets}\nseeds: {seeds}\n"
-                    f"protocol: {PROTOCOL % (steps, steps)}\nalgorithms:\n{textwrap.indent(algorithms, '  ')}")
+                    f"budget: {{steps: {steps}}}\nprotocol: {PROTOCOL % steps}\n"
+                    f"algorithms:\n{textwrap.indent(algorithms, '  ')}")
     return path
 
 
@@ -171,10 +173,10 @@ def test_shipped_grid_and_profiles_load(capsys, tmp_path):
 class CachedDQL(DiffusionQL):
     """Diffusion-QL with a cacheable first stage that depends on `hidden` only (not on eta)."""
 
-    def stages(self) -> list[Stage]:
-        pretrain = Stage("pretrain", 60, self.config.batch_size, evaluate=False, cacheable=True,
-                         config_keys=("hidden",))
-        return [pretrain, *super().stages()]
+    @classmethod
+    def stage_plan(cls, config: Any) -> list[Stage]:
+        pretrain = Stage("pretrain", 60, config.batch_size, evaluate=False, cacheable=True, config_keys=("hidden",))
+        return [pretrain, *super().stage_plan(config)]
 
 
 @pytest.fixture
@@ -205,6 +207,28 @@ def test_cache_phase_trains_shared_stages_once(tmp_path, capsys, cached_dql):
               for c in cells}
     assert reused == {c.key: c.key not in cache_job.runs for c in cells}  # only the other run reused it
     assert len(list((runs / "_cache" / "cached_dql" / "pretrain").glob("*.pt"))) == 1
+    # One key function: the runner stored the artifact under the key the harness grouped the runs by.
+    keys = {c.planned.cache_key(c.planned.stages[0]) for c in cells}
+    assert [p.stem for p in (runs / "_cache" / "cached_dql" / "pretrain").glob("*.pt")] == list(keys)
+
+
+def test_a_grid_resolves_each_dataset_and_algorithm_once(tmp_path, monkeypatch):
+    """Planning resolves a dataset and loads a plugin once per grid entry, not once per run (nor again to read the
+    stages: no network is built)."""
+    import offdiff.data.sources
+    import offdiff.harness.grid
+
+    calls: list[str] = []
+    for module, name in ((offdiff.data.sources, "resolve"), (offdiff.harness.grid, "get_algorithm")):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, real=real, name=name: calls.append(name) or real(*a))
+    monkeypatch.setattr(DiffusionQL, "__init__", lambda *a: pytest.fail("planning built a network"))
+    grid = grid_file(tmp_path, "- dql\n- {name: small, algo: dql, sweep: {eta: [0.5, 1.5]}}\n",
+                     datasets="[toy:four_corners, toy:gaussians8]", seeds="[0, 1, 2]")
+    profile = profile_file(tmp_path, "executor: local\n")
+    assert main(["grid", "submit", str(grid), "--profile", str(profile), "--runs-dir", str(tmp_path / "runs"),
+                 "--dry-run"]) == 0
+    assert sorted(calls) == ["get_algorithm"] * 2 + ["resolve"] * 2  # 18 runs
 
 
 def test_grid_compile_reaches_every_run(tmp_path):
@@ -230,6 +254,12 @@ def test_grid_compile_reaches_every_run(tmp_path):
      r"grid.yaml:4: dataset 'mujoco/hopper/medium-v0' is not in the local Minari store .* offdiff data fetch"),
     ("name: g\ndatasets: [toy:four_corners]\nseeds: [0]\nprotocol: {eval_evry: 10}\nalgorithms: [dql]\n",
      r"grid.yaml:4: unknown key 'eval_evry' in protocol \(did you mean 'eval_every'\?\)"),
+    ("name: g\ndatasets: [toy:four_corners]\nseeds: [0]\nprotocol: {steps: 2000, eval_every: 10}\nalgorithms: [dql]\n",
+     r"grid.yaml:4: the step budget is no longer a protocol key: write `budget: \{steps: 2000\}` at the grid's top"),
+    ("name: g\ndatasets: [toy:four_corners]\nseeds: [0]\nbudget: {steps: 0}\nalgorithms: [dql]\n",
+     r"grid.yaml:4: steps is a positive integer, got 0"),
+    ("name: g\ndatasets: [toy:four_corners]\nseeds: [0]\nbudget: {step: 10}\nalgorithms: [dql]\n",
+     r"grid.yaml:4: unknown key 'step' in budget \(did you mean 'steps'\?\)"),
     ("name: g\ndatasets: [toy:four_corners]\nseeds: [0, 0]\nalgorithms: [dql]\n",
      r"grid.yaml:3: seed 0 is negative or repeated"),
     ("name: g\ndatasets: [toy:four_corners]\nseeds: [0]\nalgorithms: [dql, dql]\n",

@@ -53,7 +53,7 @@ def test_example_plugin_is_registered_and_conforms(plugin_env, tmp_path):
 def test_example_plugin_runs_in_a_grid(plugin_env, tmp_path):
     grid = tmp_path / "bc.yaml"
     grid.write_text("name: bc\ndatasets: [toy:four_corners]\nseeds: [0, 1]\nalgorithms: [bc]\n"
-                    "protocol: {steps: 200, eval_every: 200, eval_episodes: 10, eval_envs: 5}\n")
+                    "budget: {steps: 200}\nprotocol: {eval_every: 200, eval_episodes: 10, eval_envs: 5}\n")
     profile = tmp_path / "profile.yaml"
     profile.write_text("executor: debug\ncpus: 1\n")
     done = _python(plugin_env, (

@@ -96,7 +96,7 @@ def test_eval_mistakes_are_one_line_errors(tmp_path, capsys, argv, message):
 def test_grid_keep_final(tmp_path, capsys):
     grid = tmp_path / "grid.yaml"
     grid.write_text("name: g\ndatasets: [toy:four_corners]\nseeds: [0]\nalgorithms: [dql]\n"
-                    "protocol: {steps: 20, eval_every: 20, eval_episodes: 5, eval_envs: 5}\nkeep: final\n")
+                    "budget: {steps: 20}\nprotocol: {eval_every: 20, eval_episodes: 5, eval_envs: 5}\nkeep: final\n")
     profile = tmp_path / "profile.yaml"
     profile.write_text("executor: debug\ncpus: 1\n")
     code = main(["grid", "submit", str(grid), "--profile", str(profile), "--runs-dir", str(tmp_path / "runs")])

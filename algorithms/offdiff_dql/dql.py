@@ -100,8 +100,9 @@ class DiffusionQL(Algorithm):
         self.actor_sched = torch.optim.lr_scheduler.LambdaLR(self.actor_opt, decay)
         self.critic_sched = torch.optim.lr_scheduler.LambdaLR(self.critic_opt, decay)
 
-    def stages(self) -> list[Stage]:
-        return [Stage("main", self.config.steps, self.config.batch_size, q_calibration=True)]
+    @classmethod
+    def stage_plan(cls, config: DQLConfig) -> list[Stage]:
+        return [Stage("main", config.steps, config.batch_size, q_calibration=True)]
 
     def modules(self) -> Mapping[str, torch.nn.Module]:  # the ε-networks: their parameters are the processes'
         return {"actor": self.actor.net, "ema_actor": self.ema_actor.net, "critic": self.critic}

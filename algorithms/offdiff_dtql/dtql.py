@@ -106,8 +106,8 @@ class DTQL(Algorithm):
         decay = cosine_decay(c.steps) if c.lr_decay else (lambda step: 1.0)
         self.scheds = {k: torch.optim.lr_scheduler.LambdaLR(o, decay) for k, o in self.opts.items()}
 
-    def stages(self) -> list[Stage]:
-        c = self.config
+    @classmethod
+    def stage_plan(cls, c: DTQLConfig) -> list[Stage]:
         return [Stage("pretrain", c.pretrain_steps, c.batch_size, evaluate=False, cacheable=True,
                       config_keys=PRETRAIN_KEYS, diagnostic_policy="diffusion", q_calibration=True),
                 Stage("main", c.steps, c.batch_size, q_calibration=True)]

@@ -119,8 +119,8 @@ class EDA(Algorithm):
                         c.time_dim, c.fourier_scale)
         return ContinuousVP(net, self.schedule, spec.act_dim, prediction="energy").to(self.device)
 
-    def stages(self) -> list[Stage]:
-        c = self.config
+    @classmethod
+    def stage_plan(cls, c: EDAConfig) -> list[Stage]:
         return [
             Stage("behavior", c.behavior_steps, c.behavior_batch_size, evaluate=False, cacheable=True,
                   config_keys=BEHAVIOR_KEYS, diagnostic_policy="behavior"),

@@ -123,15 +123,14 @@ class ReleaseAlgorithm(Algorithm):
 
     def __init__(self, config: AlgorithmConfig, spec: EnvSpec, device: torch.device, generator: torch.Generator):
         super().__init__(config, spec, device, generator)
-        cpu = torch.device("cpu")  # the plugin is built only to read its stages (their names, lengths, batches)
-        # offdiff's stage diagnostics need the plugin's own networks; the release side is compared by its scores
-        self._stages = [dataclasses.replace(s, cacheable=False, config_keys=(), diagnostic_policy=None,
-                                            q_calibration=False)
-                        for s in self.plugin(config, spec, cpu, torch.Generator(cpu).manual_seed(0)).stages()]
         self.adapter: Adapter | None = None
 
-    def stages(self) -> list[Stage]:
-        return self._stages
+    @classmethod
+    def stage_plan(cls, config: AlgorithmConfig) -> list[Stage]:
+        """The plugin's stages (names, lengths, batches), without its caching and diagnostics: offdiff's stage
+        diagnostics need the plugin's own networks; the release side is compared by its scores."""
+        return [dataclasses.replace(s, cacheable=False, config_keys=(), diagnostic_policy=None, q_calibration=False)
+                for s in cls.plugin.stage_plan(config)]
 
     def begin_stage(self, stage: str, data: DeviceBuffer) -> None:
         if self.adapter is None:  # built at the first stage, from the run's source without the config's transforms

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from offdiff.bench.plan import register as register_plan
 from offdiff.errors import OffdiffError
 
 DEFAULT_ALGOS = ("dql", "dtql", "eda")
@@ -145,8 +146,8 @@ def _mps(wanted: bool) -> Iterator[None]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `bench speed` to the `offdiff` parser."""
-    bench = subparsers.add_parser("bench", help="benchmarks: `offdiff bench speed`")
+    """Add `bench speed` and `bench plan` to the `offdiff` parser."""
+    bench = subparsers.add_parser("bench", help="benchmarks: `offdiff bench speed`, `offdiff bench plan`")
     sub = bench.add_subparsers(dest="bench_command", required=True)
     p = sub.add_parser("speed", help="steps/s, actions/s, EDA alignment-set states/s and peak memory per algorithm",
                        description=__doc__.splitlines()[0])
@@ -165,3 +166,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mps", action="store_true", help="with --concurrent on CUDA: run the loops through CUDA MPS")
     p.add_argument("--out", type=Path, help="write the JSON here (and the table as Markdown next to it)")
     p.set_defaults(func=_speed)
+    register_plan(sub)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from offdiff.collect.collection import KINDS, collect, request_from_args
-from offdiff.collect.envs import DEFAULT_BUDGETS, FALLBACK_BUDGET
+from offdiff.collect.envs import DEFAULT_BUDGETS, FALLBACK_BUDGET, KINDS
 from offdiff.config import parse_assignments
 
 
 def _collect(args: argparse.Namespace) -> int:
+    from offdiff.collect.collection import collect, request_from_args  # torch: only when collecting
+
     request = request_from_args(
         args.env, args.kinds, parse_assignments(args.sac), budget=args.budget, episodes=args.episodes,
         transitions=args.transitions, seed=args.seed, namespace=args.namespace, device=args.device,

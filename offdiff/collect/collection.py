@@ -22,7 +22,7 @@ from typing import Any
 
 from minari.storage.datasets_root_dir import get_dataset_path
 
-from offdiff.collect.envs import EnvInfo, env_info
+from offdiff.collect.envs import KINDS, EnvInfo, env_info
 from offdiff.collect.episodes import Episodes
 from offdiff.collect.rollout import PolicyFactory, actor_policy, evaluate_returns, rollout, uniform_policy
 from offdiff.collect.sac import SACConfig
@@ -35,7 +35,6 @@ from offdiff.errors import OffdiffError
 from offdiff.io import atomic_write_json
 from offdiff.runtime import derive_seed, resolve_device
 
-KINDS = ("random", "medium", "expert", "medium-replay", "medium-expert")
 DEFAULT_TRANSITIONS = 1_000_000  # per random / medium / expert dataset, as in D4RL
 
 

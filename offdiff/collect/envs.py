@@ -10,6 +10,8 @@ import numpy as np
 
 from offdiff.errors import OffdiffError
 
+KINDS = ("random", "medium", "expert", "medium-replay", "medium-expert")  # the datasets made per env
+
 # SAC steps that train a good expert on each task (D4RL trained its experts for about 1M steps).
 DEFAULT_BUDGETS: dict[str, int] = {
     "Hopper-v5": 1_000_000,

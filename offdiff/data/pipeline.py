@@ -11,7 +11,7 @@ from offdiff.data.base import DatasetInfo, EnvFactory
 from offdiff.data.buffer import DeviceBuffer
 from offdiff.data.episodes import Episodes
 from offdiff.data.scores import RefScores
-from offdiff.data.sources import resolve
+from offdiff.data.sources import ResolvedDataset, resolve_dataset
 from offdiff.data.transforms import ActionScaler, ObsNormalizer, apply_reward_transform, check_transform_names
 
 
@@ -28,7 +28,7 @@ class PreparedData:
 
 
 def prepare(
-    source: str,
+    source: str | ResolvedDataset,
     *,
     eval_env: str | None = None,
     obs_transform: str = "none",
@@ -36,14 +36,21 @@ def prepare(
     device: torch.device | str = "cpu",
     ref_scores: str | None = None,
 ) -> PreparedData:
-    """Resolve, check (names, reference scores, action bounds), load, transform and move to `device`."""
+    """Resolve, check (names, reference scores, action bounds), load, transform and move to `device`.
+
+    `source` may be resolved already (a planned run's dataset); `eval_env` and `ref_scores` then belong to it.
+    """
     check_transform_names(obs_transform, reward_transform)
-    data = resolve(source, eval_env)
-    info = data.info()
-    ref = data.ref_scores(ref_scores)
+    if isinstance(source, ResolvedDataset):
+        if eval_env is not None or ref_scores is not None:
+            raise TypeError("a resolved dataset has its eval_env and ref_scores already")
+        resolved = source
+    else:
+        resolved = resolve_dataset(source, eval_env, ref_scores)
+    data, info, ref = resolved.data, resolved.info, resolved.ref
     transitions = data.load()
     scaler = ActionScaler(info.action_low, info.action_high)
-    actions = scaler.check_dataset(transitions.actions, source)
+    actions = scaler.check_dataset(transitions.actions, info.source)
     transitions = transitions.replace(actions=scaler.to_policy(actions))
     episodes = Episodes.of(transitions)
     transitions, reward_params = apply_reward_transform(reward_transform, transitions)

@@ -19,13 +19,14 @@ from offdiff.data.base import DatasetInfo, DataSource, EnvFactory
 from offdiff.data.fetch import fetch
 from offdiff.data.hdf5_source import D4rlSource, Hdf5Source, read_layout
 from offdiff.data.minari_source import MinariSource
-from offdiff.data.scores import reference_scores
+from offdiff.data.scores import RefScores, reference_scores
 from offdiff.data.tasks import task_key
 from offdiff.data.toy import DATA_SEED, DEFAULT_SIZE, ToyBanditEnv, toy_task
 from offdiff.data.transitions import Transitions
 from offdiff.errors import OffdiffError
 
-__all__ = ["DataSource", "DatasetInfo", "describe", "fetch", "list_local", "resolve"]
+__all__ = ["DataSource", "DatasetInfo", "ResolvedDataset", "describe", "fetch", "list_local", "resolve",
+           "resolve_dataset"]
 
 
 class ToySource(DataSource):
@@ -68,6 +69,21 @@ def resolve(source: str, eval_env: str | None = None) -> DataSource:
             "hdf5:<path to a D4RL-style file> or toy:<name>"
         )
     return SCHEMES[scheme](rest, eval_env)
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedDataset:
+    """A source resolved once (`resolve_dataset`): the data source, its description and its reference scores."""
+
+    data: DataSource
+    info: DatasetInfo
+    ref: RefScores
+
+
+def resolve_dataset(source: str, eval_env: str | None = None, ref_scores: str | None = None) -> ResolvedDataset:
+    """`resolve` the source, describe it (no data is loaded) and find its reference scores (`--ref-scores`)."""
+    data = resolve(source, eval_env)
+    return ResolvedDataset(data, data.info(), data.ref_scores(ref_scores))
 
 
 def _env_id(spec_json: str | None) -> str | None:

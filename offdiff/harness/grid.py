@@ -12,7 +12,8 @@ algorithms:
     algo: dql
     overrides: {eta: 0.0}
     sweep: {lr: [1.0e-4, 3.0e-4]}  # every combination of the listed values is a cell
-protocol: {steps: 2000, eval_every: 1000, eval_episodes: 100, checkpoint_every: 500}
+budget: {steps: 2000}            # every stage's step budget (as `offdiff train --steps`; overrides come after)
+protocol: {eval_every: 1000, eval_episodes: 100, checkpoint_every: 500}
 compile: auto                    # torch.compile each run's steps: true, false, or auto (on from 50k steps)
 keep: all                        # final: a finished run keeps only its final weights (weights.pt), not checkpoint.pt
 log: [tensorboard]               # live tracking: tensorboard and/or wandb (offline unless WANDB_MODE), [] for none
@@ -26,12 +27,14 @@ which config values apply: docs/grids.md.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import re
 from pathlib import Path
 from typing import Any
 
-from offdiff.data.sources import resolve
+from offdiff.algorithm import Algorithm
+from offdiff.data.sources import ResolvedDataset, resolve_dataset
 from offdiff.errors import OffdiffError
 from offdiff.harness.profile import job_shape
 from offdiff.harness.yamlspec import Located, LocatedList, check_keys, expect, load_yaml, typed, typed_fields
@@ -40,10 +43,11 @@ from offdiff.tracking import parse_log
 from offdiff.train.protocol import Protocol
 from offdiff.train.runner import PlannedRun, TrainRequest, plan
 
-GRID_KEYS = ("name", "datasets", "seeds", "algorithms", "protocol", "compile", "keep", "log", "resources")
+GRID_KEYS = ("name", "datasets", "seeds", "algorithms", "budget", "protocol", "compile", "keep", "log", "resources")
 KEEP = ("all", "final")
 ENTRY_KEYS = ("algo", "name", "overrides", "sweep")
-PROTOCOL_KEYS = ("steps", *(f.name for f in dataclasses.fields(Protocol)))
+PROTOCOL_KEYS = tuple(f.name for f in dataclasses.fields(Protocol))
+BUDGET_KEYS = ("steps",)
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
@@ -52,6 +56,7 @@ class Dataset:
     source: str
     eval_env: str | None
     where: str
+    resolved: ResolvedDataset  # resolved once, when the grid is loaded, for all its runs
     task: str | None = None
     ref_scores: str | None = None  # as `--ref-scores`: "MIN,MAX" or "d4rl"
 
@@ -60,6 +65,7 @@ class Dataset:
 class AlgoEntry:
     name: str
     algo: str
+    cls: type[Algorithm]
     overrides: dict[str, Any]
     sweep: dict[str, list[Any]]
     where: str
@@ -76,7 +82,7 @@ class Grid:
     datasets: tuple[Dataset, ...]
     seeds: tuple[int, ...]
     algorithms: tuple[AlgoEntry, ...]
-    steps: int | None
+    steps: int | None  # the grid's `budget: {steps: N}`: TrainRequest.steps of every run
     protocol: dict[str, Any]
     compile: bool | None  # None: auto
     resources: dict[str, Any]
@@ -92,7 +98,7 @@ class Cell:
     planned: PlannedRun
     grid_root: Path
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         """The run folder relative to the grid's folder: how the harness's records name a run."""
         return self.planned.run_dir.path.relative_to(self.grid_root).as_posix()
@@ -114,10 +120,10 @@ def _datasets(data: Located) -> tuple[Dataset, ...]:
             source, eval_env = item, None
         expect(source, str, where, "a dataset is a source such as toy:four_corners or minari:<id>")
         try:  # a dataset that is not local, or has no reference scores, fails here, not on the cluster
-            resolve(source, eval_env).ref_scores(ref_scores)
+            resolved = resolve_dataset(source, eval_env, ref_scores)
         except OffdiffError as exc:
             raise OffdiffError(f"{where}: {exc}") from None
-        found.append(Dataset(source, eval_env, where, task, ref_scores))
+        found.append(Dataset(source, eval_env, where, resolved, task, ref_scores))
     if not found:
         raise OffdiffError(f"{data.where('datasets')}: datasets is empty")
     return tuple(found)
@@ -153,9 +159,10 @@ def _entry(items: LocatedList, index: int) -> AlgoEntry:
     check_keys(item, ENTRY_KEYS, "an algorithm entry", required=("algo",))
     algo = expect(item["algo"], str, item.where("algo"), "algo is a registered algorithm name (`offdiff algos`)")
     try:
-        config = get_algorithm(algo).Config()
+        cls = get_algorithm(algo)
     except OffdiffError as exc:
         raise OffdiffError(f"{item.where('algo')}: {exc}") from None
+    config = cls.Config()
     name = expect(item.get("name", algo), str, item.where("name"), "name is a label")
     overrides = item.get("overrides", {})
     expect(overrides, dict, item.where("overrides"), "overrides is a mapping of config keys to values")
@@ -169,7 +176,7 @@ def _entry(items: LocatedList, index: int) -> AlgoEntry:
             raise OffdiffError(f"{sweep.where(key)}: sweep {key!r} is empty or also set in overrides")
         for i, value in enumerate(values):
             typed(config, key, value, values.where(i))
-    return AlgoEntry(name, algo, dict(overrides), {k: list(v) for k, v in sweep.items()}, item.where())
+    return AlgoEntry(name, algo, cls, dict(overrides), {k: list(v) for k, v in sweep.items()}, item.where())
 
 
 def _algorithms(data: Located) -> tuple[AlgoEntry, ...]:
@@ -185,16 +192,26 @@ def _algorithms(data: Located) -> tuple[AlgoEntry, ...]:
     return tuple(entries)
 
 
-def _protocol(data: Located) -> tuple[int | None, dict[str, Any]]:
-    values = data.get("protocol", Located(data.path, data.line))
-    expect(values, dict, data.where("protocol"), "protocol is a mapping (steps, eval_every, ...)")
-    check_keys(values, PROTOCOL_KEYS, "protocol")
+def _budget(data: Located) -> int | None:
+    """`budget: {steps: N}`: every stage's step budget (None: the configs' own)."""
+    values = data.get("budget", Located(data.path, data.line))
+    expect(values, dict, data.where("budget"), "budget is a mapping: {steps: N}")
+    check_keys(values, BUDGET_KEYS, "budget")
     steps = values.get("steps")
     if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
         raise OffdiffError(f"{values.where('steps')}: steps is a positive integer, got {steps!r}")
-    fields = {k: v for k, v in values.items() if k != "steps"}
-    typed = typed_fields(Protocol(), fields, values, {})  # ranges: Protocol's fields
-    return steps, {key: getattr(typed, key) for key in fields}
+    return steps
+
+
+def _protocol(data: Located) -> dict[str, Any]:
+    values = data.get("protocol", Located(data.path, data.line))
+    expect(values, dict, data.where("protocol"), "protocol is a mapping (eval_every, eval_episodes, ...)")
+    if "steps" in values:  # where the step budget used to be: one clear line, not "unknown key"
+        raise OffdiffError(f"{values.where('steps')}: the step budget is no longer a protocol key: write "
+                           f"`budget: {{steps: {values['steps']}}}` at the grid's top level (docs/grids.md)")
+    check_keys(values, PROTOCOL_KEYS, "protocol")
+    typed = typed_fields(Protocol(), values, values, {})  # ranges: Protocol's fields
+    return {key: getattr(typed, key) for key in values}
 
 
 def load_grid(path: Path) -> Grid:
@@ -205,7 +222,7 @@ def load_grid(path: Path) -> Grid:
     name = expect(data["name"], str, data.where("name"), "name is the grid's runs subfolder")
     if not NAME.fullmatch(name):
         raise OffdiffError(f"{data.where('name')}: name {name!r} must be a plain folder name (letters, digits, ._-)")
-    steps, protocol = _protocol(data)
+    steps, protocol = _budget(data), _protocol(data)
     compiled = data.get("compile", "auto")
     compiled = None if compiled == "auto" else expect(compiled, bool, data.where("compile"),
                                                       "compile is true, false or auto")
@@ -238,7 +255,7 @@ def expand(grid: Grid, runs_root: Path) -> list[Cell]:
                     ref_scores=dataset.ref_scores, keep=grid.keep, log=grid.log,
                 )
                 try:
-                    planned = plan(request)
+                    planned = plan(request, dataset.resolved, entry.cls)
                 except OffdiffError as exc:
                     raise OffdiffError(f"{entry.where}: {label} on {dataset.source}: {exc}") from None
                 path = planned.run_dir.path

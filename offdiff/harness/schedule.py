@@ -13,10 +13,8 @@ import dataclasses
 import math
 from collections.abc import Sequence
 
-import torch
-
-from offdiff.algorithm import EnvSpec, Stage
-from offdiff.config import config_dict, stable_hash
+from offdiff.algorithm import Stage
+from offdiff.config import stable_hash
 from offdiff.errors import OffdiffError
 from offdiff.harness.grid import Cell
 from offdiff.harness.profile import Profile, check_job_shape, threads_per_run
@@ -59,21 +57,6 @@ class Schedule:
         return sum(job.steps for job in self.jobs)
 
 
-class _Stages:
-    """The stages of planned runs, from the algorithm built on the CPU (no data), memoized per config."""
-
-    def __init__(self) -> None:
-        self.memo: dict[str, list[Stage]] = {}
-
-    def __call__(self, p: PlannedRun) -> list[Stage]:
-        key = stable_hash([p.request.algo, config_dict(p.config), p.info.obs_dim, p.info.act_dim])
-        if key not in self.memo:
-            spec = EnvSpec(p.info.obs_dim, p.info.act_dim, p.info.dataset_id, p.choice.task)
-            algo = p.cls(p.config, spec, torch.device("cpu"), torch.Generator().manual_seed(0))
-            self.memo[key] = algo.stages()
-        return self.memo[key]
-
-
 def _leading_cacheable(stages: list[Stage]) -> list[Stage]:
     lead = []
     for stage in stages:
@@ -83,16 +66,11 @@ def _leading_cacheable(stages: list[Stage]) -> list[Stage]:
     return lead
 
 
-def cache_key(p: PlannedRun, stages: list[Stage]) -> str | None:
-    """What the run's leading cacheable stages depend on (the runner's cache key, before the data is loaded)."""
-    lead = _leading_cacheable(stages)
-    if not lead:
-        return None
-    return stable_hash({
-        "algo": p.request.algo, "source": p.request.source, "eval_env": p.info.eval_env, "seed": p.request.seed,
-        "transforms": [p.config.obs_transform, p.config.reward_transform],
-        "stages": [[dataclasses.asdict(s), {k: getattr(p.config, k) for k in s.config_keys}] for s in lead],
-    })
+def cache_key(p: PlannedRun) -> str | None:
+    """What the run's leading cacheable stages depend on: their keys (`PlannedRun.cache_key`, which the runner stores
+    their artifacts under); None without such stages."""
+    lead = _leading_cacheable(p.stages)
+    return stable_hash([p.cache_key(s) for s in lead]) if lead else None
 
 
 def _pack(phase: str, after_cache: bool, cells: Sequence[Cell], steps: dict[str, int], profile: Profile) -> list[Array]:
@@ -138,8 +116,8 @@ def _check_checkpoint_cadence(todo: Sequence[Cell], profile: Profile) -> None:
 
 def make_schedule(todo: Sequence[Cell], cells: Sequence[Cell], profile: Profile) -> Schedule:
     """Jobs and arrays for the runs in `todo` (`cells`: the whole grid, to see which cache keys are done)."""
-    stages = _Stages()
-    keys = {c.key: cache_key(c.planned, stages(c.planned)) for c in cells}
+    stages = {c.key: c.planned.stages for c in cells}
+    keys = {c.key: cache_key(c.planned) for c in cells}
     done_keys = {keys[c.key] for c in cells if c.planned.run_dir.is_done()}
     groups: dict[str, list[Cell]] = {}
     for cell in todo:
@@ -148,8 +126,8 @@ def make_schedule(todo: Sequence[Cell], cells: Sequence[Cell], profile: Profile)
     shared = [group for group in groups.values() if len(group) > 1]
     waiting = {c.key for group in shared for c in group}
 
-    total = {c.key: sum(s.steps for s in stages(c.planned)) for c in todo}
-    cached = {c.key: sum(s.steps for s in _leading_cacheable(stages(c.planned))) for c in todo}
+    total = {c.key: sum(s.steps for s in stages[c.key]) for c in todo}
+    cached = {c.key: sum(s.steps for s in _leading_cacheable(stages[c.key])) for c in todo}
     after = {k: total[k] - cached[k] if k in waiting else total[k] for k in total}
     check_job_shape(profile)
     if todo:

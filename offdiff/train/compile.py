@@ -29,6 +29,7 @@ import torch
 from offdiff.algorithm import Algorithm, Metrics
 from offdiff.data.buffer import Batch
 from offdiff.errors import OffdiffError
+from offdiff.lazy import disable_for_compile
 
 RECOMPILE_LIMIT = 64  # stages, step-dependent branches and acting shapes each add a graph
 AUTO_MIN_STEPS = 50_000  # compile by default from this many steps of a run (all stages)
@@ -64,6 +65,7 @@ def compile_steps(algo: Algorithm) -> None:
         return
     import torch._dynamo  # here, not at the top: it takes seconds to import, and eager runs never need it
 
+    disable_for_compile()  # the functions marked compile_disabled run eagerly under torch.compile
     torch._dynamo.reset()  # one compiled algorithm per process: drop graphs (and cache entries) of earlier ones
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     eager_update, compiled_update = algo.update, torch.compile(algo.update)

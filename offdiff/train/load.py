@@ -26,7 +26,7 @@ from offdiff.data.scores import RefScores, normalized_score
 from offdiff.data.sources import resolve
 from offdiff.data.transforms import ActionScaler, ObsNormalizer
 from offdiff.errors import OffdiffError
-from offdiff.eval import evaluate
+from offdiff.eval.evaluate import evaluate
 from offdiff.io import torch_load
 from offdiff.records import Manifest, RunDir, Scores
 from offdiff.registry import get_algorithm

@@ -25,7 +25,7 @@ from offdiff.algorithm import Algorithm, EnvSpec, Stage
 from offdiff.config import apply_overrides, budget_fields, config_dict, hashed_config, stable_hash
 from offdiff.data.pipeline import PreparedData, prepare
 from offdiff.data.scores import RefScores
-from offdiff.data.sources import DatasetInfo, resolve
+from offdiff.data.sources import DatasetInfo, ResolvedDataset, resolve_dataset
 from offdiff.data.tasks import NO_TASK
 from offdiff.errors import OffdiffError
 from offdiff.eval import TimedAct, evaluation_row
@@ -80,14 +80,44 @@ class PresetChoice:
 
 @dataclasses.dataclass(frozen=True)
 class PlannedRun:
+    """A request resolved once: its algorithm, dataset (described, not loaded), config, protocol and run folder."""
+
     request: TrainRequest
     cls: type[Algorithm]
-    info: DatasetInfo
+    dataset: ResolvedDataset
     config: Any
     protocol: Protocol
     run_dir: RunDir
     choice: PresetChoice
-    ref: RefScores
+
+    @property
+    def info(self) -> DatasetInfo:
+        return self.dataset.info
+
+    @property
+    def ref(self) -> RefScores:
+        return self.dataset.ref
+
+    @property
+    def stages(self) -> list[Stage]:
+        """The run's stages, from its config alone (`Algorithm.stage_plan`): no network is built."""
+        return self.cls.stage_plan(self.config)
+
+    def cache_key(self, stage: Stage) -> str:
+        """The key of a cacheable stage's artifact, known before any data is loaded: the runner stores and finds the
+        artifact under it, and the harness groups the runs that share it (one cache phase per key).
+
+        It holds the algorithm, the source with the dataset's size and action bounds, the named transforms, the
+        stage (without the diagnostics it declares), the config values the stage names in `config_keys`, and the
+        seed.
+        """
+        info, config = self.info, self.config
+        return stable_hash({
+            "algo": self.request.algo, "source": self.request.source, "seed": self.request.seed,
+            "data": [info.num_transitions, info.num_episodes, info.action_low, info.action_high],
+            "transforms": {"obs": config.obs_transform, "reward": config.reward_transform},
+            "stage": _cache_stage_key(stage), "config": {k: getattr(config, k) for k in stage.config_keys},
+        })
 
     def describe(self) -> list[str]:
         """What the run chose by rule (task and preset, eval env, reference scores), printed at its start."""
@@ -132,17 +162,23 @@ def resolve_config(cls: type[Algorithm], task: str | None, request: TrainRequest
     return apply_overrides(config, request.overrides)
 
 
-def plan(request: TrainRequest) -> PlannedRun:
-    """Resolve a request to its config and stable run folder, without loading data."""
+def plan(request: TrainRequest, dataset: ResolvedDataset | None = None,
+         cls: type[Algorithm] | None = None) -> PlannedRun:
+    """Resolve a request to its config and stable run folder, without loading data.
+
+    A grid resolves each of its datasets (`resolve_dataset` of the request's source, eval env and reference scores)
+    and algorithms once and passes them in; by default they are resolved here.
+    """
     if request.seed < 0:
         raise OffdiffError(f"the seed must be >= 0, got {request.seed}")
     if request.steps is not None and request.steps < 1:
         raise OffdiffError(f"--steps must be >= 1, got {request.steps}")
-    cls = get_algorithm(request.algo)
-    data = resolve(request.source, request.eval_env)
-    info = data.info()
+    cls = cls or get_algorithm(request.algo)
+    dataset = dataset or resolve_dataset(request.source, request.eval_env, request.ref_scores)
+    if dataset.info.source != request.source:
+        raise ValueError(f"dataset {dataset.info.source} given for a request on {request.source}")
+    info, ref = dataset.info, dataset.ref
     choice = choose_preset(cls, info, request.task)
-    ref = data.ref_scores(request.ref_scores)
     config = resolve_config(cls, choice.preset, request)
     protocol = apply_overrides(default_protocol(choice.task), request.protocol, origin="protocol")
     payload = {"config": hashed_config(config), "source": request.source, "eval_env": info.eval_env,
@@ -151,7 +187,7 @@ def plan(request: TrainRequest) -> PlannedRun:
         payload["ref_scores"] = dataclasses.asdict(ref)
     slug = info.dataset_id.replace("/", "-")
     path = Path(request.runs_root) / request.grid / request.algo / slug / stable_hash(payload) / f"seed_{request.seed}"
-    return PlannedRun(request, cls, info, config, protocol, RunDir(path), choice, ref)
+    return PlannedRun(request, cls, dataset, config, protocol, RunDir(path), choice)
 
 
 class Trainer:
@@ -171,10 +207,8 @@ class Trainer:
     # -- set-up ------------------------------------------------------------------------------
     def _build(self) -> None:
         p, seed = self.p, self.p.request.seed
-        self.data: PreparedData = prepare(
-            p.request.source, eval_env=p.request.eval_env, obs_transform=p.config.obs_transform,
-            reward_transform=p.config.reward_transform, device=self.device, ref_scores=p.request.ref_scores,
-        )
+        self.data: PreparedData = prepare(p.dataset, obs_transform=p.config.obs_transform,
+                                          reward_transform=p.config.reward_transform, device=self.device)
         torch.manual_seed(seed)  # module initialisation
         self.sampler = torch.Generator(device=self.device).manual_seed(derive_seed(seed, "sampler"))
         generator = torch.Generator(device=self.device).manual_seed(seed)
@@ -241,11 +275,7 @@ class Trainer:
         return position  # type: ignore[return-value]
 
     def _cache_path(self, stage: Stage) -> Path:
-        key = stable_hash({
-            "algo": self.p.request.algo, "source": self.p.request.source, "transforms": self.data.transforms,
-            "stage": _cache_stage_key(stage), "seed": self.p.request.seed,
-            "config": {k: getattr(self.p.config, k) for k in stage.config_keys},
-        })
+        key = self.p.cache_key(stage)
         return Path(self.p.request.runs_root) / "_cache" / self.p.request.algo / stage.name / f"{key}.pt"
 
     # -- the loop ----------------------------------------------------------------------------
@@ -383,8 +413,8 @@ class Trainer:
 
 def _cache_stage_key(stage: Stage) -> dict[str, Any]:
     """The stage's fields that make its cached artifact: the diagnostics it declares do not."""
-    fields = dataclasses.asdict(stage)
-    return {k: v for k, v in fields.items() if k not in ("diagnostic_policy", "q_calibration")}
+    return {f.name: getattr(stage, f.name) for f in dataclasses.fields(stage)
+            if f.name not in ("diagnostic_policy", "q_calibration")}
 
 
 def train(request: TrainRequest, progress: bool = True, stop_after_cacheable: bool = False) -> dict[str, Any]:

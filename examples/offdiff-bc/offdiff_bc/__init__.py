@@ -35,8 +35,9 @@ class BehaviorCloning(Algorithm):
         ).to(self.device)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.lr)
 
-    def stages(self) -> list[Stage]:
-        return [Stage("bc", steps=self.config.steps, batch_size=self.config.batch_size)]
+    @classmethod
+    def stage_plan(cls, config: BCConfig) -> list[Stage]:  # from the config alone: grids are planned without nets
+        return [Stage("bc", steps=config.steps, batch_size=config.batch_size)]
 
     def update(self, stage: str, batch: Batch, step: int) -> Metrics:
         loss = (self.policy(batch.obs) - batch.actions).pow(2).sum(-1).mean()

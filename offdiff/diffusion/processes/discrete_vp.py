@@ -23,11 +23,12 @@ from torch import nn
 from offdiff.diffusion.backbones import Backbone
 from offdiff.diffusion.dpm_solver import dpm_solver_sample
 from offdiff.diffusion.vp_discrete import DiscreteVPSchedule
+from offdiff.lazy import compile_disabled
 
 Solver = Literal["ancestral", "dpm_solver"]
 
 
-@torch.compiler.disable
+@compile_disabled
 def _draw_normal(count: int, shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generator
                  ) -> list[torch.Tensor]:
     """`count` draws of N(0, I) of `shape`, one call each in order: x_N first, then the noise of steps N−1 … 1.
