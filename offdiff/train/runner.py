@@ -420,9 +420,9 @@ class Trainer:
 
 
 def _cache_stage_key(stage: Stage) -> dict[str, Any]:
-    """The stage's fields that make its cached artifact: the diagnostics it declares do not."""
+    """The stage's fields that make its cached artifact: the diagnostics and benchmark hints it declares do not."""
     fields = dataclasses.asdict(stage)
-    return {k: v for k, v in fields.items() if k not in ("diagnostic_policy", "q_calibration")}
+    return {k: v for k, v in fields.items() if k not in ("diagnostic_policy", "q_calibration", "candidate_set")}
 
 
 def train(request: TrainRequest, progress: bool = True, stop_after_cacheable: bool = False) -> dict[str, Any]:
