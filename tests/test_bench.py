@@ -88,6 +88,7 @@ def test_reference_file_replaces_the_issue_figures(tmp_path, capsys, restore_thr
     assert by_label[("act", "20 envs")]["reference"] is None  # not in the file: no issue figure slips in
 
 
+@pytest.mark.slow
 def test_concurrent_loops_report_their_aggregate_and_the_ratio_to_one_loop(tmp_path, capsys, restore_threads):
     out = tmp_path / "concurrent.json"
     assert main(["bench", "speed", "--quick", "--algos", "dql", "--concurrent", "2", "--threads", "1",
