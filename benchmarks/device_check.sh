@@ -47,7 +47,7 @@ if ! python -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; the
 fi
 
 python -c "import torch; print(torch.cuda.get_device_name(), torch.__version__)" > "$OUT/device.txt" 2>&1
-step cuda-tests env OFFDIFF_COMPILE_TESTS=all python -m pytest tests/test_speed.py -q -p no:cacheprovider \
+step cuda-tests env OFFDIFF_COMPILE_TESTS=all python -m pytest tests/test_compile.py -q -p no:cacheprovider \
   -k "cuda or host_sync"
 step cuda-speed "${bench[@]}" --device cuda --modes eager,compile --out "$OUT/cuda-speed.json"
 step cuda-concurrent "${bench[@]}" --device cuda --algos dql,dtql --concurrent 1,2,4,8 --threads 1 \

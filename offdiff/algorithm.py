@@ -65,6 +65,8 @@ class Stage:
     the policy is evaluated on the suite's schedule during this stage. `diagnostic_policy` names a policy
     (`Algorithm.diagnostic_act`) the suite evaluates once after the stage ends; `q_calibration` says the stage
     trains the critic of `Algorithm.critic_q`, whose Q the suite compares with the data's returns after it.
+    `candidate_set` says that `begin_stage` builds a set of candidates per dataset state (EDA's alignment set),
+    whose cost the speed benchmark times in states/s; it is not part of the stage's cache key.
     """
 
     name: str
@@ -75,6 +77,7 @@ class Stage:
     config_keys: tuple[str, ...] = ()
     diagnostic_policy: str | None = None
     q_calibration: bool = False
+    candidate_set: bool = False
 
 
 Metrics = dict[str, torch.Tensor]
@@ -87,6 +90,10 @@ class Algorithm(ABC):
     display_name: ClassVar[str]  # how tables and figures name it, e.g. "Diffusion-QL"; default: `name`
     Config: ClassVar[type[AlgorithmConfig]]
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}  # task key -> the paper's config for that task
+    # Config overrides (widths, batch and candidate sizes) that make the plugin small enough to build and step in
+    # seconds on a CPU: `offdiff.testing.check_algorithm` uses them by default, and the suite's conformance,
+    # compiled-equals-eager and host-sync tests run every registered plugin with them (step budgets set apart).
+    smoke_config: ClassVar[Mapping[str, Any]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

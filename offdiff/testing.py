@@ -155,9 +155,9 @@ def check_algorithm(
 ) -> None:
     """Raise AssertionError with a precise message if `cls` breaks the plugin contract.
 
-    `overrides` shrink the config for speed (e.g. hidden sizes, batch sizes); `steps` is used for every
-    step-budget field (declared with `offdiff.config.budget`). Resume equivalence is checked to the bit,
-    which holds on CPU.
+    `overrides` shrink the config for speed (e.g. hidden sizes, batch sizes; default: the plugin's declared
+    `smoke_config`); `steps` is used for every step-budget field (declared with `offdiff.config.budget`).
+    Resume equivalence is checked to the bit, which holds on CPU.
     """
     assert dataclasses.is_dataclass(cls.Config) and issubclass(cls.Config, AlgorithmConfig), (
         "Config must be a dataclass subclassing offdiff.algorithm.AlgorithmConfig")
@@ -166,7 +166,7 @@ def check_algorithm(
     assert isinstance(cls.display_name, str) and cls.display_name, "`display_name` must be a non-empty string"
     assert budget_fields(cls.Config), (
         "declare the stage lengths with offdiff.config.budget(...) so that `--steps` and this suite can set them")
-    h = _Harness(cls, overrides or {}, steps, device)
+    h = _Harness(cls, cls.smoke_config if overrides is None else overrides, steps, device)
 
     # Stages run and report finite scalar metrics.
     algo = h.build()

@@ -171,6 +171,7 @@ def test_reference_scores_are_its_own_random_and_expert_and_size_cuts_at_transit
     assert (source.ref_scores().min, source.ref_scores().max) == (recipe["random_return"], recipe["expert_return"])
 
 
+@pytest.mark.slow
 def test_existing_dataset_is_an_error_unless_overwrite(capsys: pytest.CaptureFixture) -> None:
     tiny_sac = [f"--set={k}={v}" for k, v in (("hidden", 32), ("batch_size", 64), ("lr", 1e-3),
                                                ("learning_starts", 100), ("snapshots", 4), ("eval_episodes", 5))]
@@ -255,6 +256,7 @@ def test_episodes_from_steps_split_and_cut() -> None:
     assert np.asarray(first.observations)[:, 0].tolist() == [0, 0.5, 1.5]
 
 
+@pytest.mark.slow
 def test_sac_learns_inverted_pendulum() -> None:
     """A real, short SAC run: the policy balances the pendulum clearly longer than a uniform random policy."""
     env = env_info("InvertedPendulum-v5")

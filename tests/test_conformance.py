@@ -1,4 +1,5 @@
-"""The conformance suite itself: it must catch plugins that break the contract, not only pass good ones."""
+"""The conformance suite on every registered plugin (at its `smoke_config`), and the suite itself: it must catch
+plugins that break the contract, not only pass good ones."""
 
 from __future__ import annotations
 
@@ -7,10 +8,16 @@ import dataclasses
 import pytest
 import torch
 
+from offdiff.registry import get_algorithm, plugins
 from offdiff.testing import check_algorithm
 from offdiff_dql import DiffusionQL
 
 SMALL = {"hidden": 16, "batch_size": 8, "eval_candidates": 2}
+
+
+@pytest.mark.parametrize("name", list(plugins()))
+def test_every_registered_plugin_conforms(name):
+    check_algorithm(get_algorithm(name))
 
 
 class ForgetsEMA(DiffusionQL):

@@ -1,4 +1,4 @@
-"""EDM preconditioning, σ density and loss against closed forms; DTQL's score network; the tanh-Gaussian policy."""
+"""EDM preconditioning, σ density and loss against closed forms; DTQL's score network."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from offdiff.diffusion import EDM, EDMSchedule, ScoreMLP
-from offdiff.nets import TanhGaussianPolicy, frozen, softmax_choice
+from offdiff.nets import frozen
 
 K = EDMSchedule()  # σ_d = 0.5, σ ∈ [0.002, 80], ln σ ~ Logistic(ln 0.5, 0.5)
 
@@ -101,14 +100,6 @@ def test_trust_region_gradient_reaches_the_action_through_both_paths_and_not_phi
     torch.testing.assert_close(action.grad, through_input + through_target)
 
 
-def test_frozen_restores_each_flag():
-    net = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
-    net[1].weight.requires_grad_(False)
-    with frozen(net):
-        assert not any(p.requires_grad for p in net.parameters())
-    assert [p.requires_grad for p in net.parameters()] == [True, True, False, True]
-
-
 def test_score_network_layout_has_no_activation_after_the_first_linear():
     net = ScoreMLP(obs_dim=5, act_dim=3, hidden=32, num_layers=4, time_dim=16)
     layers = list(net.net)
@@ -120,46 +111,6 @@ def test_score_network_layout_has_no_activation_after_the_first_linear():
     time = list(net.time_embedding)  # sinusoid(16) → Linear(16, 32) → Mish → Linear(32, 16)
     assert (time[1].in_features, time[1].out_features, time[3].out_features) == (16, 32, 16)
     assert torch.allclose(time[0].freqs, torch.exp(-torch.arange(8) * math.log(1e4) / 7))
-
-
-def test_tanh_gaussian_policy():
-    torch.manual_seed(0)
-    policy = TanhGaussianPolicy(obs_dim=4, act_dim=2, hidden=(16, 16, 16), max_action=1.0).double()
-    for layer in policy.net:
-        if isinstance(layer, nn.Linear):
-            w = layer.weight
-            gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
-            torch.testing.assert_close(gram, torch.eye(gram.shape[0], dtype=w.dtype), atol=1e-5, rtol=0)
-            assert not layer.bias.any()
-    obs = torch.randn(5, 4, dtype=torch.float64)
-    with torch.no_grad():  # log σ is hard-clamped to [-5, 2]
-        policy.net[-1].bias[2:] = 10.0
-        assert torch.allclose(policy(obs).std, torch.full((5, 2), math.exp(2.0), dtype=torch.float64))
-        policy.net[-1].bias[2:] = -10.0
-        assert torch.allclose(policy(obs).std, torch.full((5, 2), math.exp(-5.0), dtype=torch.float64))
-        policy.net[-1].bias[2:] = 0.0
-    pi = policy(obs)
-    a = pi.rsample(torch.Generator().manual_seed(1))
-    assert a.shape == (5, 2) and a.abs().max() <= 1.0
-    assert torch.equal(a, policy(obs).rsample(torch.Generator().manual_seed(1)))
-    a.sum().backward()  # reparameterised: the sample is differentiable in θ
-    assert policy.net[-1].bias.grad[:2].abs().sum() > 0
-    data = torch.tensor([[0.3, -1.0]] * 5, dtype=torch.float64)  # |a| = 1 stays finite (atanh of 1/1.001)
-    z = torch.atanh(data / 1.001)
-    by_hand = (0.5 * ((z - pi.mean) / pi.std) ** 2 + pi.std.log() + 0.5 * math.log(2 * math.pi)).sum(1)
-    torch.testing.assert_close(pi.nll(data), by_hand)
-    assert abs(float(z[0, 1])) == pytest.approx(3.8, abs=0.01)
-
-
-def test_softmax_choice_picks_by_softmax_of_the_logits():
-    candidates = torch.arange(24, dtype=torch.float32).view(2, 4, 3)
-    logits = torch.tensor([[0.0, 50.0, 0.0, 0.0], [0.0, 0.0, 0.0, 50.0]])
-    picked = softmax_choice(candidates, logits, torch.Generator().manual_seed(0))
-    assert torch.equal(picked, torch.stack([candidates[0, 1], candidates[1, 3]]))
-    uniform = torch.stack([softmax_choice(candidates, torch.zeros(2, 4), torch.Generator().manual_seed(s))[0, 0]
-                           for s in range(400)])
-    counts = torch.bincount((uniform / 3).long(), minlength=4)
-    assert counts.min() > 60  # about 100 each
 
 
 class _ExactGaussianNet(torch.nn.Module):

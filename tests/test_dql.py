@@ -1,4 +1,5 @@
-"""Diffusion-QL: the conformance suite, the released LR schedule, and learning on the four-corner bandit."""
+"""Diffusion-QL: the conformance suite with max-Q backup, the released LR schedule, and learning on the four-corner
+bandit."""
 
 from __future__ import annotations
 
@@ -18,13 +19,8 @@ from offdiff_dql import DiffusionQL
 from offdiff_dql.dql import released_schedule
 
 
-def test_conformance():
-    check_algorithm(DiffusionQL, overrides={"hidden": 32, "batch_size": 16, "eval_candidates": 4})
-
-
-def test_conformance_with_max_q_backup():
-    check_algorithm(DiffusionQL, overrides={"hidden": 32, "batch_size": 16, "eval_candidates": 4,
-                                            "max_q_backup": True, "max_q_samples": 3})
+def test_conformance_with_max_q_backup():  # at its smoke_config: tests/test_conformance.py
+    check_algorithm(DiffusionQL, overrides={**DiffusionQL.smoke_config, "max_q_backup": True, "max_q_samples": 3})
 
 
 def test_conformance_with_dpm_solver():

@@ -1,4 +1,5 @@
-"""DTQL: conformance (TR and KL), presets, the pieces of one step, learning on a toy bandit, the CLI end to end."""
+"""DTQL: conformance with KL distillation, presets, the pieces of one step, learning on a toy bandit, the CLI end to
+end."""
 
 from __future__ import annotations
 
@@ -20,8 +21,7 @@ from offdiff.train.runner import TrainRequest, plan, train
 from offdiff_dtql import DTQL
 from offdiff_dtql.presets import PRESETS
 
-TINY = {"diffusion_hidden": 16, "policy_hidden": 16, "critic_hidden": 16, "time_dim": 4, "batch_size": 8,
-        "eval_candidates": 4}
+TINY = DTQL.smoke_config
 SPEC = EnvSpec(obs_dim=5, act_dim=3, dataset_id="test/random-v0", task="test")
 
 
@@ -35,11 +35,7 @@ def _batch(n: int = 8) -> Batch:
     return DeviceBuffer(random_transitions(64, obs_dim=5, act_dim=3), "cpu").sample(n, torch.Generator().manual_seed(1))
 
 
-def test_conformance_trust_region():
-    check_algorithm(DTQL, overrides=TINY)
-
-
-def test_conformance_kl_distillation():
+def test_conformance_kl_distillation():  # trust region, at its smoke_config: tests/test_conformance.py
     check_algorithm(DTQL, overrides={**TINY, "regularizer": "kl"})
 
 

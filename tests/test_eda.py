@@ -1,4 +1,4 @@
-"""EDA: the conformance suite, presets, the alignment set, learning on the 8-Gaussian bandit, and the CLI
+"""EDA: presets, the alignment set, learning on the 8-Gaussian bandit, and the CLI
 end to end on a tiny Minari dataset with a β sweep that reuses the cached behavior model and critic."""
 
 from __future__ import annotations
@@ -16,16 +16,12 @@ from offdiff.data.buffer import DeviceBuffer
 from offdiff.data.toy import TOY_TASKS
 from offdiff.errors import OffdiffError
 from offdiff.io import read_jsonl
-from offdiff.testing import check_algorithm, random_transitions
+from offdiff.testing import random_transitions
 from offdiff.train.runner import TrainRequest, plan, train
 from offdiff_eda import EDA, EDAConfig
 
-TINY = {"hidden": 32, "time_dim": 8, "num_blocks": 1, "critic_hidden": 16, "behavior_batch_size": 16,
-        "critic_batch_size": 16, "align_batch_size": 4, "num_candidates": 4, "solver_nfe": 3, "eval_candidates": 2}
-
-
-def test_conformance():
-    check_algorithm(EDA, overrides={**TINY, "label_fraction": 0.05, "candidate_chunk": 16}, steps=4)
+# The smoke config (tests/test_conformance.py runs the conformance suite at it) at the default alignment-set size.
+TINY = {k: v for k, v in EDA.smoke_config.items() if k not in ("label_fraction", "candidate_chunk")}
 
 
 def test_presets_and_config_errors():

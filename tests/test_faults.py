@@ -173,6 +173,7 @@ def test_corrupt_checkpoint_moved_away_restarts_from_scratch(tmp_path, monkeypat
     assert_consistent(run)
 
 
+@pytest.mark.slow
 def test_sigkill_before_the_first_checkpoint_then_restart_rewinds(tmp_path, monkeypatch):
     """A real SIGKILL of `offdiff train` after its first log rows, before any checkpoint."""
     runs = tmp_path / "runs"
@@ -279,6 +280,7 @@ def test_grid_submit_on_a_full_disk_or_read_only_folder_submits_nothing(tmp_path
     assert not list((runs / "faults").glob("**/outcomes/*")) and snapshot(done.path) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", ["full disk", "read-only"])
 def test_aggregate_on_a_full_disk_or_read_only_folder_leaves_the_results_folder_as_it_was(
         tmp_path, monkeypatch, capsys, fault):
@@ -390,6 +392,7 @@ def test_sbatch_without_a_reachable_controller_is_one_line(tmp_path, monkeypatch
     assert Record(harness_dir(tmp_path / "runs", "faults")).submissions[-1].jobs == [], "nothing recorded as queued"
 
 
+@pytest.mark.slow
 def test_ctrl_c_on_grid_submit_prints_one_line(tmp_path):
     grid, profile = tmp_path / "grid.yaml", tmp_path / "local.yaml"
     grid.write_text(GRID.replace("steps: 30}", "steps: 100000}") + "compile: false\n")

@@ -36,6 +36,7 @@ def _status(capsys, grid: Path, runs: Path, *extra: str) -> str:
     return capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_status_table_and_json_of_a_finished_grid(tmp_path, grid, capsys):
     profile = tmp_path / "p.yaml"
     profile.write_text("executor: debug\ncpus: 1\n")
@@ -137,6 +138,7 @@ def test_train_log_has_step_and_evaluation_lines(tmp_path, capsys, monkeypatch):
     assert "[dql:main] evaluation at step 10: normalized score" in err
 
 
+@pytest.mark.slow
 def test_data_collect_logs_its_progress(capsys, monkeypatch):
     monkeypatch.setenv("OFFDIFF_PROGRESS_S", "0")
     sac = [f"--set={k}={v}" for k, v in (("hidden", 32), ("batch_size", 64), ("lr", 1e-3), ("learning_starts", 100),
@@ -158,6 +160,7 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 def test_cancel_stops_a_local_grid_and_its_jobs(tmp_path, capsys):
     grid = tmp_path / "long.yaml"
     grid.write_text("name: long\ndatasets: [toy:four_corners]\nseeds: [0, 1]\n"

@@ -74,6 +74,7 @@ def cells_of(grid: Path, runs: Path) -> dict[int, list]:
     return {c.planned.request.seed: c for c in expand(load_grid(grid), runs.resolve())}
 
 
+@pytest.mark.slow
 def test_local_grid_end_to_end_then_nothing_to_submit(tmp_path, capsys):
     grid, runs = grid_file(tmp_path, TWO_ENTRIES), tmp_path / "runs"
     profile = profile_file(tmp_path, LOCAL)
@@ -311,6 +312,7 @@ def same_checkpoint(a: RunDir, b: RunDir) -> None:
             assert torch.equal(tensor, sb[module][name]), f"{module}.{name}"
 
 
+@pytest.mark.slow
 def test_run_left_half_written_by_a_killed_job_resumes_exactly(tmp_path, capsys):
     grid, runs = grid_file(tmp_path, ONE_ENTRY, seeds="[0]", steps=300), tmp_path / "runs"
     [cell] = cells_of(grid, runs).values()
@@ -358,6 +360,7 @@ def test_corrupt_checkpoint_is_reported_and_left_in_place(tmp_path, capsys):
     assert "to submit: 1 (failed)" in out
 
 
+@pytest.mark.slow
 def test_second_job_on_a_run_in_use_is_refused_then_resubmitted(tmp_path, capsys):
     grid, runs = grid_file(tmp_path, ONE_ENTRY), tmp_path / "runs"
     cells = cells_of(grid, runs)

@@ -32,6 +32,7 @@ def without_timing(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in row.items() if k != "steps_per_s"} for row in rows]
 
 
+@pytest.mark.slow
 def test_packed_runs_train_at_once_and_equal_runs_in_turn(tmp_path, capsys):
     grid, runs = grid_file(tmp_path, ONE_ENTRY, steps=150), tmp_path / "runs"
     code, out = grid_cli(capsys, "submit", grid, "--profile", profile_file(tmp_path, CONCURRENT), "--runs-dir", runs)
@@ -66,6 +67,7 @@ def _job_process(controller: int) -> int:
     raise AssertionError("the local job never started its process")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the job's process through Linux's /proc")
 def test_preempted_job_requeues_and_resumes_every_run(tmp_path):
     grid, runs = grid_file(tmp_path, ONE_ENTRY, steps=300), tmp_path / "runs"
@@ -94,6 +96,7 @@ def test_preempted_job_requeues_and_resumes_every_run(tmp_path):
     assert {o["state"] for o in read_outcomes(harness_dir(runs.resolve(), "g"), job.id).values()} == {"done"}
 
 
+@pytest.mark.slow
 def test_a_failing_run_leaves_its_neighbour_finished(tmp_path, capsys):
     grid, runs = grid_file(tmp_path, ONE_ENTRY, steps=100), tmp_path / "runs"
     cells = cells_of(grid, runs)

@@ -1,24 +1,34 @@
-"""Nets: vectorized ensembles equal per-member layers, embeddings, target updates, residual blocks."""
+"""Nets: vectorized ensembles equal per-member layers, embeddings, target updates, residual blocks, freezing, the
+tanh-Gaussian policy, softmax choice, Mish (eager and its compile form) and row chunks."""
 
 import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from offdiff.nets import (
     EnsembleMLP,
     GaussianFourierFeatures,
+    Mish,
     ResidualBlock,
     ResidualMLP,
     SinusoidalEmbedding,
+    TanhGaussianPolicy,
     TimeEmbedding,
     VectorizedLayerNorm,
     VectorizedLinear,
+    frozen,
     frozen_copy,
     hard_update_,
+    in_row_chunks,
+    mish,
+    mish_one_exp,
     mlp,
     polyak_update_,
+    rows_per_call,
+    softmax_choice,
 )
 
 E, B = 3, 7
@@ -178,3 +188,86 @@ def test_residual_mlp_shape():
     net = ResidualMLP(5, 16, num_blocks=3, out_dim=2, dropout=0.1)
     assert net(torch.randn(B, 5)).shape == (B, 2)
     assert sum(isinstance(m, ResidualBlock) for m in net) == 3
+
+
+def test_frozen_restores_each_flag():
+    net = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
+    net[1].weight.requires_grad_(False)
+    with frozen(net):
+        assert not any(p.requires_grad for p in net.parameters())
+    assert [p.requires_grad for p in net.parameters()] == [True, True, False, True]
+
+
+def test_tanh_gaussian_policy():
+    torch.manual_seed(0)
+    policy = TanhGaussianPolicy(obs_dim=4, act_dim=2, hidden=(16, 16, 16), max_action=1.0).double()
+    for layer in policy.net:
+        if isinstance(layer, nn.Linear):
+            w = layer.weight
+            gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+            torch.testing.assert_close(gram, torch.eye(gram.shape[0], dtype=w.dtype), atol=1e-5, rtol=0)
+            assert not layer.bias.any()
+    obs = torch.randn(5, 4, dtype=torch.float64)
+    with torch.no_grad():  # log σ is hard-clamped to [-5, 2]
+        policy.net[-1].bias[2:] = 10.0
+        assert torch.allclose(policy(obs).std, torch.full((5, 2), math.exp(2.0), dtype=torch.float64))
+        policy.net[-1].bias[2:] = -10.0
+        assert torch.allclose(policy(obs).std, torch.full((5, 2), math.exp(-5.0), dtype=torch.float64))
+        policy.net[-1].bias[2:] = 0.0
+    pi = policy(obs)
+    a = pi.rsample(torch.Generator().manual_seed(1))
+    assert a.shape == (5, 2) and a.abs().max() <= 1.0
+    assert torch.equal(a, policy(obs).rsample(torch.Generator().manual_seed(1)))
+    a.sum().backward()  # reparameterised: the sample is differentiable in θ
+    assert policy.net[-1].bias.grad[:2].abs().sum() > 0
+    data = torch.tensor([[0.3, -1.0]] * 5, dtype=torch.float64)  # |a| = 1 stays finite (atanh of 1/1.001)
+    z = torch.atanh(data / 1.001)
+    by_hand = (0.5 * ((z - pi.mean) / pi.std) ** 2 + pi.std.log() + 0.5 * math.log(2 * math.pi)).sum(1)
+    torch.testing.assert_close(pi.nll(data), by_hand)
+    assert abs(float(z[0, 1])) == pytest.approx(3.8, abs=0.01)
+
+
+def test_softmax_choice_picks_by_softmax_of_the_logits():
+    candidates = torch.arange(24, dtype=torch.float32).view(2, 4, 3)
+    logits = torch.tensor([[0.0, 50.0, 0.0, 0.0], [0.0, 0.0, 0.0, 50.0]])
+    picked = softmax_choice(candidates, logits, torch.Generator().manual_seed(0))
+    assert torch.equal(picked, torch.stack([candidates[0, 1], candidates[1, 3]]))
+    uniform = torch.stack([softmax_choice(candidates, torch.zeros(2, 4), torch.Generator().manual_seed(s))[0, 0]
+                           for s in range(400)])
+    counts = torch.bincount((uniform / 3).long(), minlength=4)
+    assert counts.min() > 60  # about 100 each
+
+
+@pytest.mark.parametrize("form", [mish, mish_one_exp], ids=["eager", "compile-form"])
+def test_fast_mish_is_mish_with_its_gradients(form):
+    x = torch.cat([torch.linspace(-100, 100, 20001), torch.tensor([-20.0, 20.0, 20.5, 0.0, 88.0, 1e4, -1e4])])
+    torch.testing.assert_close(form(x), F.mish(x), rtol=2e-6, atol=2e-6)
+    grad = x.clone().requires_grad_(True)
+    (fast,) = torch.autograd.grad(form(grad).sum(), grad)
+    (ref,) = torch.autograd.grad(F.mish(grad).sum(), grad)
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
+    inner = torch.linspace(-15, 15, 3001, dtype=torch.float64, requires_grad=True)  # second derivative (float64)
+    (fast,) = torch.autograd.grad(torch.autograd.grad(form(inner).sum(), inner, create_graph=True)[0].sum(), inner)
+    (ref,) = torch.autograd.grad(torch.autograd.grad(F.mish(inner).sum(), inner, create_graph=True)[0].sum(), inner)
+    torch.testing.assert_close(fast, ref, rtol=1e-9, atol=1e-9)
+
+
+def test_mish_module_backpropagates_through_the_fused_function():
+    x = torch.randn(64, 32, requires_grad=True)
+    y = Mish()(x)
+    assert y.grad_fn is not None and "Mish" in type(y.grad_fn).__name__
+    (grad,) = torch.autograd.grad(y.square().sum(), x)
+    (ref,) = torch.autograd.grad(F.mish(x).square().sum(), x)
+    torch.testing.assert_close(grad, ref, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(Mish()(x), F.mish(x), rtol=2e-6, atol=2e-6)
+
+
+def test_row_chunks_equal_one_call():
+    net = torch.nn.Sequential(torch.nn.Linear(5, 16), Mish(), torch.nn.Linear(16, 1))
+    a, b = torch.randn(1000, 3), torch.randn(1000, 2)
+    whole = net(torch.cat([a, b], dim=1)).squeeze(-1)
+    chunked = in_row_chunks(lambda x, y: net(torch.cat([x, y], dim=1)).squeeze(-1), a, b, rows=128)
+    assert chunked.shape == whole.shape
+    torch.testing.assert_close(chunked, whole, rtol=1e-6, atol=1e-6)
+    assert rows_per_call(torch.device("cpu")) and rows_per_call(torch.device("meta")) is None

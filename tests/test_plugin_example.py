@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a pip install, the conformance suite and a grid, in subprocesses
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "offdiff-bc"
 
@@ -42,7 +44,7 @@ def test_example_plugin_is_registered_and_conforms(plugin_env, tmp_path):
         "from offdiff.registry import get_algorithm\n"
         "from offdiff.testing import check_algorithm\n"
         "main(['algos'])\n"
-        "check_algorithm(get_algorithm('bc'), overrides={'hidden': 32, 'batch_size': 16})\n"
+        "check_algorithm(get_algorithm('bc'))\n"  # at its declared smoke_config
         "print('conforms')\n"
     ), tmp_path)
     assert done.returncode == 0, done.stderr

@@ -72,6 +72,7 @@ def _cli(tmp_path: Path, *args: str) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_parameters(tmp_path):
     args = ["--steps", "600", "--checkpoint-every", "50", "--eval-every", "300", "--eval-episodes", "10",
             "--set", "hidden=32", "--set", "batch_size=64", "--set", "eval_candidates=8"]

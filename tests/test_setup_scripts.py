@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 ENV_SH = ROOT / "benchmarks" / "env.sh"
 
@@ -57,6 +59,7 @@ def test_sourcing_env_sh_changes_only_path(tmp_path):
     assert "HF_HUB_OFFLINE" not in done.stdout
 
 
+@pytest.mark.slow
 def test_sourcing_env_sh_twice_adds_the_venv_once(tmp_path):
     venv = _fake_venv(tmp_path)
     done = _bash(f'source {ENV_SH}; source {ENV_SH}; echo "PATH=$PATH"', OFFDIFF_VENV=str(venv))

@@ -11,6 +11,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 
 
@@ -21,6 +23,7 @@ def _load(name: str):
     return module
 
 
+@pytest.mark.slow
 def test_pairs_alternate_sides_and_carry_each_pairs_reference(tmp_path):
     log = tmp_path / "order.log"
     fake = tmp_path / "fake_reference.py"  # figures 10, then 20 steps/s; logs when it ran
@@ -53,6 +56,7 @@ def test_pairs_alternate_sides_and_carry_each_pairs_reference(tmp_path):
     assert row.startswith("| dql train main (steps/s) | 10 / 20 |") and row.endswith("| 1.5x |")
 
 
+@pytest.mark.slow
 def test_device_check_without_cuda_runs_its_cpu_parts_and_says_so(tmp_path):
     out = tmp_path / "check"
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PATH": f"{Path(sys.executable).parent}{os.pathsep}"

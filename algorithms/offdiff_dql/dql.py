@@ -81,6 +81,7 @@ class DiffusionQL(Algorithm):
     display_name = "Diffusion-QL"
     Config = DQLConfig
     presets = PRESETS
+    smoke_config = {"hidden": 32, "batch_size": 16, "eval_candidates": 4}
 
     def __init__(self, config: DQLConfig, spec: EnvSpec, device: torch.device, generator: torch.Generator):
         super().__init__(config, spec, device, generator)

@@ -80,6 +80,8 @@ class DTQL(Algorithm):
     display_name = "DTQL"
     Config = DTQLConfig
     presets = PRESETS
+    smoke_config = {"diffusion_hidden": 16, "policy_hidden": 16, "critic_hidden": 16, "time_dim": 4, "batch_size": 8,
+                    "eval_candidates": 4}
 
     def __init__(self, config: DTQLConfig, spec: EnvSpec, device: torch.device, generator: torch.Generator):
         super().__init__(config, spec, device, generator)

@@ -96,6 +96,9 @@ class EDA(Algorithm):
     display_name = "EDA"
     Config = EDAConfig
     presets = PRESETS
+    smoke_config = {"hidden": 32, "time_dim": 8, "num_blocks": 1, "critic_hidden": 16, "behavior_batch_size": 16,
+                    "critic_batch_size": 16, "align_batch_size": 4, "num_candidates": 4, "solver_nfe": 3,
+                    "eval_candidates": 2, "label_fraction": 0.05, "candidate_chunk": 16}
 
     def __init__(self, config: EDAConfig, spec: EnvSpec, device: torch.device, generator: torch.Generator):
         super().__init__(config, spec, device, generator)
@@ -127,7 +130,7 @@ class EDA(Algorithm):
             # The critic's artifact also holds the behavior model (and its run consumed the behavior's batches).
             Stage("critic", c.critic_steps, c.critic_batch_size, evaluate=False, cacheable=True,
                   config_keys=BEHAVIOR_KEYS + CRITIC_KEYS, q_calibration=True),
-            Stage("align", c.align_steps, c.align_batch_size),
+            Stage("align", c.align_steps, c.align_batch_size, candidate_set=True),
         ]
 
     def modules(self) -> Mapping[str, torch.nn.Module]:

@@ -14,7 +14,6 @@ from pathlib import Path
 from offdiff.bench.plan import register as register_plan
 from offdiff.errors import OffdiffError
 
-DEFAULT_ALGOS = ("dql", "dtql", "eda")
 MODES = ("eager", "compile")
 GRAPHS_LEFT_OUT = ("mode 'graphs' (captured CUDA graphs) is left out: a training step is not one static graph "
                    "(LR schedules, step-dependent branches, generator draws; see offdiff/train/compile.py); "
@@ -74,11 +73,12 @@ def _speed(args: argparse.Namespace) -> int:
     from offdiff.bench.machine import describe_machine, load_average
     from offdiff.bench.report import load_references, rows, table, write
     from offdiff.bench.speed import ACT_DIM, FULL, OBS_DIM, QUICK, TASK, run_speed
-    from offdiff.registry import get_algorithm
+    from offdiff.registry import get_algorithm, plugins
     from offdiff.runtime import keep_freed_memory, resolve_device
     from offdiff.train.compile import check_compile_available
 
-    algos, modes, loops = _names(args.algos), _modes(args.modes), _loops(args.concurrent)
+    algos = _names(args.algos) if args.algos else list(plugins())  # default: every registered plugin
+    modes, loops = _modes(args.modes), _loops(args.concurrent)
     if args.mps and not (loops and args.device.startswith("cuda")):
         raise OffdiffError("--mps runs concurrent loops through CUDA MPS: it needs --concurrent and --device cuda")
     references = load_references(args.reference) if args.reference is not None else None
@@ -151,7 +151,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = bench.add_subparsers(dest="bench_command", required=True)
     p = sub.add_parser("speed", help="steps/s, actions/s, EDA alignment-set states/s and peak memory per algorithm",
                        description=__doc__.splitlines()[0])
-    p.add_argument("--algos", nargs="+", default=list(DEFAULT_ALGOS), help="algorithms (space- or comma-separated)")
+    p.add_argument("--algos", nargs="+", help="algorithms (space- or comma-separated; default: every "
+                   "registered one)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.add_argument("--modes", nargs="+", default=["eager"], help="eager and/or compile (comma-separated)")
     p.add_argument("--quick", action="store_true", help="tiny repeats: checks that it runs, in seconds")

@@ -5,8 +5,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from importlib import resources
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from offdiff.bench.speed import Measured
 from offdiff.errors import OffdiffError
@@ -21,19 +24,13 @@ class Reference:
     goal: float
 
 
-# From the issue: the official releases on a 2-core CPU. Goal: Diffusion-QL and DTQL train at >= 1.5x and act at
-# >= 3x over 10 envs; EDA no slower.
-REFERENCES: dict[tuple[str, str, str], Reference] = {
-    ("dql", "train", "main"): Reference(30.0, 1.5),
-    ("dql", "act", "10 envs"): Reference(430.0, 3.0),
-    ("dtql", "train", "pretrain"): Reference(64.0, 1.5),
-    ("dtql", "train", "main"): Reference(38.0, 1.5),
-    ("dtql", "act", "10 envs"): Reference(124.0, 3.0),
-    ("eda", "train", "behavior"): Reference(3.4, 1.0),
-    ("eda", "train", "critic"): Reference(160.0, 1.0),
-    ("eda", "train", "align"): Reference(2.8, 1.0),
-    ("eda", "act", "20 envs"): Reference(290.0, 1.0),
-}
+def _packaged_references() -> dict[tuple[str, str, str], Reference]:
+    """The default figures (`references.yaml`, shipped with offdiff), keyed (algorithm, measure, label)."""
+    raw = yaml.safe_load(resources.files("offdiff.bench").joinpath("references.yaml").read_text())
+    return {tuple(key.split(" ", 2)): Reference(float(v["value"]), float(v["goal"])) for key, v in raw.items()}
+
+
+REFERENCES = _packaged_references()
 
 
 def load_references(path: Path) -> dict[tuple[str, str, str], Reference]:

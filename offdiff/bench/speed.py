@@ -29,7 +29,6 @@ from offdiff.train.compile import compile_steps
 
 TASK, OBS_DIM, ACT_DIM = "halfcheetah-medium", 17, 6
 ENVS = (1, 10, 20)
-SET_STAGES = {"eda": "align"}  # stages whose begin_stage builds a candidate set, timed in states/s
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +113,7 @@ class AlgorithmBench:
 
     def stage_data(self, stage: Stage) -> DeviceBuffer:
         """The data a stage trains on: all of it, or for a candidate-set stage the `set_states` first rows."""
-        if SET_STAGES.get(self.name) == stage.name:
+        if stage.candidate_set:
             return self.data.subset(torch.arange(self.budget.set_states, device=self.device))
         return self.data
 
@@ -134,7 +133,7 @@ class AlgorithmBench:
             compile_steps(self.algo)
         for stage in self.algo.stages():
             data = self.stage_data(stage)
-            if SET_STAGES.get(self.name) == stage.name:
+            if stage.candidate_set:  # its begin_stage is timed, in states/s
                 results.append(self._measure(
                     "alignment_set", f"{len(data)} states", "states/s",
                     lambda data=data, stage=stage: self.algo.begin_stage(stage.name, data), len(data),

@@ -412,9 +412,9 @@ class Trainer:
 
 
 def _cache_stage_key(stage: Stage) -> dict[str, Any]:
-    """The stage's fields that make its cached artifact: the diagnostics it declares do not."""
+    """The stage's fields that make its cached artifact: the diagnostics and benchmark hints it declares do not."""
     return {f.name: getattr(stage, f.name) for f in dataclasses.fields(stage)
-            if f.name not in ("diagnostic_policy", "q_calibration")}
+            if f.name not in ("diagnostic_policy", "q_calibration", "candidate_set")}
 
 
 def train(request: TrainRequest, progress: bool = True, stop_after_cacheable: bool = False) -> dict[str, Any]:

@@ -26,6 +26,7 @@ class BCConfig(AlgorithmConfig):
 class BehaviorCloning(Algorithm):
     name = "bc"
     Config = BCConfig
+    smoke_config = {"hidden": 32, "batch_size": 16}  # small enough for the conformance suite to run in seconds
 
     def __init__(self, config: BCConfig, spec: EnvSpec, device: torch.device, generator: torch.Generator):
         super().__init__(config, spec, device, generator)  # sets self.config, .spec, .device, .generator
