@@ -11,8 +11,8 @@ REPO = Path(__file__).resolve().parents[1]
 SCANNED = ("offdiff", "algorithms", "benchmarks", "examples")
 TRAIN = "offdiff.train"
 # Who may import offdiff.train: the CLI modules (every cli.py; explain.py prints `train --dry-run` and `algos NAME`),
-# the package's lazy `offdiff.load_run`, the harness (it runs the runner) and the benchmark entry points.
-ALLOWED = ("offdiff/explain.py", "offdiff/__init__.py", "offdiff/harness/", "offdiff/bench/", "benchmarks/")
+# the harness (it runs the runner) and the benchmark entry points.
+ALLOWED = ("offdiff/explain.py", "offdiff/harness/", "offdiff/bench/", "benchmarks/")
 NEVER = ("offdiff/analysis/",)  # not even its cli.py
 
 

@@ -14,7 +14,7 @@ EPILOG = """examples:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from offdiff.train.load import load_run
+    from offdiff.eval.load import load_run
 
     trained = load_run(Path(args.run_dir), device=args.device)
     manifest = trained.manifest
