@@ -49,3 +49,20 @@ def test_a_later_field_at_its_default_stays_out_of_the_run_hash():
     ablation = apply_overrides(default, {"sampler": "dpm_solver"})
     assert hashed_config(ablation) == {**older, "sampler": "dpm_solver"}
     assert stable_hash(hashed_config(ablation)) != stable_hash(hashed_config(default))
+
+
+def test_a_grid_cells_seeds_share_one_resolved_config(tmp_path):
+    from offdiff.train.runner import plan
+
+    def planned(seed: int, **overrides: str):
+        return plan(TrainRequest(algo="dql", source="toy:four_corners", seed=seed, steps=50, overrides=overrides,
+                                 runs_root=tmp_path))
+
+    first, second = planned(0, eta="2"), planned(1, eta="2")
+    assert first.config is second.config and first.protocol is second.protocol  # resolved once, shared
+    assert first.run_dir.path.parent == second.run_dir.path.parent != planned(0, eta="3").run_dir.path.parent
+    assert planned(0, eta="3").config.eta == 3.0 and first.config.eta == 2.0
+    with pytest.raises(OffdiffError):  # a bad value is still an error on every call, never cached
+        planned(0, eta="x")
+    with pytest.raises(OffdiffError):
+        planned(1, eta="x")

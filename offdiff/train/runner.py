@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import sys
 import time
 from collections.abc import Mapping
@@ -162,6 +163,24 @@ def resolve_config(cls: type[Algorithm], task: str | None, request: TrainRequest
     return apply_overrides(config, request.overrides)
 
 
+_SETTLED: dict[tuple, tuple[Any, Any, dict[str, Any], dict[str, Any]]] = {}
+
+
+def _settle(cls: type[Algorithm], choice: PresetChoice, request: TrainRequest
+            ) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
+    """The run's config and protocol, with their hashed forms: the same for every seed of a grid cell, so a grid
+    resolves them once per cell (resolving and checking a config is most of what planning a run costs)."""
+    key = (cls, choice.preset, choice.task, request.steps, json.dumps(request.overrides, sort_keys=True, default=repr),
+           json.dumps(request.protocol, sort_keys=True, default=repr))
+    if key not in _SETTLED:
+        config = resolve_config(cls, choice.preset, request)
+        protocol = apply_overrides(default_protocol(choice.task), request.protocol, origin="protocol")
+        if len(_SETTLED) >= 4096:
+            _SETTLED.clear()
+        _SETTLED[key] = (config, protocol, hashed_config(config), dataclasses.asdict(protocol))
+    return _SETTLED[key]
+
+
 def plan(request: TrainRequest, dataset: ResolvedDataset | None = None,
          cls: type[Algorithm] | None = None) -> PlannedRun:
     """Resolve a request to its config and stable run folder, without loading data.
@@ -179,10 +198,8 @@ def plan(request: TrainRequest, dataset: ResolvedDataset | None = None,
         raise ValueError(f"dataset {dataset.info.source} given for a request on {request.source}")
     info, ref = dataset.info, dataset.ref
     choice = choose_preset(cls, info, request.task)
-    config = resolve_config(cls, choice.preset, request)
-    protocol = apply_overrides(default_protocol(choice.task), request.protocol, origin="protocol")
-    payload = {"config": hashed_config(config), "source": request.source, "eval_env": info.eval_env,
-               "protocol": dataclasses.asdict(protocol)}
+    config, protocol, hashed, protocol_dict = _settle(cls, choice, request)
+    payload = {"config": hashed, "source": request.source, "eval_env": info.eval_env, "protocol": protocol_dict}
     if request.ref_scores is not None:  # only then: the folders of earlier runs keep their names
         payload["ref_scores"] = dataclasses.asdict(ref)
     slug = info.dataset_id.replace("/", "-")
