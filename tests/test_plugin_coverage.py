@@ -42,8 +42,9 @@ class Fourth(Algorithm):
                                           torch.nn.Linear(config.hidden, spec.act_dim), torch.nn.Tanh()).to(device)
         self.optimizer = torch.optim.SGD(self.policy.parameters(), lr=0.1)
 
-    def stages(self):
-        return [Stage("fit", self.config.steps, self.config.batch_size)]
+    @classmethod
+    def stage_plan(cls, config):
+        return [Stage("fit", config.steps, config.batch_size)]
 
     def update(self, stage, batch, step):
         loss = (self.policy(batch.obs) - batch.actions).square().mean()
