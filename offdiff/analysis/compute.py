@@ -137,7 +137,7 @@ def figure(found: list[Point], present: Presentation) -> Figure:
                                                  for p in shown])]
         if len(front) > 1:
             ax.plot([x_of(p) for p in front], [p.iqm.point for p in front], color="0.4", linestyle="--",
-                    linewidth=1.0, zorder=2)
+                    linewidth=1.0, zorder=2, drawstyle="steps-post")  # the best score reachable at each cost
             ax.text(0.01, 0.99, "dashed: Pareto front", transform=ax.transAxes, va="top", fontsize="small",
                     color="0.3")
         ax.set_xscale("log")
