@@ -30,6 +30,7 @@ import yaml
 
 from offdiff.config import budget_fields
 from offdiff.errors import OffdiffError
+from offdiff.io import atomic_write_bytes
 from offdiff.registry import get_algorithm
 
 
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
               f"# the papers' proportions, rates measured on {source} ({args.calibrate} steps per stage, 1 thread).\n"
               f"# Written by: python benchmarks/compute_matched.py {args.template} --seconds {args.seconds:g}"
               f" --out {args.out}\n")
-    args.out.write_text(header + yaml.safe_dump(out, sort_keys=False, width=120))
+    atomic_write_bytes(args.out, (header + yaml.safe_dump(out, sort_keys=False, width=120)).encode())
     print(f"wrote {args.out}", file=sys.stderr)
 
 

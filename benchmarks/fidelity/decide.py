@@ -24,6 +24,7 @@ import pandas as pd
 
 from offdiff.analysis.scores import read_scores
 from offdiff.errors import OffdiffError
+from offdiff.io import atomic_write_bytes
 
 TOLERANCE = 0.15  # the CI of the difference must lie within ±15% of the official mean
 RATIO = 0.9
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     text = table(pairs(read_scores(args.scores), args.last), args.last)
     print(text, end="")
     if args.out:
-        args.out.write_text(text)
+        atomic_write_bytes(args.out, text.encode())
 
 
 if __name__ == "__main__":

@@ -37,10 +37,6 @@ class Point:
     device_s: tuple[float, ...]  # per run
     actions_per_s: tuple[float, ...]  # per run whose final policy was evaluated with the timing
 
-    @property
-    def device_hours(self) -> float:
-        return float(np.mean(self.device_s)) / 3600
-
 
 def points(frame: pd.DataFrame, diagnostics: pd.DataFrame, estimates: dict[str, dict[str, Estimate]],
            tasks: list[str], present: Presentation) -> tuple[list[Point], list[str]]:
