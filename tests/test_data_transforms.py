@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from offdiff.data.transforms import ActionScaler, ObsNormalizer, apply_reward_transform
+from offdiff.data.transforms import ActionScaler, ObsNormalizer, apply_reward_transform, describe_reward_transform
 from offdiff.data.transitions import Transitions
 from offdiff.errors import OffdiffError
 
@@ -35,6 +35,16 @@ def test_reward_transforms_arithmetic() -> None:
         np.testing.assert_array_equal(out.observations, t.observations)
     assert apply_reward_transform("iql_locomotion", t)[1]["scale"] == pytest.approx(1000 / 5.5)
     assert apply_reward_transform("normalize", t)[1]["mean"] == pytest.approx(r.mean())
+
+
+def test_a_data_dependent_reward_scale_is_described() -> None:
+    """iql_locomotion's scale comes from the data's return range (here 0.5 to 6): a run prints it, and the mean."""
+    _, params = apply_reward_transform("iql_locomotion", _data())
+    assert params["mean_reward"] == pytest.approx(10.5 / 6 * 1000 / 5.5)
+    line = describe_reward_transform("iql_locomotion", params)
+    assert line == ("reward transform iql_locomotion: rewards x 181.8 (1000 / the range of episode returns, 0.5 to 6); "
+                    "mean reward per step now 318.2")
+    assert describe_reward_transform("none", apply_reward_transform("none", _data())[1]) is None
 
 
 def test_unknown_reward_transform_lists_names() -> None:

@@ -142,6 +142,9 @@ def test_cli_three_stages_and_a_beta_sweep_reusing_behavior_and_critic(tmp_path,
     code, out, err = _run(capsys, *common)
     assert code == 0, err
     assert "normalized score (last evaluation, 2 episodes)" in out
+    manifest = json.loads(next(tmp_path.glob("train/eda/**/manifest.json")).read_text())
+    scale = manifest["transforms"]["reward"]["params"]["scale"]
+    assert f"reward transform iql_locomotion: rewards x {scale:.4g} (1000 / the range of episode returns" in out
     code, out, err = _run(capsys, *common, "--set", "beta=0.2")
     assert code == 0, err
     trained, reused = {}, {}

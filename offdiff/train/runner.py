@@ -28,6 +28,7 @@ from offdiff.data.pipeline import PreparedData, prepare
 from offdiff.data.scores import RefScores
 from offdiff.data.sources import DatasetInfo, ResolvedDataset, resolve_dataset
 from offdiff.data.tasks import NO_TASK
+from offdiff.data.transforms import describe_reward_transform
 from offdiff.errors import OffdiffError
 from offdiff.eval import TimedAct, evaluation_row
 from offdiff.io import atomic_torch_save, atomic_write_json, torch_load
@@ -322,8 +323,10 @@ class Trainer:
         position = self._restore() if self.run.checkpoint.exists() else (0, 0)
         self.run.rewind_logs(position)  # rows written after the state restarted from (all of them, without one)
         self.tracker = open_tracker(self.p.request.log, self.run, manifest, name="/".join(self.run.path.parts[-5:]))
-        for line in self.p.describe():  # stdout: stderr keeps to progress and the one line of an error
-            print(f"[{self.p.request.algo}] {line}", flush=True)
+        reward = self.data.transforms["reward"]
+        for line in [*self.p.describe(), describe_reward_transform(reward["name"], reward["params"])]:
+            if line:  # stdout: stderr keeps to progress and the one line of an error
+                print(f"[{self.p.request.algo}] {line}", flush=True)
         started = time.time()
         for index, stage in enumerate(self.stages):
             if self.stop_after_cacheable and not stage.cacheable:
