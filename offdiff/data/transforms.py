@@ -67,8 +67,8 @@ def describe_reward_transform(name: str, params: dict[str, float]) -> str | None
     """The line a run prints about its reward transform where the data sets its numbers (None: nothing to say).
 
     `iql_locomotion` scales by the dataset's own return range, so the scale (and every Q-value, and the sharpness
-    of anything tuned on Q, such as EDA's softmax(α·Q) labels) depends on the data: D4RL's hopper-medium gives
-    about 0.34, a narrow-return dataset far more.
+    of anything tuned on Q, such as EDA's softmax(α·Q) labels) depends on the data's spread of returns: 15.2 on
+    the local suite's Hopper medium, whose 761 episodes of one policy return 248 to 314.
     """
     if name != "iql_locomotion":
         return None
