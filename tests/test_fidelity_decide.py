@@ -66,3 +66,16 @@ def test_last_k_averages_the_final_evaluations_and_bad_input_is_one_line(tmp_pat
         decide.main([str(path), "--last", "0"])
     decide.main([str(path), "--out", str(tmp_path / "d.md")])
     assert (tmp_path / "d.md").read_text() == capsys.readouterr().out
+
+
+def test_too_few_seeds_never_decide(tmp_path):
+    """One seed per side gives a zero-width bootstrap CI; it must not read as a decided comparison."""
+    (one,) = decide.pairs(decide.read_scores(_csv(tmp_path / "a.csv", {"dql": [38.7], "dql-official": [34.0]})), 1)
+    assert one.low == one.high and not one.decides and one.seeds_needed is None
+    assert "| no | — | unknown (1 seed) |" in decide.table([one], 1)
+    tight = [60.0, 60.1, 59.9, 60.05]  # a narrow CI, but four seeds per side
+    (four,) = decide.pairs(decide.read_scores(_csv(tmp_path / "b.csv", {"dql": tight, "dql-official": tight})), 1)
+    assert (four.high - four.low) / 2 < four.target and not four.decides and four.seeds_needed == decide.MIN_SEEDS
+    (five,) = decide.pairs(decide.read_scores(_csv(tmp_path / "c.csv", {"dql": [*tight, 60.0],
+                                                                         "dql-official": [*tight, 60.0]})), 1)
+    assert five.decides and five.matches

@@ -5,10 +5,11 @@
 For each dataset and each pair `<algo>` / `<algo>-official` in an `offdiff aggregate` scores CSV, over the
 finished runs: the mean score of each side (per run, the mean of its last `--last` evaluations), the ratio of
 means offdiff / official, and the 95% percentile-bootstrap CI of the difference of means (seeds resampled
-within each side). The comparison **decides** when that CI is narrower than ±15% of the official mean; then
-offdiff **matches** when the ratio is >= 0.9 and the CI contains 0. Where it does not decide, the seeds per side
-it would take, at the seeds' spread seen so far, are estimated from the CI's half-width (it shrinks as
-1/sqrt(seeds)).
+within each side). The comparison **decides** when each side has at least 5 seeds (the issue's minimum: a
+bootstrap over fewer seeds understates the spread, and over one seed has none) and that CI is narrower than
+±15% of the official mean; then offdiff **matches** when the ratio is >= 0.9 and the CI contains 0. Where it
+does not decide, the seeds per side it would take, at the seeds' spread seen so far, are estimated from the
+CI's half-width (it shrinks as 1/sqrt(seeds)); with one seed on a side there is no spread to estimate from.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from offdiff.io import atomic_write_bytes
 
 TOLERANCE = 0.15  # the CI of the difference must lie within ±15% of the official mean
 RATIO = 0.9
+MIN_SEEDS = 5  # per side, before a comparison may decide
 OFFICIAL = "-official"
 
 
@@ -49,19 +51,25 @@ class Pair:
         return TOLERANCE * abs(float(self.theirs.mean()))
 
     @property
+    def seeds(self) -> int:
+        return min(len(self.ours), len(self.theirs))
+
+    @property
     def decides(self) -> bool:
-        return (self.high - self.low) / 2 < self.target
+        return self.seeds >= MIN_SEEDS and (self.high - self.low) / 2 < self.target
 
     @property
     def matches(self) -> bool:
         return self.ratio >= RATIO and self.low <= 0 <= self.high
 
     @property
-    def seeds_needed(self) -> int:
-        """Seeds per side for a CI half-width below the target, at the spread seen (rounded up)."""
-        n = min(len(self.ours), len(self.theirs))
-        half = (self.high - self.low) / 2
-        return max(n, math.ceil(n * (half / self.target) ** 2)) if self.target else 0
+    def seeds_needed(self) -> int | None:
+        """Seeds per side for a CI half-width below the target at the spread seen (rounded up, at least
+        MIN_SEEDS); None with one seed on a side, which shows no spread."""
+        n, half = self.seeds, (self.high - self.low) / 2
+        if n < 2:
+            return None
+        return max(MIN_SEEDS, n, math.ceil(n * (half / self.target) ** 2)) if self.target else MIN_SEEDS
 
 
 def difference_ci(ours: np.ndarray, theirs: np.ndarray, reps: int, seed: int) -> tuple[float, float]:
@@ -106,13 +114,14 @@ def table(found: list[Pair], last: int) -> str:
                  f"{p.ours.mean():.1f} ± {p.ours.std():.1f}", f"{p.theirs.mean():.1f} ± {p.theirs.std():.1f}",
                  f"{p.ratio:.2f}", f"[{p.low:+.1f}, {p.high:+.1f}]", f"±{p.target:.1f}",
                  "yes" if p.decides else "no", ("yes" if p.matches else "no") if p.decides else "—",
-                 "—" if p.decides else str(p.seeds_needed)]
+                 "—" if p.decides else str(p.seeds_needed or "unknown (1 seed)")]
         lines.append("| " + " | ".join(cells) + " |")
     what = "the last evaluation" if last == 1 else f"the mean of the last {last} evaluations"
     note = (f"Per run: {what} (normalized). Scores: mean ± std over seeds. The comparison decides when the 95% "
             f"bootstrap CI of the difference of means (offdiff − official) is narrower than ±15% of the official "
-            f"mean; offdiff matches when, besides, the ratio of means is ≥ {RATIO} and the CI contains 0. Seeds to "
-            f"decide: per side, at the spread seen so far (the CI narrows as 1/√seeds).")
+            f"mean and each side has ≥ {MIN_SEEDS} seeds; offdiff matches when, besides, the ratio of means is "
+            f"≥ {RATIO} and the CI contains 0. Seeds to decide: per side, at the spread seen so far (the CI narrows "
+            f"as 1/√seeds).")
     return "\n".join(lines) + "\n\n" + note + "\n"
 
 
