@@ -13,8 +13,10 @@ Stage diagnostics (offdiff/train/diagnostics.py): a stage may name a `diagnostic
 model after its pretraining), which the suite evaluates once the stage ends through the same evaluation path
 and episodes as the headline score, by calling `diagnostic_act(policy, obs, generator)`; and a stage that
 trains a critic may set `q_calibration`, after which the suite compares `critic_q` on a fixed subset of
-dataset transitions with their discounted returns-to-go (discount `q_discount()`). Both are logged to the
-run's `diagnostics.jsonl`, never mixed with the headline evaluations.
+dataset transitions with their discounted returns-to-go (discount `q_discount()`). After every stage the
+suite also asks `stage_report(stage, data, generator)` for named scalars the plugin alone can measure (EDA:
+how far its behaviour energy prefers the data's actions; how many of π_θ's samples leave the action box);
+none by default. All are logged to the run's `diagnostics.jsonl`, never mixed with the headline evaluations.
 """
 
 from __future__ import annotations
@@ -136,6 +138,11 @@ class Algorithm(ABC):
         """Actions in [-1, 1] of the diagnostic policy `policy` that a stage names (e.g. sampling the behaviour
         model). Draw only from `generator` and leave the training state as it was: the run continues bit-exact."""
         raise NotImplementedError(f"{self.name} declares diagnostic policy {policy!r} but has no diagnostic_act")
+
+    def stage_report(self, stage: str, data: DeviceBuffer, generator: torch.Generator) -> Mapping[str, float]:
+        """Named finite scalars measured after `stage` ends, on the training data (normalized observations, actions
+        in [-1, 1]); default: none. Draw only from `generator` and leave the training state as it was."""
+        return {}
 
     def critic_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """(N,) the critic's estimate of Q(s, a), the one the algorithm acts or trains with, for stages that set

@@ -221,12 +221,28 @@ class QCalibration(LogRow):
                    correlation=_optional(raw, "correlation", (int, float)), **numbers)
 
 
-Diagnostic = PolicyDiagnostic | QCalibration
+@dataclasses.dataclass(frozen=True)
+class StageReport(LogRow):
+    """A diagnostics.jsonl row: named finite scalars a plugin measured after a stage (`Algorithm.stage_report`)."""
+
+    KIND = "report"
+    values: dict[str, float]
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.position(), "kind": self.KIND, "values": dict(self.values)}
+
+    @classmethod
+    def from_json(cls, raw: Any, where: str) -> StageReport:
+        values = _field(raw, "values", dict, where)
+        return cls(**_position(raw, where), values={str(k): _number(values, k, where) for k in values})
+
+
+Diagnostic = PolicyDiagnostic | QCalibration | StageReport
 
 
 def diagnostic_from_json(raw: Any, where: str) -> Diagnostic:
     kind = raw.get("kind") if isinstance(raw, dict) else None
-    for cls in (PolicyDiagnostic, QCalibration):
+    for cls in (PolicyDiagnostic, QCalibration, StageReport):
         if kind == cls.KIND:
             return cls.from_json(raw, where)
     raise BadRun(f"{where}: a row without a known kind")

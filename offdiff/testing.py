@@ -4,8 +4,8 @@ It builds the plugin on a small random dataset and checks: the config is a froze
 defaults construct; `stages()` agrees with the class's `stage_plan(config)`; every stage runs and reports
 finite scalar metrics; `act` returns actions of the right shape inside [-1, 1] and is deterministic under a
 fixed generator; so do the stages' diagnostic
-policies, which leave the training state and torch's random stream untouched, and `critic_q` gives finite
-(N,) values where a stage declares `q_calibration`; `state_dict` round-trips; and
+policies and stage reports, which leave the training state and torch's random stream untouched, and
+`critic_q` gives finite (N,) values where a stage declares `q_calibration`; `state_dict` round-trips; and
 resume equivalence: N steps straight equal k steps, save to bytes, restore into a fresh instance,
 N - k steps, to the bit (on CPU), in every stage; a cacheable stage's artifact, loaded into a fresh
 instance, continues exactly like the run that produced it.
@@ -129,10 +129,17 @@ def _assert_same_training(a: Algorithm, b: Algorithm, what: str) -> None:
     raise AssertionError(f"{what}: not exact; differs: {', '.join(differ)}; {hint}")
 
 
-def _check_diagnostics(algo: Algorithm, stages: list[Stage], obs: torch.Tensor) -> None:
+def _check_diagnostics(algo: Algorithm, stages: list[Stage], obs: torch.Tensor, data: DeviceBuffer) -> None:
     """What the stages declare for the suite's diagnostics (offdiff/train/diagnostics.py) works and changes nothing."""
     before, rng = _roundtrip(algo.state_dict()), torch.get_rng_state()
     for stage in stages:
+        reports = [dict(algo.stage_report(stage.name, data, torch.Generator(obs.device).manual_seed(7)))
+                   for _ in range(2)]
+        where = f"stage_report after {stage.name!r}"
+        for key, value in reports[0].items():
+            assert isinstance(key, str) and isinstance(value, (int, float)), f"{where}: {key!r} is not a named number"
+            assert np.isfinite(value), f"{where}: {key} = {value} is not finite"
+        assert reports[0] == reports[1], f"{where}: not deterministic under a fixed generator"
         if stage.diagnostic_policy is not None:
             runs = [algo.diagnostic_act(stage.diagnostic_policy, obs, torch.Generator(obs.device).manual_seed(5))
                     for _ in range(2)]
@@ -196,7 +203,7 @@ def check_algorithm(
             f"actions must lie in [-1, 1] (squash them, e.g. tanh or clamp): got |a| = {worst:.4g} for observations "
             f"scaled by {scale:g}")
     assert torch.equal(first, again), "act must be deterministic under a fixed generator"
-    _check_diagnostics(algo, stages, obs)
+    _check_diagnostics(algo, stages, obs, h.data)
 
     # state_dict round-trip into an instance built with another seed.
     other = h.build(seed=99)

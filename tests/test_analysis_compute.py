@@ -11,6 +11,7 @@ from offdiff.analysis import compute
 from offdiff.analysis.diagnostics import COLUMNS
 from offdiff.analysis.layout import Layout, present
 from offdiff.analysis.stats import Estimate
+from offdiff.errors import OffdiffError
 
 
 def test_the_pareto_front_keeps_the_points_nothing_beats_on_both_axes():
@@ -72,9 +73,16 @@ def test_without_timed_acting_the_figure_has_the_compute_panel_only():
     assert "50.0" not in compute.table(found, []) and "1.0 |" in compute.table(found, [])
 
 
-@pytest.mark.parametrize("header_cut", [0, 1])
-def test_diagnostics_csvs_with_and_without_the_acting_column_parse(header_cut):
+@pytest.mark.parametrize("header_cut", [0, 2, 3])
+def test_diagnostics_csvs_of_every_generation_parse(header_cut):
+    """Today's header, the one before the stage reports (metric, value) and the one before acting throughput."""
     from offdiff.analysis.diagnostics import parse_csv
     columns = COLUMNS[:len(COLUMNS) - header_cut]
     data = (",".join(columns) + "\n").encode()
     assert list(parse_csv(data, "d.csv").columns) == list(COLUMNS)
+
+
+def test_a_diagnostics_csv_cut_inside_a_generation_is_refused():
+    from offdiff.analysis.diagnostics import parse_csv
+    with pytest.raises(OffdiffError, match="not an offdiff diagnostics CSV"):
+        parse_csv((",".join(COLUMNS[:-1]) + "\n").encode(), "d.csv")

@@ -90,6 +90,18 @@ class StagesDisagree(DiffusionQL):
         return [dataclasses.replace(s, steps=s.steps + 1) for s in super().stages()]
 
 
+class ReportsFromGlobalRandom(DiffusionQL):
+    """A stage report that draws from torch's global stream: a resumed run would diverge from a straight one."""
+
+    def stage_report(self, stage, data, generator):
+        return {"noise": float(torch.rand(()))}
+
+
+class ReportsNaN(DiffusionQL):
+    def stage_report(self, stage, data, generator):
+        return {"margin": float("nan")}
+
+
 @pytest.mark.parametrize(
     ("cls", "message"),
     [
@@ -103,6 +115,8 @@ class StagesDisagree(DiffusionQL):
         (ForgetsCounter, r"resume in stage 'main'.*not in state_dict\(\): updates"),
         (ForgetsGenerator, r"resume in stage 'main'.*not in state_dict\(\): noise"),
         (StagesDisagree, r"stages\(\) must equal stage_plan\(config\)"),
+        (ReportsFromGlobalRandom, "stage_report after 'main': not deterministic under a fixed generator"),
+        (ReportsNaN, "stage_report after 'main': margin = nan is not finite"),
     ],
 )
 def test_broken_plugins_are_caught(cls, message):

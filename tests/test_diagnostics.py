@@ -14,6 +14,7 @@ import torch
 from offdiff.analysis.report import aggregate
 from offdiff.data.episodes import Episodes
 from offdiff.data.transitions import Transitions
+from offdiff.errors import OffdiffError
 from offdiff.io import read_jsonl
 from offdiff.train import runner
 from offdiff.train.runner import TrainRequest, plan, train
@@ -64,7 +65,8 @@ def test_returns_to_go_end_at_terminals_and_are_cut_at_timeouts():
 def test_diagnostic_policies_after_their_stage_for_dtql_and_eda_none_for_dql(runs):
     expected = {"dtql": {("policy", "pretrain", "diffusion"), ("q_calibration", "pretrain", None),
                          ("q_calibration", "main", None)},
-                "eda": {("policy", "behavior", "behavior"), ("q_calibration", "critic", None)},
+                "eda": {("policy", "behavior", "behavior"), ("q_calibration", "critic", None),
+                        ("report", "behavior", None), ("report", "align", None)},
                 "dql": {("q_calibration", "main", None)}}
     for algo, kinds in expected.items():
         run = _folder(runs, algo)
@@ -87,6 +89,29 @@ def test_diagnostic_policies_after_their_stage_for_dtql_and_eda_none_for_dql(run
                 assert row["discount"] == 0.99 and np.isfinite(row["mean_q"])
                 assert row["mean_return"] == pytest.approx(json.loads(run.manifest.read_text())
                                                            ["data_returns"]["mean_return"])  # r: one step
+
+
+def test_eda_reports_its_support_margin_and_how_much_of_its_samples_leave_the_box(runs):
+    rows = [r for r in read_jsonl(_folder(runs, "eda").diagnostics) if r["kind"] == "report"]
+    values = {r["stage"]: r["values"] for r in rows}
+    assert set(values["behavior"]) == {"support_margin", "share_data_preferred"}
+    assert set(values["align"]) == {"outside_box", "behavior_outside_box"}
+    assert np.isfinite(values["behavior"]["support_margin"])
+    for share in (values["behavior"]["share_data_preferred"], *values["align"].values()):
+        assert 0.0 <= share <= 1.0
+
+
+def test_a_plugins_report_is_logged_and_printed_and_a_non_finite_value_is_an_error(tmp_path, monkeypatch, capsys):
+    from offdiff_dql import DiffusionQL
+
+    monkeypatch.setattr(DiffusionQL, "stage_report", lambda self, stage, data, generator: {"rows": float(len(data))})
+    train(_request(tmp_path / "a", "dql"), progress=False)
+    rows = [r for r in read_jsonl(_folder(tmp_path / "a", "dql").diagnostics) if r["kind"] == "report"]
+    assert [(r["stage"], r["values"]) for r in rows] == [("main", {"rows": 10_000.0})]
+    assert "[dql] report after main: rows 1e+04" in capsys.readouterr().err
+    monkeypatch.setattr(DiffusionQL, "stage_report", lambda self, stage, data, generator: {"bad": float("nan")})
+    with pytest.raises(OffdiffError, match="dql's stage_report after main: bad = nan is not finite"):
+        train(_request(tmp_path / "b", "dql"), progress=False)
 
 
 def test_compute_is_recorded_per_stage(runs):
@@ -129,7 +154,7 @@ def test_kill_around_a_stage_end_leaves_the_logs_of_a_straight_run(runs, tmp_pat
     with pytest.raises(Killed):
         train(_request(tmp_path, "eda"), progress=False)
     killed = _folder(tmp_path, "eda")
-    assert [r["stage"] for r in read_jsonl(killed.diagnostics)] == ["behavior"]
+    assert [r["stage"] for r in read_jsonl(killed.diagnostics)] == ["behavior", "behavior"]  # policy, report
     monkeypatch.setattr(runner.Trainer, "_save_checkpoint", save)
     train(_request(tmp_path, "eda"), progress=False)
     straight = _folder(runs, "eda")
@@ -162,12 +187,17 @@ def test_aggregate_writes_the_diagnostics_and_regenerates_them_from_the_csv(runs
     result = aggregate(out, runs=[runs / "train"], reps=20, seed=0)
     assert {"diagnostics.csv", "diagnostics.md"} <= set(result.files)
     table = (out / "diagnostics.md").read_text()
-    rows = {line.split(" | ")[1]: line.split(" | ") for line in table.splitlines() if line.startswith("| toy")}
+    main = table[:table.index("## Stage reports")]
+    rows = {line.split(" | ")[1]: line.split(" | ") for line in main.splitlines() if line.startswith("| toy")}
     assert set(rows) == {"DTQL", "EDA", "Diffusion-QL"}
     assert rows["EDA"][4] == "behavior" and rows["DTQL"][4] == "diffusion" and rows["Diffusion-QL"][4] == "—"
     eda = json.loads(_folder(runs, "eda").done_marker.read_text())
     assert rows["EDA"][6] == f"{eda['gain_over_diagnostic']['behavior']:.1f} ± 0.0"
     assert "diagnostics.csv" in (out / "README.md").read_text()
+    reports = table[table.index("## Stage reports"):].splitlines()
+    assert "| toy-gaussians8 | EDA | behavior | support_margin | 1 |" in "\n".join(reports)
+    assert "| toy-gaussians8 | EDA | align | outside_box | 1 |" in "\n".join(reports)
+    assert not any("| DTQL |" in line or "| Diffusion-QL |" in line for line in reports)  # they report nothing
     assert "compute.md" not in result.files  # no task common to all three: no aggregate to set against compute
     again = tmp_path / "again"
     aggregate(again, from_csv=out / "scores.csv", reps=20, seed=0)

@@ -18,6 +18,7 @@ from offdiff.records import (
     ReusedStage,
     RunDir,
     Scores,
+    StageReport,
     diagnostic_from_json,
     metrics_from_json,
 )
@@ -36,7 +37,8 @@ MANIFEST = {"algorithm": "dql", "seed": 3, "config": {"hidden": 16}, "protocol":
 def test_each_record_round_trips_through_json():
     rows = [Evaluation("main", 1, 30, SCORES), PolicyDiagnostic("pretrain", 0, 20, "behavior", SCORES),
             QCalibration("main", 1, 30, transitions=100, discount=0.99, mean_q=1.5, mean_return=1.2,
-                         correlation=None, terminal_fraction=0.25)]
+                         correlation=None, terminal_fraction=0.25),
+            StageReport("pretrain", 0, 20, {"support_margin": 0.35, "outside_box": 0.5})]
     for row in rows:
         raw = json.loads(json.dumps(row.to_json()))
         assert (Evaluation.from_json if isinstance(row, Evaluation) else diagnostic_from_json)(raw, "x") == row
@@ -97,5 +99,10 @@ def test_a_damaged_row_is_named():
     with pytest.raises(BadRun, match="evals.jsonl line 3: normalized_mean is not finite"):
         Evaluation.from_json({**Evaluation("main", 0, 1, SCORES).to_json(), "normalized_mean": float("nan")},
                              "evals.jsonl line 3")
+    report = StageReport("align", 2, 5, {"outside_box": 0.5}).to_json()
+    with pytest.raises(BadRun, match="diagnostics.jsonl line 2: outside_box is not finite"):
+        diagnostic_from_json({**report, "values": {"outside_box": float("inf")}}, "diagnostics.jsonl line 2")
+    with pytest.raises(BadRun, match="diagnostics.jsonl line 2: missing or invalid 'values'"):
+        diagnostic_from_json({**report, "values": [0.5]}, "diagnostics.jsonl line 2")
     with pytest.raises(BadRun, match="a row without a known kind"):
         diagnostic_from_json({"kind": "other"}, "diagnostics.jsonl line 1")

@@ -35,6 +35,7 @@ CRITIC_KEYS = ("critic_steps", "critic_batch_size", "critic_lr", "critic_hidden"
                "critic_tau")
 # What each cacheable stage's artifact carries: everything later stages need from it and the stages before.
 ARTIFACT_MODULES = {"behavior": ("behavior",), "critic": ("behavior", "critic")}
+REPORT_ROWS = 1024  # dataset states of the stage reports
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,6 +251,32 @@ class EDA(Algorithm):
             raise KeyError(f"EDA has no diagnostic policy {policy!r}")
         self.behavior.eval()  # no dropout; every behavior step sets train() again
         return self.behavior.sample(obs, generator, **self.solver).clamp(-1.0, 1.0)
+
+    @torch.no_grad()
+    def stage_report(self, stage: str, data: DeviceBuffer, generator: torch.Generator) -> dict[str, float]:
+        """On `REPORT_ROWS` random dataset states, what tells a behaviour budget from a broken alignment:
+
+        behavior  support_margin: mean over states of f_φ(a_data|s, ε) − f_φ(u|s, ε), u ~ U[−1, 1]^A, in nats
+                  (f is log μ up to C(s)); share_data_preferred: how often that difference is > 0. The alignment
+                  tilts μ by α·Q/β; only a margin of that order holds π_θ to the data's actions.
+        align     outside_box: share of the sampled action coordinates of π_θ (one sample per state, before
+                  the clip of acting) outside [−1, 1]; behavior_outside_box: the same for μ_φ.
+        """
+        if stage not in ("behavior", "align"):
+            return {}
+        rows = torch.randperm(len(data), generator=generator, device=self.device)[:REPORT_ROWS]
+        obs, actions = data.obs[rows], data.actions[rows]
+        self.behavior.eval()
+        if stage == "behavior":
+            t = torch.full((len(rows),), self.config.t_eps, device=self.device)
+            uniform = torch.rand(actions.shape, generator=generator, device=self.device) * 2 - 1
+            margin = self.behavior.energy(actions, t, obs) - self.behavior.energy(uniform, t, obs)
+            return {"support_margin": float(margin.mean()), "share_data_preferred": float((margin > 0).float().mean())}
+        outside = {}
+        for name, model in (("outside_box", self.policy), ("behavior_outside_box", self.behavior)):
+            sampled = model.sample(obs, generator, **self.solver)
+            outside[name] = float((sampled.abs() > 1).float().mean())
+        return outside
 
     def critic_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return self.critic.target_q_min(obs, actions)  # the Q that labels the candidates and picks actions

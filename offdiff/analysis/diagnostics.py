@@ -3,7 +3,8 @@
 `collect_rows` reads, for every run of the scores CSV, its `diagnostics.jsonl` (offdiff/records.py:
 diagnostic policies evaluated after their stage, Q calibrations), its dataset's average episode return (the
 manifest's `data_returns`) and its compute per stage (DONE's `compute`): one tidy row each, of kind `policy`,
-`q_calibration`, `data` or `compute`. Runs older than the diagnostics have none of these; a collection
+`q_calibration`, `data` or `compute`, and one row of kind `report` per value a plugin reported after a stage
+(`metric`, `value`). Runs older than the diagnostics have none of these; a collection
 without any writes no `diagnostics.csv`, so older results regenerate unchanged. `--from-csv DIR/scores.csv`
 reads `DIR/diagnostics.csv` when it is there, and `table` derives `diagnostics.md` from it and the scores.
 """
@@ -24,18 +25,19 @@ from offdiff.analysis.layout import Presentation
 from offdiff.analysis.scores import _text, parse_cell
 from offdiff.analysis.tables import md_escape
 from offdiff.errors import OffdiffError
-from offdiff.records import BadRun, Done, PolicyDiagnostic, RunDir, load_json
+from offdiff.records import BadRun, Done, PolicyDiagnostic, RunDir, StageReport, load_json
 
 RUN = ("algorithm", "algo", "dataset", "task", "seed", "done", "run_dir")
 COLUMNS = (*RUN, "kind", "stage", "stage_index", "step", "policy", "normalized", "normalized_std", "return",
            "episodes", "transitions", "discount", "mean_q", "mean_return", "correlation", "terminal_fraction",
-           "device", "device_s", "cached", "cached_device_s", "actions_per_s")
+           "device", "device_s", "cached", "cached_device_s", "actions_per_s", "metric", "value")
 INTS = ("seed", "stage_index", "step", "episodes", "transitions")
 FLOATS = ("normalized", "normalized_std", "return", "discount", "mean_q", "mean_return", "correlation",
-          "terminal_fraction", "device_s", "cached_device_s", "actions_per_s")
+          "terminal_fraction", "device_s", "cached_device_s", "actions_per_s", "value")
 REQUIRED = (*RUN, "kind")
-ADDED = ("actions_per_s",)  # the last columns, absent from CSVs written before them
-KINDS = ("policy", "q_calibration", "data", "compute")
+ADDED = (("metric", "value"), ("actions_per_s",))  # the last columns, newest first: absent from older CSVs
+HEADERS = [list(COLUMNS[:len(COLUMNS) - sum(len(group) for group in ADDED[:n])]) for n in range(len(ADDED) + 1)]
+KINDS = ("policy", "q_calibration", "data", "compute", "report")
 
 
 def run_rows(path: Path, base: dict[str, Any]) -> list[dict[str, Any]]:
@@ -45,6 +47,8 @@ def run_rows(path: Path, base: dict[str, Any]) -> list[dict[str, Any]]:
         common = {**base, "kind": r.KIND, "stage": r.stage, "stage_index": r.stage_index, "step": r.step}
         if isinstance(r, PolicyDiagnostic):
             rows.append({**common, "policy": r.policy, **score_columns(r.scores)})
+        elif isinstance(r, StageReport):
+            rows += [{**common, "metric": key, "value": value} for key, value in r.values.items()]
         else:
             rows.append({**common, **{k: getattr(r, k) for k in ("transitions", "discount", "mean_q", "mean_return",
                                                                   "correlation", "terminal_fraction")}})
@@ -109,7 +113,7 @@ def parse_csv(data: bytes, name: str) -> pd.DataFrame:
         header, *lines = list(csv.reader(io.StringIO(data.decode()))) or [[]]
     except (UnicodeDecodeError, csv.Error) as exc:
         raise OffdiffError(f"cannot read diagnostics CSV {name}: {exc}") from None
-    if header not in (list(COLUMNS), list(COLUMNS[:-len(ADDED)])):
+    if header not in HEADERS:
         raise OffdiffError(f"{name} is not an offdiff diagnostics CSV (expected the columns {','.join(COLUMNS)})")
     records = []
     for number, cells in enumerate(lines, start=2):
@@ -185,4 +189,29 @@ def table(frame: pd.DataFrame, diagnostics: pd.DataFrame, present: Presentation)
         "device-s: seconds on the run's device (training, evaluations, diagnostics), plus what the runs that "
         "produced its cached stages spent on them.",
     ]
-    return "\n".join(lines) + "\n\n" + "\n\n".join(notes) + "\n"
+    reports = report_table(frame, done, present)
+    return "\n".join(lines) + "\n\n" + "\n\n".join(notes) + "\n" + (f"\n{reports}" if reports else "")
+
+
+def report_table(frame: pd.DataFrame, done: pd.DataFrame, present: Presentation) -> str:
+    """The values plugins reported after their stages (kind `report`): mean [min, max] over the finished runs,
+    per task, algorithm, stage and metric; empty when no run reported any."""
+    reports = done[done.kind == "report"]
+    if reports.empty:
+        return ""
+    lines = ["## Stage reports", "", "| task | algorithm | stage | metric | runs | mean | min | max |",
+             "|:---|:---|:---|:---|---:|---:|---:|---:|"]
+    for dataset, task in present.tasks.items():
+        for label, name in present.algorithms.items():
+            runs = set(frame[(frame.dataset == dataset) & (frame.algorithm == label)].run_dir)
+            mine = reports[reports.run_dir.isin(runs)].sort_values("stage_index", kind="stable")
+            for (stage, metric), group in mine.groupby(["stage", "metric"], sort=False):
+                values = group.value.astype(float)
+                cells = [md_escape(task), md_escape(name), md_escape(stage), md_escape(metric), str(len(values)),
+                         f"{values.mean():.3g}", f"{values.min():.3g}", f"{values.max():.3g}"]
+                lines.append("| " + " | ".join(cells) + " |")
+    note = ("Values a plugin measures after a stage (`Algorithm.stage_report`; the plugin's README says what each "
+            "means). EDA: `support_margin`, how many nats its behaviour energy puts the data's actions above uniform "
+            "actions in the box (the alignment's tilt must stay within it); `outside_box`, the share of the aligned "
+            "policy's sampled action coordinates outside [-1, 1] before acting clips them.")
+    return "\n".join(lines) + "\n\n" + note + "\n"

@@ -11,6 +11,8 @@
   return-to-go, their Pearson correlation, and the fraction of rows whose episode ended by a true termination
   (the others were truncated: their Monte-Carlo return misses the tail after the cut, a lower bound where
   rewards are non-negative).
+- After every stage, the plugin's own named scalars (`Algorithm.stage_report`), when it reports any: a row
+  offdiff.records.StageReport. A value that is not finite is an error naming the plugin, stage and key.
 
 Rows carry (stage, stage_index, step = the stage's length) and are written before the stage's last checkpoint,
 so a restart rewinds them with evals.jsonl. Nothing here draws from the algorithm's, the batch sampler's or
@@ -23,6 +25,7 @@ diagnosing on the run's device, carried in the checkpoint so the totals of a res
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -33,9 +36,10 @@ import torch
 from offdiff.algorithm import Algorithm, Stage
 from offdiff.data.pipeline import PreparedData
 from offdiff.data.scores import normalized_score
+from offdiff.errors import OffdiffError
 from offdiff.eval import evaluation_row
 from offdiff.nets import in_row_chunks, rows_per_call
-from offdiff.records import DataReturns, Diagnostic, PolicyDiagnostic, QCalibration
+from offdiff.records import DataReturns, Diagnostic, PolicyDiagnostic, QCalibration, StageReport
 from offdiff.train.protocol import Protocol
 
 CALIBRATION_ROWS = 10_000  # dataset transitions in the Q calibration (all of them in a smaller dataset)
@@ -72,7 +76,19 @@ class StageDiagnostics:
             rows.append(self.policy(index, stage, stage.diagnostic_policy))
         if stage.q_calibration:
             rows.append(self.q_calibration(index, stage))
-        return rows
+        report = self.report(index, stage)
+        return rows + ([report] if report.values else [])
+
+    def report(self, index: int, stage: Stage) -> StageReport:
+        generator = torch.Generator(device=self.device).manual_seed(self.seed_for(f"report:{index}"))
+        values = {}
+        for key, value in self.algo.stage_report(stage.name, self.data.buffer, generator).items():
+            number = float(value)
+            if not math.isfinite(number):
+                raise OffdiffError(f"{self.algo.name}'s stage_report after {stage.name}: {key} = {number} "
+                                   "is not finite")
+            values[str(key)] = number
+        return StageReport(stage.name, index, stage.steps, values)
 
     def policy(self, index: int, stage: Stage, policy: str) -> PolicyDiagnostic:
         generator = torch.Generator(device=self.device).manual_seed(self.seed_for(f"diagnostic:{policy}:{index}"))

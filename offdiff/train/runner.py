@@ -34,7 +34,7 @@ from offdiff.eval import TimedAct, evaluation_row
 from offdiff.io import atomic_torch_save, atomic_write_json, torch_load
 from offdiff.progress import Progress
 from offdiff.provenance import describe_device, provenance
-from offdiff.records import Done, Evaluation, Manifest, Metrics, PolicyDiagnostic, ReusedStage, RunDir
+from offdiff.records import Done, Evaluation, Manifest, Metrics, PolicyDiagnostic, ReusedStage, RunDir, StageReport
 from offdiff.registry import get_algorithm, plugins
 from offdiff.runtime import derive_seed, keep_freed_memory, resolve_device
 from offdiff.tracking import Tracker, open_tracker
@@ -429,6 +429,9 @@ class Trainer:
             if isinstance(row, PolicyDiagnostic):
                 print(f"[{self.p.request.algo}] diagnostic: {row.policy} after {stage.name}: normalized score "
                       f"{row.scores.normalized_mean:.1f} ± {row.scores.normalized_std:.1f}", file=sys.stderr)
+            elif isinstance(row, StageReport):
+                values = ", ".join(f"{key} {value:.4g}" for key, value in row.values.items())
+                print(f"[{self.p.request.algo}] report after {stage.name}: {values}", file=sys.stderr)
 
 
 def _cache_stage_key(stage: Stage) -> dict[str, Any]:
