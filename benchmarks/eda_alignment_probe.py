@@ -1,15 +1,21 @@
 """Where does EDA's alignment go wrong? Restart the align stage of a finished EDA run and watch π_θ's samples.
 
-    python benchmarks/eda_alignment_probe.py RUN_DIR [--steps 10,25,50,100] [--perturb 5e-4,2.5e-3] [--out FILE]
+    python benchmarks/eda_alignment_probe.py RUN_DIR [--steps 10,25,50,100] [--perturb 5e-4,2.5e-3]
+        [--set q_scale=0.05] [--out FILE]
 
-From the run's weights it takes the trained behaviour model μ_φ and critic (the critic stage's artifact, as a
-cached stage hands it on), starts the alignment again with the plugin's own `begin_stage` and `update` (θ₀ = φ,
-the same candidates, labels, loss and optimizer) and, after each listed number of steps, samples π_θ once per
-held-out dataset state with the acting sampler. It reports the align loss, the fraction of sampled action
-coordinates outside the [-1, 1] box (acting clips them), the largest |a|, the critic's Q of the clipped samples
-and their mean squared distance to the dataset's actions. The control moves every weight of θ₀ = φ by a random
-±δ (`--perturb`, about the size of the Adam steps taken) and samples the same way, which tells "any small step
-breaks the sampler" from "the alignment's gradient does".
+From the run's weights it takes the trained behaviour model μ_φ and critic, as a cached critic stage hands them
+on, and starts the alignment again with the plugin's own `begin_stage` and `update`: θ₀ = φ, the run's config
+(with `--set` overrides, e.g. the labels' temperature `q_scale` or `beta`), loss and optimizer, and a candidate
+set drawn the way the run draws one, from `--seed` (not the run's own draw). After each listed number of steps
+it samples π_θ once on random dataset states with the acting sampler and reports:
+- the align loss;
+- the share of sampled action coordinates outside the [-1, 1] box (acting clips them);
+- the largest |a|;
+- the critic's Q of the clipped samples;
+- their squared distance to the dataset's actions, summed over action dimensions.
+
+The control moves every weight of θ₀ = φ by a random ±δ (`--perturb`) and samples the same way. That
+separates "any small undirected step breaks the sampler" from "the alignment's step does".
 """
 
 from __future__ import annotations
@@ -17,35 +23,50 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from offdiff.config import apply_overrides, parse_assignments
 from offdiff.data.pipeline import PreparedData, prepare
 from offdiff.errors import OffdiffError
 from offdiff.eval.load import load_run
 from offdiff.io import atomic_write_bytes
 from offdiff.registry import get_algorithm
 from offdiff.runtime import derive_seed
+from offdiff_eda.eda import BEHAVIOR_KEYS, CRITIC_KEYS
 
-COLUMNS = ("policy", "align loss", "outside [-1, 1]", "max abs a", "Q (clipped)", "MSE to data actions")
+COLUMNS = ("policy", "align loss", "outside [-1, 1]", "max abs a", "Q (clipped)", "sq. distance to data action")
 
 
-def _floats(text: str, kind: type) -> list:
+def _numbers(text: str, kind: type, low: float) -> list:
     try:
-        return [kind(x) for x in text.split(",") if x]
+        values = [kind(x) for x in text.split(",") if x]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if any(v < low for v in values):
+        raise argparse.ArgumentTypeError(f"expected numbers >= {low:g}, got {text!r}")
+    return values
+
+
+def _positive(text: str) -> int:
+    value = _numbers(text, int, 1)
+    if len(value) != 1:
+        raise argparse.ArgumentTypeError(f"expected one integer >= 1, got {text!r}")
+    return value[0]
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("run_dir", type=Path, help="a finished (or aligning) EDA run folder")
-    p.add_argument("--steps", type=lambda s: _floats(s, int), default=[10, 25, 50, 100],
+    p.add_argument("--steps", type=lambda s: _numbers(s, int, 1), default=[10, 25, 50, 100],
                    help="align steps after which to sample π_θ (default: 10,25,50,100)")
-    p.add_argument("--perturb", type=lambda s: _floats(s, float), default=[5e-4, 2.5e-3],
-                   help="sizes δ of the random ±δ control (default: 5e-4,2.5e-3)")
-    p.add_argument("--states", type=int, default=500, help="held-out dataset states sampled (default: 500)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--perturb", type=lambda s: _numbers(s, float, 0), default=[5e-4, 2.5e-3],
+                   help="sizes δ of the random ±δ control (default: 5e-4,2.5e-3; empty: none)")
+    p.add_argument("--states", type=_positive, default=500, help="random dataset states sampled (default: 500)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key of the alignment (e.g. q_scale, beta, align_lr)")
+    p.add_argument("--seed", type=int, default=0, help="draws the candidate set, the states and the controls")
     p.add_argument("--out", type=Path, help="also write the table here (Markdown)")
     return p
 
@@ -53,11 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
 class Probe:
     """A fresh EDA holding the run's behaviour model and critic, its alignment restarted from θ₀ = φ."""
 
-    def __init__(self, run_dir: Path, seed: int, states: int):
+    def __init__(self, run_dir: Path, seed: int, states: int, overrides: dict[str, Any]):
         trained = load_run(run_dir, device="cpu")
         if trained.manifest.algorithm != "eda":
             raise OffdiffError(f"{run_dir} is a {trained.manifest.algorithm} run; the probe restarts EDA's alignment")
-        config, dataset = trained.algorithm.config, trained.manifest.dataset
+        fixed = sorted(set(overrides) & {*BEHAVIOR_KEYS, *CRITIC_KEYS, "obs_transform", "reward_transform"})
+        if fixed:
+            raise OffdiffError(f"--set {', '.join(fixed)}: the behaviour model and critic come from the run as "
+                               "trained; set only keys of the alignment (e.g. q_scale, beta, align_lr)")
+        config, dataset = apply_overrides(trained.algorithm.config, overrides), trained.manifest.dataset
         ref = dataset["ref_scores"]
         self.data: PreparedData = prepare(dataset["source"], eval_env=dataset["eval_env"],
                                           ref_scores=f"{ref['min']},{ref['max']}", device="cpu",
@@ -65,7 +90,9 @@ class Probe:
         self.generator = torch.Generator().manual_seed(derive_seed(seed, "probe"))
         self.algo = get_algorithm("eda")(config, trained.algorithm.spec, torch.device("cpu"),
                                          torch.Generator().manual_seed(seed))
-        self.algo.load_stage_artifact("critic", trained.algorithm.stage_artifact("critic"))
+        artifact = {**trained.algorithm.stage_artifact("critic"), "generator": torch.Generator().manual_seed(seed)
+                    .get_state()}  # the generator the alignment set is drawn from: --seed's, not the run's
+        self.algo.load_stage_artifact("critic", artifact)
         rows = torch.randperm(len(self.data.buffer), generator=self.generator)[:states]
         held_out = self.data.buffer.gather(rows)
         self.obs, self.actions = held_out.obs, held_out.actions
@@ -98,18 +125,13 @@ class Probe:
     def perturbed(self, sizes: list[float]) -> list[dict[str, str]]:
         """θ = φ + δ·sign(u), u ~ N(0, I) on every trained weight: a random step of Adam's size."""
         policy, rows = self.algo.modules()["policy"], []
+        trained = dict(policy.named_parameters())  # buffers such as the fixed Fourier features stay as they are
         for delta in sizes:
-            state = {k: v + delta * torch.randn(v.shape, generator=self.generator).sign()
-                     if v.is_floating_point() and name_is_trained(policy, k) else v
+            state = {k: v + delta * torch.randn(v.shape, generator=self.generator).sign() if k in trained else v
                      for k, v in self.behavior_state.items()}
             policy.load_state_dict(state)
             rows.append(self.sample_stats(f"φ ± {delta:g} at random", None))
         return rows
-
-
-def name_is_trained(module: torch.nn.Module, key: str) -> bool:
-    """A state-dict entry that is a parameter (buffers such as fixed Fourier features stay as they are)."""
-    return key in dict(module.named_parameters())
 
 
 def markdown(rows: list[dict[str, str]]) -> str:
@@ -121,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     torch.set_num_threads(1)
     try:
-        probe = Probe(args.run_dir, args.seed, args.states)
+        probe = Probe(args.run_dir, args.seed, args.states, parse_assignments(args.set))
         table = markdown(probe.align(sorted(set(args.steps))) + probe.perturbed(args.perturb))
         print(table, end="")
         if args.out:

@@ -310,7 +310,7 @@ def test_collects_a_real_run_folder(tmp_path):
     assert "| toy-four_corners |" in (tmp_path / "out" / "scores.md").read_text()
 
 
-@pytest.mark.parametrize("name", ["quickstart", "local-suite"])
+@pytest.mark.parametrize("name", ["quickstart", "local-suite", "budget-ladder"])
 def test_committed_results_regenerate_from_their_csv(name, tmp_path):
     """results/<name>/ is what `aggregate --from-csv` makes of its scores.csv (text outputs to the byte)."""
     committed = Path(__file__).resolve().parents[1] / "results" / name

@@ -112,6 +112,9 @@ def test_a_plugins_report_is_logged_and_printed_and_a_non_finite_value_is_an_err
     monkeypatch.setattr(DiffusionQL, "stage_report", lambda self, stage, data, generator: {"bad": float("nan")})
     with pytest.raises(OffdiffError, match="dql's stage_report after main: bad = nan is not finite"):
         train(_request(tmp_path / "b", "dql"), progress=False)
+    monkeypatch.setattr(DiffusionQL, "stage_report", lambda self, stage, data, generator: {"bad": "high"})
+    with pytest.raises(OffdiffError, match="dql's stage_report after main: bad = 'high' is not a number"):
+        train(_request(tmp_path / "c", "dql"), progress=False)
 
 
 def test_compute_is_recorded_per_stage(runs):

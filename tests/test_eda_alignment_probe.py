@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 from offdiff.cli import main
 from offdiff_dql import DiffusionQL
 from offdiff_eda import EDA
@@ -45,6 +47,23 @@ def test_restarts_alignment_from_the_runs_behaviour_and_reports_its_samples(tmp_
     assert rows["φ ± 0.05 at random"] != rows["θ₀ = φ (behaviour)"]
     assert all(float(rows[f"aligned, {k} steps"][0]) > 0 for k in (1, 2))  # the align loss, a cross-entropy
     assert rows["aligned, 2 steps"][1:] != rows["θ₀ = φ (behaviour)"][1:]  # the update moved π_θ
+
+
+def test_alignment_keys_can_be_set_and_the_trained_stages_keys_cannot(tmp_path, tiny_hopper_minari, capsys):
+    run = _train(tmp_path, tiny_hopper_minari, settings=TINY)
+    capsys.readouterr()
+    args = [str(run), "--steps", "1", "--perturb", "", "--states", "8"]
+    assert probe.main([*args, "--set", "q_scale=0.5"]) == 0
+    softer = _rows(capsys.readouterr().out)["aligned, 1 steps"]
+    assert probe.main(args) == 0
+    assert _rows(capsys.readouterr().out)["aligned, 1 steps"] != softer  # other labels, another step
+    assert probe.main([*args, "--set", "hidden=64"]) == 2
+    assert capsys.readouterr().err.strip() == ("offdiff: error: --set hidden: the behaviour model and critic come from "
+                                               "the run as trained; set only keys of the alignment (e.g. q_scale, "
+                                               "beta, align_lr)")
+    with pytest.raises(SystemExit):
+        probe.main([*args, "--states", "0"])
+    assert "argument --states: expected numbers >= 1, got '0'" in capsys.readouterr().err
 
 
 def test_another_algorithms_run_is_one_line_error(tmp_path, tiny_hopper_minari, capsys):

@@ -210,8 +210,10 @@ def report_table(frame: pd.DataFrame, done: pd.DataFrame, present: Presentation)
                 cells = [md_escape(task), md_escape(name), md_escape(stage), md_escape(metric), str(len(values)),
                          f"{values.mean():.3g}", f"{values.min():.3g}", f"{values.max():.3g}"]
                 lines.append("| " + " | ".join(cells) + " |")
-    note = ("Values a plugin measures after a stage (`Algorithm.stage_report`; the plugin's README says what each "
-            "means). EDA: `support_margin`, how many nats its behaviour energy puts the data's actions above uniform "
-            "actions in the box (the alignment's tilt must stay within it); `outside_box`, the share of the aligned "
-            "policy's sampled action coordinates outside [-1, 1] before acting clips them.")
+    note = ("Values a plugin measures after a stage (`Algorithm.stage_report`; its README says what each means). "
+            "EDA, after `behavior`: `support_margin`, the mean nats by which its behaviour energy at the smallest "
+            "diffusion time puts the dataset's action above a uniform action in the box, and "
+            "`share_data_preferred`, how often it does; after `align`: `outside_box`, the share of the aligned "
+            "policy's sampled action coordinates outside [-1, 1] before acting clips them, and "
+            "`behavior_outside_box`, the same share for the behaviour model.")
     return "\n".join(lines) + "\n\n" + note + "\n"

@@ -83,10 +83,13 @@ class StageDiagnostics:
         generator = torch.Generator(device=self.device).manual_seed(self.seed_for(f"report:{index}"))
         values = {}
         for key, value in self.algo.stage_report(stage.name, self.data.buffer, generator).items():
-            number = float(value)
+            where = f"{self.algo.name}'s stage_report after {stage.name}: {key}"
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise OffdiffError(f"{where} = {value!r} is not a number") from None
             if not math.isfinite(number):
-                raise OffdiffError(f"{self.algo.name}'s stage_report after {stage.name}: {key} = {number} "
-                                   "is not finite")
+                raise OffdiffError(f"{where} = {number} is not finite")
             values[str(key)] = number
         return StageReport(stage.name, index, stage.steps, values)
 
