@@ -258,7 +258,8 @@ class EDA(Algorithm):
 
         behavior  support_margin: mean over states of f_φ(a_data|s, ε) − f_φ(u|s, ε), u ~ U[−1, 1]^A, in nats
                   (f is log μ up to C(s)); share_data_preferred: how often that difference is > 0. The alignment
-                  tilts μ by α·Q/β; only a margin of that order holds π_θ to the data's actions.
+                  tilts μ by α·Q/β, and this margin is what holds π_θ near the data's actions against the tilt
+                  (it is near 0 wherever the data covers the box: read it beside the score and the data).
         align     outside_box: share of the sampled action coordinates of π_θ (one sample per state, before
                   the clip of acting) outside [−1, 1]; behavior_outside_box: the same for μ_φ.
         """
