@@ -18,11 +18,15 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 
-from fidelity import curves, run  # noqa: E402
+from fidelity import curves, decide, evaluate_again, run  # noqa: E402
 from fidelity.adapters.eda import _fix_applied  # noqa: E402
+from fidelity.release import imported, open_checkout  # noqa: E402
 
 from offdiff.analysis.report import aggregate  # noqa: E402
+from offdiff.analysis.scores import read_scores  # noqa: E402
 from offdiff.data.pipeline import prepare  # noqa: E402
+from offdiff.eval.load import load_run  # noqa: E402
+from offdiff.runtime import derive_seed  # noqa: E402
 
 SOURCE = "toy:four_corners"
 
@@ -208,6 +212,49 @@ def test_official_twin_sees_the_same_data_budget_and_eval_seeds(fake_release, tm
     assert curves.main([str(runs / "fidelity"), "--out", str(out / "curves")]) == 0
     assert {p.name for p in (out / "curves").iterdir()} == {f"training_curves_dtql_toy-four_corners.{x}"
                                                             for x in ("png", "pdf")}
+
+
+def test_evaluate_again_reloads_both_sides_and_plays_the_same_episodes(fake_release, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    for seed in ("3", "4"):
+        argv = _argv(fake_release, runs, "--any-commit", "--also-offdiff")
+        argv[argv.index("--seed") + 1] = seed
+        assert run.main(argv) == 0
+    [official, *_] = sorted((runs / "fidelity" / "dtql-official").glob("*/*/seed_3"))
+    [mine] = list((runs / "fidelity" / "dtql").glob("*/*/seed_3"))
+
+    # The release's twin is rebuilt from the checkout and given its saved weights: with the run's own episodes,
+    # seeds and acting generator it repeats its last evaluation to the return (an untrained twin would not).
+    with imported(open_checkout(fake_release, "9a29cea", any_commit=True)):
+        twin = evaluate_again.load_official(official, "dtql", "cpu")
+        assert twin.evaluate().returns.tolist() == _rows(official / "evals.jsonl")[-1]["returns"]
+        again = twin.evaluate(5, seed=derive_seed(twin.manifest.eval_seed, evaluate_again.PURPOSE))
+    ours = load_run(mine, "cpu")
+    assert ours.evaluate().returns.tolist() == _rows(mine / "evals.jsonl")[-1]["returns"]
+    assert ours.evaluate(5, seed=derive_seed(ours.manifest.eval_seed, evaluate_again.PURPOSE)).seeds == again.seeds
+
+    # The CSV: one row per run, scored on the new episodes, which decide.py reads as it reads aggregate's.
+    out = tmp_path / "again.csv"
+    assert evaluate_again.main([str(runs / "fidelity"), "--release", "dtql", "--checkout", str(fake_release),
+                                "--any-commit", "--episodes", "5", "--out", str(out)]) == 0
+    frame = read_scores(out)
+    assert sorted(zip(frame.algorithm, frame.seed, strict=True)) == [("dtql", 3), ("dtql", 4), ("dtql-official", 3),
+                                                                     ("dtql-official", 4)]
+    assert set(frame.episodes) == {5} and frame.done.all() and frame.is_last.all()
+    [row] = frame[(frame.algorithm == "dtql-official") & (frame.seed == 3)].itertuples()
+    assert row.normalized == pytest.approx(float(again.normalized.mean()))
+    [pair] = decide.pairs(frame, last=1, reps=50)
+    assert len(pair.ours) == len(pair.theirs) == 2
+    assert "dtql-official toy-four_corners seed 3" in capsys.readouterr().out.replace("/", "-")
+
+    # Bad input: one line, nothing written.
+    bad = tmp_path / "bad.csv"
+    assert evaluate_again.main([str(runs / "fidelity"), "--release", "dql", "--checkout", str(fake_release),
+                                "--any-commit", "--out", str(bad)]) == 2
+    assert "no finished runs of both dql and dql-official" in capsys.readouterr().err and not bad.exists()
+    assert evaluate_again.main([str(runs / "fidelity"), "--release", "dtql", "--checkout", str(fake_release),
+                                "--episodes", "5", "--out", str(bad)]) == 2
+    assert "pinned to commit 9a29cea" in capsys.readouterr().err and not bad.exists()
 
 
 def test_bad_input_is_one_line_and_writes_nothing(fake_release, tmp_path, capsys):

@@ -132,8 +132,10 @@ class ReleaseAlgorithm(Algorithm):
         return [dataclasses.replace(s, cacheable=False, config_keys=(), diagnostic_policy=None, q_calibration=False)
                 for s in cls.plugin.stage_plan(config)]
 
-    def begin_stage(self, stage: str, data: DeviceBuffer) -> None:
-        if self.adapter is None:  # built at the first stage, from the run's source without the config's transforms
+    def build_release(self) -> Adapter:
+        """The release's agent, built once: at the first stage, or before a finished run's weights are loaded
+        into it. It reads the run's source itself, without the config's transforms."""
+        if self.adapter is None:
             seed = self.generator.initial_seed()
             r = self.request
             release_data = ReleaseData.load(r.source, r.eval_env, r.ref_scores)
@@ -145,7 +147,10 @@ class ReleaseAlgorithm(Algorithm):
             except ImportError as exc:
                 raise OffdiffError(f"the {self.adapter.release} release does not import here ({exc}); install its "
                                    "requirements (benchmarks/fidelity/README.md)") from None
-        self.adapter.begin_stage(stage)
+        return self.adapter
+
+    def begin_stage(self, stage: str, data: DeviceBuffer) -> None:
+        self.build_release().begin_stage(stage)
 
     def update(self, stage: str, batch: Batch, step: int) -> Metrics:
         assert self.adapter is not None

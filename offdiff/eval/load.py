@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from offdiff.algorithm import Algorithm, EnvSpec
+from offdiff.algorithm import Algorithm, AlgorithmConfig, EnvSpec
 from offdiff.config import apply_overrides
 from offdiff.data.base import EnvFactory
 from offdiff.data.scores import RefScores, normalized_score
@@ -151,19 +152,33 @@ def load_weights(run: RunDir) -> tuple[dict[str, Any], tuple[int, int]]:
     raise OffdiffError(f"run {run.path} has no checkpoint.pt or weights.pt: it has not trained yet")
 
 
-def load_run(path: str | Path, device: str = "auto") -> TrainedRun:
-    """The trained algorithm of the run folder `path`, with its weights, on `device`, ready to act."""
+Builder = Callable[[type[Algorithm], AlgorithmConfig, EnvSpec, torch.device, int], Algorithm]
+
+
+def build_plugin(cls: type[Algorithm], config: AlgorithmConfig, spec: EnvSpec, device: torch.device,
+                 seed: int) -> Algorithm:
+    """The run's algorithm, untrained, as the runner builds it (its generator seeded with the run seed)."""
+    return cls(config, spec, device, torch.Generator(device=device).manual_seed(seed))
+
+
+def load_run(path: str | Path, device: str = "auto", algorithm_cls: type[Algorithm] | None = None,
+             build: Builder = build_plugin) -> TrainedRun:
+    """The trained algorithm of the run folder `path`, with its weights, on `device`, ready to act.
+
+    `algorithm_cls` (default: the registered plugin the manifest names) and `build` (default: its constructor) let a
+    caller load a run of an algorithm the registry does not hold, e.g. an official release's twin whose networks
+    exist only once its code has built them (benchmarks/fidelity/evaluate_again.py)."""
     run = RunDir(Path(path))
     if not run.manifest.exists():
         raise OffdiffError(f"{path} is not a run folder (no manifest.json); run folders are "
                            "runs/<grid>/<algo>/<dataset>/<config-hash>/seed_<s>/")
     manifest = run.read_manifest()
-    cls = get_algorithm(manifest.algorithm)
+    cls = algorithm_cls or get_algorithm(manifest.algorithm)
     config = apply_overrides(cls.Config(), manifest.config, origin=str(run.manifest))
     dataset = manifest.dataset
     spec = EnvSpec(dataset["obs_dim"], dataset["act_dim"], dataset["dataset_id"], manifest.trained_task)
     target = resolve_device(device)
-    algorithm = cls(config, spec, target, torch.Generator(device=target).manual_seed(manifest.seed))
+    algorithm = build(cls, config, spec, target, manifest.seed)
     state, position = load_weights(run)
     modules = state["algorithm"]["modules"] if "algorithm" in state else state["modules"]
     for name, module in algorithm.modules().items():
