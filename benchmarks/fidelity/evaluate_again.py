@@ -25,6 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `fidelity` is benchmarks/fidelity
 
 from fidelity.adapter import ReleaseAlgorithm  # noqa: E402
+from fidelity.adapters import ADAPTERS  # noqa: E402
 from fidelity.harness import adapter_for, official_label  # noqa: E402
 from fidelity.release import imported, open_checkout  # noqa: E402
 from offdiff.algorithm import Algorithm, AlgorithmConfig, EnvSpec  # noqa: E402
@@ -95,7 +96,7 @@ def evaluate_again(root: Path, release: str, checkout: Path, episodes: int, any_
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="evaluate_again.py", description=__doc__.splitlines()[0])
     p.add_argument("runs", type=Path, help="the folder of the comparison's runs, e.g. runs/fidelity")
-    p.add_argument("--release", required=True, choices=("dql", "dtql", "eda"))
+    p.add_argument("--release", required=True, choices=sorted(ADAPTERS))
     p.add_argument("--checkout", required=True, type=Path, help="your clone of the release the runs were made with")
     p.add_argument("--any-commit", action="store_true", help="accept a checkout at another commit")
     p.add_argument("--episodes", type=int, default=100, help="episodes per run (default: 100)")
