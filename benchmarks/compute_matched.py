@@ -13,6 +13,9 @@ Rules (printed as they apply):
   rate. A stage's steps are then round(f x default), with f chosen so the stages' training seconds add up
   to `--seconds`.
 - The grid's other keys (datasets, seeds, protocol; not its `budget`) are kept; the name gains `-compute-matched`.
+  `--protocol KEY=VALUE` changes a protocol key, e.g. `eval_every=1000000` to evaluate only at the end of each
+  stage: the template's evaluation interval, in steps, would give stages of different lengths different
+  numbers of evaluations, and evaluations are not part of the matched training time.
 """
 
 from __future__ import annotations
@@ -81,8 +84,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, required=True, help="training wall-clock per run, seconds")
     parser.add_argument("--calibrate", type=int, default=100, help="steps per stage of each calibration run")
     parser.add_argument("--out", type=Path, required=True, help="the compute-matched grid to write")
+    parser.add_argument("--protocol", action="append", default=[], metavar="KEY=VALUE",
+                        help="set a protocol key of the written grid (repeatable)")
     args = parser.parse_args(argv)
     grid = yaml.safe_load(args.template.read_text())
+    for assignment in args.protocol:
+        key, sep, value = assignment.partition("=")
+        if not sep or not key:
+            raise OffdiffError(f"--protocol takes KEY=VALUE, got {assignment!r}")
+        grid["protocol"] = {**grid.get("protocol", {}), key: yaml.safe_load(value)}
     source = _source(grid["datasets"][0])
     entries = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -100,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     header = (f"# Compute-matched version of {args.template.name}: {args.seconds:g} s of training per run, stages in\n"
               f"# the papers' proportions, rates measured on {source} ({args.calibrate} steps per stage, 1 thread).\n"
               f"# Written by: python benchmarks/compute_matched.py {args.template} --seconds {args.seconds:g}"
-              f" --out {args.out}\n")
+              + "".join(f" --protocol {a}" for a in args.protocol) + f" --out {args.out}\n")
     atomic_write_bytes(args.out, (header + yaml.safe_dump(out, sort_keys=False, width=120)).encode())
     print(f"wrote {args.out}", file=sys.stderr)
 

@@ -43,10 +43,23 @@ def test_writes_a_grid_from_a_template_with_measured_rates(tmp_path, capsys):
                                                                    "eval_candidates": 4}}],
         "budget": {"steps": 2000}, "protocol": {"eval_every": 1000}}))
     out = tmp_path / "matched.yaml"
-    compute_matched.main([str(template), "--seconds", "30", "--calibrate", "10", "--out", str(out)])
+    compute_matched.main([str(template), "--seconds", "30", "--calibrate", "10", "--protocol", "eval_every=1000000",
+                          "--protocol", "eval_episodes=5", "--out", str(out)])
     grid = yaml.safe_load(out.read_text())
-    assert grid["name"] == "tiny-compute-matched" and grid["protocol"] == {"eval_every": 1000} and "budget" not in grid
+    assert grid["name"] == "tiny-compute-matched" and "budget" not in grid
+    assert grid["protocol"] == {"eval_every": 1000000, "eval_episodes": 5}
+    assert "--protocol eval_every=1000000 --protocol eval_episodes=5 --out" in out.read_text().splitlines()[2]
     overrides = grid["algorithms"][0]["overrides"]
     assert overrides["diffusion_hidden"] == 16
     assert overrides["steps"] / overrides["pretrain_steps"] == pytest.approx(20.0, rel=0.05)  # 1M / 50k
     assert "d: seconds/step pretrain" in capsys.readouterr().err
+
+
+def test_a_protocol_setting_without_a_value_is_an_error(tmp_path):
+    template = tmp_path / "t.yaml"
+    template.write_text(yaml.safe_dump({"name": "tiny", "datasets": ["toy:four_corners"], "seeds": [0],
+                                        "algorithms": ["dql"]}))
+    with pytest.raises(OffdiffError, match="--protocol takes KEY=VALUE, got 'eval_every'"):
+        compute_matched.main([str(template), "--seconds", "30", "--protocol", "eval_every", "--out",
+                              str(tmp_path / "m.yaml")])
+    assert not (tmp_path / "m.yaml").exists()

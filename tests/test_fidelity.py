@@ -18,7 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 
-from fidelity import curves, decide, evaluate_again, run  # noqa: E402
+from fidelity import curves, decide, evaluate_again, run, same_draws  # noqa: E402
 from fidelity.adapters.eda import _fix_applied  # noqa: E402
 from fidelity.release import imported, open_checkout  # noqa: E402
 
@@ -288,3 +288,165 @@ def test_eda_fix_is_detected():
     """
     assert not _fix_applied(textwrap.indent(textwrap.dedent(released), "    "))
     assert _fix_applied(textwrap.indent(textwrap.dedent(fixed), "    "))
+
+
+FAKE_DQL = '''
+import copy, os
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+EMA_DELAY = int(os.environ.get("FAKE_DQL_EMA_DELAY", "0"))  # a planted difference: the EMA starts this much later
+
+class TimeEmbedding(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, t):
+        half = self.dim // 2
+        freqs = torch.exp(torch.arange(half) * -(np.log(10000.0) / (half - 1)))
+        args = t.float()[:, None] * freqs[None]
+        return torch.cat([args.sin(), args.cos()], dim=-1)
+
+class MLP(nn.Module):
+    def __init__(self, state_dim, action_dim, t_dim=16):
+        super().__init__()
+        self.time_mlp = nn.Sequential(TimeEmbedding(t_dim), nn.Linear(t_dim, 2 * t_dim), nn.Mish(),
+                                      nn.Linear(2 * t_dim, t_dim))
+        self.mid_layer = nn.Sequential(nn.Linear(state_dim + action_dim + t_dim, 256), nn.Mish(), nn.Linear(256, 256),
+                                       nn.Mish(), nn.Linear(256, 256), nn.Mish())
+        self.final_layer = nn.Linear(256, action_dim)
+
+    def forward(self, x, t, s):
+        return self.final_layer(self.mid_layer(torch.cat([x, self.time_mlp(t), s], dim=1)))
+
+class Diffusion(nn.Module):
+    def __init__(self, state_dim, action_dim, n):
+        super().__init__()
+        self.model, self.action_dim, self.n = MLP(state_dim, action_dim), action_dim, n
+        i = np.arange(1, n + 1)
+        beta = 1 - np.exp(-0.1 / n - 0.5 * 9.9 * (2 * i - 1) / n ** 2)
+        abar = np.cumprod(1 - beta)
+        prev = np.append(1.0, abar[:-1])
+        coef = dict(a=np.sqrt(abar), b=np.sqrt(1 - abar), r=np.sqrt(1 / abar), rm1=np.sqrt(1 / abar - 1),
+                    c1=beta * np.sqrt(prev) / (1 - abar), c2=(1 - prev) * np.sqrt(1 - beta) / (1 - abar),
+                    std=np.sqrt(beta * (1 - prev) / (1 - abar)))
+        self.k = {name: torch.tensor(v, dtype=torch.float32) for name, v in coef.items()}
+
+    def forward(self, state):
+        k, x = self.k, torch.randn((state.shape[0], self.action_dim))
+        for t in reversed(range(self.n)):
+            eps = self.model(x, torch.full((state.shape[0],), t, dtype=torch.long), state)
+            x0 = (k["r"][t] * x - k["rm1"][t] * eps).clamp(-1, 1)
+            x = k["c1"][t] * x0 + k["c2"][t] * x + (t > 0) * k["std"][t] * torch.randn_like(x)
+        return x.clamp(-1, 1)
+
+    sample = forward
+
+    def loss(self, x0, state):
+        t = torch.randint(0, self.n, (x0.shape[0],)).long()
+        noise = torch.randn_like(x0)
+        xt = self.k["a"][t][:, None] * x0 + self.k["b"][t][:, None] * noise
+        return F.mse_loss(self.model(xt, t, state), noise)
+
+class Critic(nn.Module):
+    def __init__(self, s, a):
+        super().__init__()
+        head = lambda: nn.Sequential(nn.Linear(s + a, 256), nn.Mish(), nn.Linear(256, 256), nn.Mish(),
+                                     nn.Linear(256, 256), nn.Mish(), nn.Linear(256, 1))
+        self.q1_model, self.q2_model = head(), head()
+
+    def forward(self, s, a):
+        x = torch.cat([s, a], dim=-1)
+        return self.q1_model(x), self.q2_model(x)
+
+def _step(optimizer, loss, module, grad_norm):
+    optimizer.zero_grad()
+    loss.backward()
+    nn.utils.clip_grad_norm_(module.parameters(), grad_norm)
+    optimizer.step()
+
+class Diffusion_QL:
+    def __init__(self, state_dim, action_dim, max_action, device, discount, tau, max_q_backup, eta, beta_schedule,
+                 n_timesteps, lr, lr_decay, lr_maxt, grad_norm):
+        self.actor = Diffusion(state_dim, action_dim, n_timesteps)
+        self.ema_model = copy.deepcopy(self.actor)
+        self.critic = Critic(state_dim, action_dim)
+        self.critic_target = copy.deepcopy(self.critic)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=lr)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=3e-4)
+        self.discount, self.tau, self.eta, self.grad_norm, self.lr_decay, self.step = discount, tau, eta, grad_norm, \\
+            lr_decay, 0
+
+    def train(self, replay_buffer, iterations, batch_size=100):
+        s, a, s2, r, not_done = replay_buffer.sample(batch_size)
+        with torch.no_grad():
+            y = r + not_done * self.discount * torch.min(*self.critic_target(s2, self.ema_model(s2)))
+        q1, q2 = self.critic(s, a)
+        critic_loss = F.mse_loss(q1, y) + F.mse_loss(q2, y)
+        _step(self.critic_optimizer, critic_loss, self.critic, self.grad_norm)
+        bc_loss = self.actor.loss(a, s)
+        q1, q2 = self.critic(s, self.actor(s))
+        first = np.random.uniform() > 0.5
+        q_loss = -q1.mean() / q2.abs().mean().detach() if first else -q2.mean() / q1.abs().mean().detach()
+        actor_loss = bc_loss + self.eta * q_loss
+        _step(self.actor_optimizer, actor_loss, self.actor, self.grad_norm)
+        if self.step % 5 == 0 and self.step >= 1000 + EMA_DELAY:
+            for ema, p in zip(self.ema_model.parameters(), self.actor.parameters()):
+                ema.data.mul_(0.995).add_(0.005 * p.data)
+        for target, p in zip(self.critic_target.parameters(), self.critic.parameters()):
+            target.data.copy_(self.tau * p.data + (1 - self.tau) * target.data)
+        self.step += 1
+        return {"bc_loss": [bc_loss.item()], "ql_loss": [q_loss.item()], "actor_loss": [actor_loss.item()],
+                "critic_loss": [critic_loss.item()]}
+
+    def sample_action(self, state):
+        s = torch.FloatTensor(state.reshape(1, -1)).repeat_interleave(50, dim=0)
+        with torch.no_grad():
+            a = self.actor.sample(s)
+            q = torch.min(*self.critic_target(s, a)).flatten()
+            return a[torch.multinomial(F.softmax(q, dim=0), 1)].numpy().flatten()
+'''
+
+
+@pytest.fixture
+def fake_dql_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A DQL written the release's way (its module layout, global RNG, draw order), not the release's code."""
+    root = tmp_path / "fake_dql"
+    for name, text in {"agents/__init__.py": "", "agents/ql_diffusion.py": FAKE_DQL, "utils/__init__.py": "",
+                       "utils/data_sampler.py": FAKE_SAMPLER}.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(textwrap.dedent(text))
+    monkeypatch.setenv("FAKE_RELEASE_DATA", str(tmp_path / "release_data.npz"))
+    return root
+
+
+def test_same_draws_finds_equal_steps_equal_and_a_planted_difference(fake_dql_release, tmp_path, monkeypatch,
+                                                                      capsys):
+    argv = ["--release", "dql", "--checkout", str(fake_dql_release), "--any-commit", "--dataset", SOURCE,
+            "--steps", "2000", "--set", "batch_size=8", "--states", "3"]
+    out = tmp_path / "same.md"
+    assert same_draws.main([*argv, "--compare", "12", "--out", str(out)]) == 0
+    assert "12 steps, 3 states: the same up to float rounding" in capsys.readouterr().out
+    report = out.read_text()
+    assert "**Verdict:** the same up to float rounding" in report and "| 12 |" in report
+
+    # The fake's EMA now starts 5 steps after offdiff's (step 1005, not 1000): everything agrees for 1000 steps,
+    # then the EMA networks part.
+    monkeypatch.setenv("FAKE_DQL_EMA_DELAY", "5")
+    assert same_draws.main([*argv, "--compare", "1001"]) == 1
+    assert "they differ: after step 1001, ema_actor differs" in capsys.readouterr().out
+
+    assert same_draws.main([*argv, "--compare", "3000"]) == 2  # more than the stage
+    assert "more than the main stage's 2000 steps" in capsys.readouterr().err
+    assert same_draws.main([*argv, "--set", "ema_start=5"]) == 2
+    assert "cannot follow this dql config: ema_start=5" in capsys.readouterr().err
+
+
+def test_same_draws_says_which_releases_it_is_written_for(fake_release, capsys):
+    argv = ["--release", "dtql", "--checkout", str(fake_release), "--any-commit", "--dataset", SOURCE, "--steps", "6"]
+    assert same_draws.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == "offdiff: error: the same-draws check is not written for the dtql release (only for dql)\n"

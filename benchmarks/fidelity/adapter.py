@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from fidelity import stubs
+from fidelity.draws import Draw
 from fidelity.release import Checkout
 from offdiff.algorithm import Algorithm, AlgorithmConfig, EnvSpec, Metrics, Stage
 from offdiff.data.buffer import Batch, DeviceBuffer
@@ -94,6 +95,19 @@ class Adapter:
     def modules(self) -> dict[str, torch.nn.Module]:
         """The release's networks, saved in offdiff's checkpoint for inspection."""
         return {}
+
+    # -- the same-draws check (same_draws.py); written per release, so far for dql ---------------------------
+    def twin_tensors(self, algo: Algorithm) -> dict[str, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Per network: pairs (the release's tensor, the offdiff plugin's tensor in the release's layout)."""
+        raise OffdiffError(f"the same-draws check is not written for the {self.release} release (only for dql)")
+
+    def step_draws(self, draws: list[Draw]) -> list[Draw]:
+        """offdiff's draws of one step (the batch's rows first, then `update`'s) in the order the release draws."""
+        raise OffdiffError(f"the same-draws check is not written for the {self.release} release (only for dql)")
+
+    def act_draws(self, draws: list[Draw]) -> list[Draw]:
+        """offdiff's draws of `act` on one state, in the order the release's acting draws."""
+        raise OffdiffError(f"the same-draws check is not written for the {self.release} release (only for dql)")
 
     def renamed(self, metrics: Mapping[str, float]) -> dict[str, float]:
         return {self.metric_names.get(k, k): float(v) for k, v in metrics.items()}

@@ -9,6 +9,7 @@ config hash: `runs/<grid>/dtql-official/<dataset>/<hash>/seed_<s>/`.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,21 @@ from offdiff.records import Manifest, RunDir
 from offdiff.registry import get_algorithm
 from offdiff.runtime import resolve_device
 from offdiff.train.runner import PlannedRun, Trainer, TrainRequest, plan
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that define a pair's run, shared by run.py and same_draws.py."""
+    parser.add_argument("--release", required=True, choices=sorted(ADAPTERS))
+    parser.add_argument("--checkout", required=True, type=Path, help="your clone of the release, at its pinned commit")
+    parser.add_argument("--any-commit", action="store_true", help="accept a checkout at another commit (recorded)")
+    parser.add_argument("--dataset", required=True, help="any offdiff data source, e.g. minari:local/hopper/medium-v0")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, help="every stage's step budget, on both sides (as `offdiff train "
+                        "--steps`)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, both sides")
+    parser.add_argument("--task", help="the task whose preset applies (as `offdiff train --task`)")
+    parser.add_argument("--eval-env", help="evaluation env (as `offdiff train --eval-env`)")
+    parser.add_argument("--ref-scores", help="MIN,MAX or d4rl (as `offdiff train --ref-scores`)")
 
 
 def official_label(release: str) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `fidelity` is benchmarks/fidelity
 
 from fidelity.adapters import ADAPTERS  # noqa: E402
-from fidelity.harness import run_official  # noqa: E402
+from fidelity.harness import add_run_arguments, run_official  # noqa: E402
 from offdiff.config import parse_assignments  # noqa: E402
 from offdiff.errors import OffdiffError  # noqa: E402
 from offdiff.train.runner import TrainRequest, train  # noqa: E402
@@ -26,16 +26,7 @@ PROTOCOL = ("eval_episodes", "eval_every", "eval_envs", "log_every", "checkpoint
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="run.py", description=__doc__.splitlines()[0])
-    p.add_argument("--release", required=True, choices=sorted(ADAPTERS))
-    p.add_argument("--checkout", required=True, type=Path, help="your clone of the release, at its pinned commit")
-    p.add_argument("--any-commit", action="store_true", help="accept a checkout at another commit (recorded)")
-    p.add_argument("--dataset", required=True, help="any offdiff data source, e.g. minari:local/hopper/medium-v0")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, help="every stage's step budget, on both sides (as `offdiff train --steps`)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, both sides")
-    p.add_argument("--task", help="the task whose preset applies (as `offdiff train --task`)")
-    p.add_argument("--eval-env", help="evaluation env (as `offdiff train --eval-env`)")
-    p.add_argument("--ref-scores", help="MIN,MAX or d4rl (as `offdiff train --ref-scores`)")
+    add_run_arguments(p)
     for name in PROTOCOL:
         p.add_argument(f"--{name.replace('_', '-')}", type=int, dest=name)
     p.add_argument("--device", default="auto")
