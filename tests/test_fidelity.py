@@ -428,25 +428,48 @@ def test_same_draws_finds_equal_steps_equal_and_a_planted_difference(fake_dql_re
     argv = ["--release", "dql", "--checkout", str(fake_dql_release), "--any-commit", "--dataset", SOURCE,
             "--steps", "2000", "--set", "batch_size=8", "--states", "3"]
     out = tmp_path / "same.md"
-    assert same_draws.main([*argv, "--compare", "12", "--out", str(out)]) == 0
+    assert same_draws.main([*argv, "--compare", "12", "--control", "1e-7", "--out", str(out)]) == 0
     assert "12 steps, 3 states: the same up to float rounding" in capsys.readouterr().out
     report = out.read_text()
-    assert "**Verdict:** the same up to float rounding" in report and "| 12 |" in report
+    assert "**Verdict:** the same up to float rounding" in report and "| main step 12 |" in report
+    columns = "actor | ema_actor | critic | critic_target | actor_loss | bc_loss | critic_loss | q_loss | control"
+    assert f"| after | {columns} |" in report
 
     # The fake's EMA now starts 5 steps after offdiff's (step 1005, not 1000): everything agrees for 1000 steps,
     # then the EMA networks part.
     monkeypatch.setenv("FAKE_DQL_EMA_DELAY", "5")
     assert same_draws.main([*argv, "--compare", "1001"]) == 1
-    assert "they differ: after step 1001, ema_actor differs" in capsys.readouterr().out
+    assert "they differ: after main step 1001, ema_actor differs" in capsys.readouterr().out
 
-    assert same_draws.main([*argv, "--compare", "3000"]) == 2  # more than the stage
-    assert "more than the main stage's 2000 steps" in capsys.readouterr().err
+    assert same_draws.main([*argv, "--compare", "0"]) == 2
+    assert "--compare and --states must be at least 1" in capsys.readouterr().err
     assert same_draws.main([*argv, "--set", "ema_start=5"]) == 2
     assert "cannot follow this dql config: ema_start=5" in capsys.readouterr().err
 
 
-def test_same_draws_says_which_releases_it_is_written_for(fake_release, capsys):
-    argv = ["--release", "dtql", "--checkout", str(fake_release), "--any-commit", "--dataset", SOURCE, "--steps", "6"]
+def test_same_draws_verdict_passes_rounding_amplified_like_the_control_and_nothing_more():
+    steps = ["main step 1", "main step 2"]
+    nets = [{"policy": 1e-6}, {"policy": 3e-3}]  # past the 1e-4 tolerance at step 2
+    losses = [{"q": 1e-7}, {"q": 1e-6}]
+    amplified = same_draws.Comparison(steps, nets, losses, [1e-7], control=[1e-6, 2e-3])
+    passes, words = amplified.verdict(1e-4, within=10)
+    assert passes and words.startswith("the same up to float rounding, amplified by training")
+    assert "at most 1.5x as much from its own perturbed copy" in words
+    assert not same_draws.Comparison(steps, nets, losses, [1e-7]).verdict(1e-4, 10)[0]  # no control: differs
+    assert not same_draws.Comparison(steps, nets, losses, [1e-7], control=[1e-6, 1e-6]).verdict(1e-4, 10)[0]
+    lossy = same_draws.Comparison(steps, nets, [{"q": 1e-7}, {"q": 1e-2}], [1e-7], control=[1e-6, 2e-3])
+    passes, words = lossy.verdict(1e-4, 10)
+    assert not passes and "q differs by 0.01" in words  # a loss beyond the tolerance is never excused
+    assert same_draws.Comparison(steps, [{"policy": 0.0}] * 2, losses, [1e-7]).verdict(1e-4, 10) == (
+        True, "the same up to float rounding")
+
+
+def test_same_draws_says_which_releases_it_is_written_for_and_when_layouts_differ(fake_release, capsys):
+    argv = ["--release", "eda", "--checkout", str(fake_release), "--any-commit", "--dataset", SOURCE, "--steps", "6"]
     assert same_draws.main(argv) == 2
     err = capsys.readouterr().err
-    assert err == "offdiff: error: the same-draws check is not written for the dtql release (only for dql)\n"
+    assert err == "offdiff: error: the same-draws check is not written for the eda release (only for dql, dtql)\n"
+    # The DTQL-shaped fake has one Linear where DTQL's score network has seven: one line, exit 2.
+    assert same_draws.main(["--release", "dtql", *argv[2:]]) == 2
+    err = capsys.readouterr().err
+    assert err == "offdiff: error: same draws: diffusion: layers with parameters: 1 in the release, 7 in offdiff\n"

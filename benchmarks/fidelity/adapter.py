@@ -20,6 +20,7 @@ import torch
 from fidelity import stubs
 from fidelity.draws import Draw
 from fidelity.release import Checkout
+from fidelity.twins import Pairs
 from offdiff.algorithm import Algorithm, AlgorithmConfig, EnvSpec, Metrics, Stage
 from offdiff.data.buffer import Batch, DeviceBuffer
 from offdiff.data.pipeline import prepare
@@ -52,6 +53,7 @@ class Adapter:
     repository: ClassVar[str]
     metric_names: ClassVar[Mapping[str, str]] = {}  # the release's metric name -> offdiff's, where they agree
     needs_cuda: ClassVar[bool] = False  # the release hard-codes CUDA
+    same_draws: ClassVar[bool] = False  # the same-draws check is written for it (twin_tensors, step/act_draws)
     table: ClassVar[tuple[str, str] | None] = None  # (file, name) of the release's per-task hyperparameter table
     table_columns: ClassVar[Mapping[str, tuple[str, Callable[[Any], Any]]]] = {}  # column -> (offdiff field, unit)
 
@@ -96,18 +98,26 @@ class Adapter:
         """The release's networks, saved in offdiff's checkpoint for inspection."""
         return {}
 
-    # -- the same-draws check (same_draws.py); written per release, so far for dql ---------------------------
-    def twin_tensors(self, algo: Algorithm) -> dict[str, list[tuple[torch.Tensor, torch.Tensor]]]:
+    # -- the same-draws check (same_draws.py): adapters that set `same_draws` implement these three -----------
+    def twin_tensors(self, algo: Algorithm) -> dict[str, Pairs]:
         """Per network: pairs (the release's tensor, the offdiff plugin's tensor in the release's layout)."""
-        raise OffdiffError(f"the same-draws check is not written for the {self.release} release (only for dql)")
+        raise NotImplementedError
 
-    def step_draws(self, draws: list[Draw]) -> list[Draw]:
-        """offdiff's draws of one step (the batch's rows first, then `update`'s) in the order the release draws."""
-        raise OffdiffError(f"the same-draws check is not written for the {self.release} release (only for dql)")
+    def step_draws(self, stage: str, draws: list[Draw]) -> list[Draw]:
+        """offdiff's draws of one step of `stage` (the batch's rows first, then `update`'s) in the order the release
+        draws them."""
+        raise NotImplementedError
 
     def act_draws(self, draws: list[Draw]) -> list[Draw]:
         """offdiff's draws of `act` on one state, in the order the release's acting draws."""
-        raise OffdiffError(f"the same-draws check is not written for the {self.release} release (only for dql)")
+        raise NotImplementedError
+
+    def expect_draws(self, draws: list[Draw], kinds: list[str], where: str) -> list[Draw]:
+        """`draws`, after checking their kinds against the layout the adapter expects of offdiff."""
+        if [d.kind for d in draws] != kinds:
+            raise OffdiffError(f"same draws: offdiff's {where} drew {[d.kind for d in draws]}, the {self.release} "
+                               f"layout expects {kinds}")
+        return draws
 
     def renamed(self, metrics: Mapping[str, float]) -> dict[str, float]:
         return {self.metric_names.get(k, k): float(v) for k, v in metrics.items()}

@@ -7,8 +7,9 @@ order its release draws in (`Adapter.step_draws`, `act_draws`); `serving(draws)`
 calls with those values, checking each call's kind and shape against the list. So both sides compute with
 the same random numbers, and any difference left is in what they compute.
 
-Patched while a block runs: torch.randn, randn_like, randint, rand, multinomial and numpy.random.uniform
-(the calls the three releases and offdiff's plugins make during a step and when acting).
+Patched while a block runs: torch.randn, randn_like, randint, rand, multinomial, numpy.random.uniform and
+the standard normal behind torch.distributions.Normal.rsample (the calls the three releases and offdiff's
+plugins make during a step and when acting).
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributions.normal as torch_normal
 
 from offdiff.errors import OffdiffError
 
 KINDS = {"randn": "normal", "randn_like": "normal", "randint": "integers", "rand": "uniform",
-         "multinomial": "choice"}
+         "multinomial": "choice", "_standard_normal": "normal"}
+TORCH = ("randn", "randn_like", "randint", "rand", "multinomial")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,26 +50,29 @@ def _requested_shape(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -
     if name == "multinomial":
         probs, samples = args[0], (args[1] if len(args) > 1 else kwargs["num_samples"])
         return (*probs.shape[:-1], int(samples))
+    if name == "_standard_normal":
+        return tuple(args[0] if args else kwargs["shape"])
     return _size(args)
 
 
 @contextlib.contextmanager
 def _patched(handler: Callable[[str, Callable[..., Any], tuple[Any, ...], dict[str, Any]], Any]) -> Iterator[None]:
-    originals = {name: getattr(torch, name) for name in KINDS}
-    np_uniform = np.random.uniform
+    originals = {name: getattr(torch, name) for name in TORCH}
+    np_uniform, standard_normal = np.random.uniform, torch_normal._standard_normal
 
-    def wrap(name: str) -> Callable[..., Any]:
-        return lambda *args, **kwargs: handler(name, originals[name], args, kwargs)
+    def wrap(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        return lambda *args, **kwargs: handler(name, original, args, kwargs)
 
-    for name in KINDS:
-        setattr(torch, name, wrap(name))
-    np.random.uniform = lambda *args, **kwargs: handler("np_uniform", np_uniform, args, kwargs)
+    for name, fn in originals.items():
+        setattr(torch, name, wrap(name, fn))
+    np.random.uniform = wrap("np_uniform", np_uniform)
+    torch_normal._standard_normal = wrap("_standard_normal", standard_normal)
     try:
         yield
     finally:
         for name, fn in originals.items():
             setattr(torch, name, fn)
-        np.random.uniform = np_uniform
+        np.random.uniform, torch_normal._standard_normal = np_uniform, standard_normal
 
 
 @contextlib.contextmanager
@@ -106,6 +112,8 @@ def serving(draws: list[Draw]) -> Iterator[None]:
         value = draw.value.reshape(shape).clone()
         device = kwargs.get("device") or (args[0].device if name in ("randn_like", "multinomial") else None)
         dtype = kwargs.get("dtype") or (args[0].dtype if name == "randn_like" else None)
+        if name == "_standard_normal":
+            dtype, device = (args[1], args[2]) if len(args) == 3 else (kwargs.get("dtype"), kwargs.get("device"))
         return value.to(device=device or value.device, dtype=dtype or value.dtype)
 
     with _patched(serve):

@@ -6,22 +6,28 @@ same batches, with the same random numbers.
 
 A score gap between offdiff and a release is bisected by swapping the release's components into offdiff one
 at a time and retraining (README, "Every gap explained"). This checks every component of the update at once,
-in seconds: both sides are built for the run (`run.py`'s options: dataset, seed, --steps, --set, --task),
-the release's networks get offdiff's initial weights, and then, `--compare` times, offdiff samples a batch
-and takes a step while its random numbers are recorded, and the release takes its step served those numbers
-in its own order (`fidelity.draws`, the adapter's `step_draws`). After every step each network of the two
-sides is compared (max |Δ| over its parameters), and so are the losses both report. Then both act on
-`--states` dataset states with the same draws, and their actions are compared.
+in minutes: both sides are built for the run (`run.py`'s options: dataset, seed, --steps, --set, --task),
+the release's networks get offdiff's initial weights, and then, for `--compare` steps of each stage in turn,
+offdiff samples a batch and takes a step while its random numbers are recorded, and the release takes its step
+served those numbers in its own order (`fidelity.draws`, the adapter's `step_draws`). After every step each
+network of the two sides is compared (max |Δ| over its parameters), and so are the losses both report
+(relative to the loss, at least 1). Then both act on `--states` dataset states with the same draws.
 
-The verdict: the same, up to float rounding, if no difference exceeds `--tolerance` (exit 0); otherwise the
-first step and network that differ (exit 1). Equal steps rule out the critic, the policy, the losses, the
+The verdict: the same up to float rounding if no difference exceeds `--tolerance` (exit 0); otherwise the
+first step and network that differ (exit 1). Some training amplifies rounding (Adam's first steps on near-zero
+gradients; a policy chasing Q): `--control EPS` also trains a copy of offdiff whose initial weights are
+perturbed by a relative EPS, with offdiff's own draws, and passes differences beyond the tolerance that are
+at most `--within` times the copy's at the same step. A wrong coefficient, loss or schedule moves a weight by
+about a learning rate at once, far above that. Equal steps rule out the critic, the policy, the losses, the
 sampler, the optimizers, clipping, the targets and the EMA; what remains of a gap then lies in the random
-streams themselves (equal in distribution) or in chance. Written so far for dql (adapters/dql.py).
+streams themselves (equal in distribution) or in chance. Written for dql and dtql (their adapters'
+`twin_tensors`, `step_draws`, `act_draws`).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `fidelity` is be
 
 from fidelity import stubs  # noqa: E402
 from fidelity.adapter import Adapter, ReleaseData, seed_everything  # noqa: E402
+from fidelity.adapters import ADAPTERS  # noqa: E402
 from fidelity.draws import recording, serving  # noqa: E402
 from fidelity.harness import adapter_for, add_run_arguments, plan_pair  # noqa: E402
 from fidelity.release import imported, open_checkout  # noqa: E402
@@ -48,23 +55,51 @@ CPU = torch.device("cpu")
 
 @dataclass
 class Comparison:
-    """Max |Δ| per network and per shared loss after each step, and per acted state."""
+    """Max |Δ| per network and per shared loss after each compared step (labelled `stage step`), per acted state,
+    and, with a control, the largest |Δ| of offdiff against its perturbed copy after each step."""
 
+    steps: list[str] = field(default_factory=list)
     networks: list[dict[str, float]] = field(default_factory=list)
     losses: list[dict[str, float]] = field(default_factory=list)
     actions: list[float] = field(default_factory=list)
     scale: dict[str, float] = field(default_factory=dict)
+    control: list[float] = field(default_factory=list)
 
     def worst(self, tolerance: float) -> str | None:
         """The first difference above `tolerance`, in words; None if there is none."""
-        for step, (nets, losses) in enumerate(zip(self.networks, self.losses, strict=True)):
+        for step, nets, losses in zip(self.steps, self.networks, self.losses, strict=True):
             for name, diff in {**nets, **losses}.items():
                 if not diff <= tolerance:
-                    return f"after step {step + 1}, {name} differs by {diff:.3g} (tolerance {tolerance:g})"
+                    return f"after {step}, {name} differs by {diff:.3g} (tolerance {tolerance:g})"
         for i, diff in enumerate(self.actions):
             if not diff <= tolerance:
                 return f"acting on state {i + 1}, the actions differ by {diff:.3g} (tolerance {tolerance:g})"
         return None
+
+    def control_ratio(self, tolerance: float) -> float:
+        """Over the steps where some network differs from the release's by more than `tolerance`: the largest
+        ratio of that difference to the control's at the same step (0 if there is no such step)."""
+        ratios = [max(nets.values()) / control if control > 0 else math.inf
+                  for nets, control in zip(self.networks, self.control, strict=True) if max(nets.values()) > tolerance]
+        return max(ratios, default=0.0)
+
+    def verdict(self, tolerance: float, within: float) -> tuple[bool, str]:
+        """(passes, in words): no difference above `tolerance`; or, with a control, the networks' differences
+        beyond it never more than `within` times the control's, and the losses and actions within it."""
+        worst = self.worst(tolerance)
+        if worst is None:
+            return True, "the same up to float rounding"
+        if not self.control:
+            return False, f"they differ: {worst}"
+        ratio = self.control_ratio(tolerance)
+        rest = Comparison(self.steps, [{"-": 0.0}] * len(self.steps), self.losses, self.actions).worst(tolerance)
+        if ratio > within:
+            return False, f"they differ: {worst}; {ratio:.3g}x the control's difference"
+        if rest is not None:
+            return False, f"they differ: {rest}"
+        return True, (f"the same up to float rounding, amplified by training: where the networks differ by more "
+                      f"than {tolerance:g} ({worst}), offdiff differs at most {ratio:.1f}x as much from its own "
+                      f"perturbed copy")
 
 
 @torch.no_grad()
@@ -95,24 +130,49 @@ def build_release(adapter_cls: type[Adapter], algo: Algorithm, request: TrainReq
     return adapter
 
 
-def compare(algo: Algorithm, data: PreparedData, adapter: Adapter, steps: int, states: int, seed: int) -> Comparison:
-    stage = algo.stages()[0]
-    if steps > stage.steps:
-        raise OffdiffError(f"--compare {steps} is more than the {stage.name} stage's {stage.steps} steps")
-    algo.begin_stage(stage.name, data.buffer)
-    adapter.begin_stage(stage.name)
+def perturbed_copy(mine: PlannedRun, epsilon: float, seed: int) -> Algorithm:
+    """A second offdiff plugin for the run, every parameter scaled by (1 + ε·z), z ~ N(0, 1): the control."""
+    copy, _ = build_offdiff(mine)
+    generator = torch.Generator().manual_seed(derive_seed(seed, "same-draws-control"))
+    with torch.no_grad():
+        for module in copy.modules().values():
+            for p in module.parameters():
+                p.mul_(1 + epsilon * torch.randn(p.shape, generator=generator))
+    return copy
+
+
+def _module_pairs(a: Algorithm, b: Algorithm) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [pair for name, module in a.modules().items()
+            for pair in zip(module.parameters(), b.modules()[name].parameters(), strict=True)]
+
+
+def compare(algo: Algorithm, data: PreparedData, adapter: Adapter, steps: int, states: int, seed: int,
+            control: Algorithm | None = None) -> Comparison:
+    """`steps` steps of every stage (fewer where a stage is shorter), then acting on `states` dataset states. A
+    `control` (offdiff's perturbed copy) takes every step with offdiff's own draws."""
     sampler = torch.Generator().manual_seed(derive_seed(seed, "sampler"))
     twins = adapter.twin_tensors(algo)
     scale = {name: max_diff([(m, torch.zeros(())) for _, m in pairs]) for name, pairs in twins.items()}
     result = Comparison(scale=scale)
-    for step in range(steps):
-        with recording() as draws:
-            batch = data.buffer.sample(stage.batch_size, sampler)
-            mine = algo.update(stage.name, batch, step)
-        with serving(adapter.step_draws(draws)):
-            theirs = adapter.step(stage.name)
-        result.networks.append({name: max_diff(pairs) for name, pairs in twins.items()})
-        result.losses.append({k: abs(float(mine[k]) - v) for k, v in theirs.items() if k in mine})
+    for stage in algo.stages():
+        algo.begin_stage(stage.name, data.buffer)
+        adapter.begin_stage(stage.name)
+        if control is not None:
+            control.begin_stage(stage.name, data.buffer)
+        for step in range(min(steps, stage.steps)):
+            with recording() as draws:
+                batch = data.buffer.sample(stage.batch_size, sampler)
+                mine = algo.update(stage.name, batch, step)
+            with serving(adapter.step_draws(stage.name, draws)):
+                theirs = adapter.step(stage.name)
+            if control is not None:
+                with serving(draws):
+                    control.update(stage.name, data.buffer.sample(stage.batch_size, torch.Generator()), step)
+                result.control.append(max_diff(_module_pairs(algo, control)))
+            result.steps.append(f"{stage.name} step {step + 1}")
+            result.networks.append({name: max_diff(pairs) for name, pairs in twins.items()})
+            result.losses.append({k: abs(float(mine[k]) - v) / max(1.0, abs(v))
+                                  for k, v in theirs.items() if k in mine})
     generator = torch.Generator().manual_seed(derive_seed(seed, "same-draws"))
     for row in torch.randint(len(data.buffer), (states,), generator=generator).tolist():
         obs = data.buffer.obs[row:row + 1]
@@ -125,44 +185,59 @@ def compare(algo: Algorithm, data: PreparedData, adapter: Adapter, steps: int, s
 
 
 def report(result: Comparison, command: str, release: str, commit: str | None, mine: PlannedRun,
-           tolerance: float) -> str:
-    steps = len(result.networks)
-    marks = sorted({s for s in (1, 10, 100, 1000, 10000) if s <= steps} | {steps})
+           tolerance: float, within: float, epsilon: float | None) -> str:
+    marks = [i for i, label in enumerate(result.steps) if int(label.rsplit(" ", 1)[1]) in (1, 10, 100, 1000, 10000)
+             or i + 1 == len(result.steps) or result.steps[i + 1].split(" ")[0] != label.split(" ")[0]]
     names = list(result.networks[0])
-    losses = sorted(result.losses[0])
-    worst = result.worst(tolerance)
+    losses = sorted({k for row in result.losses for k in row})
+    control = ["control"] if result.control else []
+    _, verdict = result.verdict(tolerance, within)
+
+    def cells(row: dict[str, float]) -> str:
+        return " | ".join(f"{row[k]:.1e}" if k in row else "—" for k in names + losses + control)
+
     lines = [
         f"# Same draws: offdiff's `{mine.cls.name}` against the {release} release, step by step", "",
         f"`{command}`", "",
         f"Release checkout at `{commit or 'not a git checkout'}`; config hash `{mine.run_dir.path.parent.name}` "
         f"(task preset `{mine.choice.task}`), dataset `{mine.info.dataset_id}`, seed {mine.request.seed}.",
         "Both sides start from offdiff's initial weights, take the same batches and the same random numbers "
-        "(benchmarks/fidelity/same_draws.py). Entries: the largest |Δ| over each network's parameters, and "
-        "the absolute difference of each loss both sides report, after the step.", "",
-        "| after step | " + " | ".join(names + losses) + " |",
-        "|---:|" + "---:|" * (len(names) + len(losses)),
+        "(benchmarks/fidelity/same_draws.py). Entries, after the step: the largest |Δ| over each network's "
+        "parameters; for each loss both sides report, |Δ| / max(1, |loss|) (— where a stage has no such loss)."
+        + (f" `control`: the largest |Δ| over all parameters between offdiff and its copy with every initial weight "
+           f"scaled by (1 + {epsilon:g}·z), z ~ N(0, 1), taking the same steps with the same draws: how far training "
+           "alone carries a difference of rounding size." if control else ""), "",
+        "| after | " + " | ".join(names + losses + control) + " |",
+        "|:---|" + "---:|" * (len(names) + len(losses) + len(control)),
     ]
-    for s in marks:
-        row = {**result.networks[s - 1], **result.losses[s - 1]}
-        lines.append(f"| {s} | " + " | ".join(f"{row[k]:.1e}" for k in names + losses) + " |")
-    top = {**{k: max(r[k] for r in result.networks) for k in names}, **{k: max(r[k] for r in result.losses)
-                                                                         for k in losses}}
-    lines.append("| max over all | " + " | ".join(f"{top[k]:.1e}" for k in names + losses) + " |")
-    lines += ["", "Largest |parameter| per network, for scale: " + ", ".join(
+    for i in marks:
+        row = {**result.networks[i], **result.losses[i], **({"control": result.control[i]} if control else {})}
+        lines.append(f"| {result.steps[i]} | {cells(row)} |")
+    top = {k: max(r[k] for r in result.networks) for k in names}
+    top.update({k: max(r[k] for r in result.losses if k in r) for k in losses})
+    if control:
+        top["control"] = max(result.control)
+    lines.append(f"| max over all | {cells(top)} |")
+    lines += ["", "Largest |parameter| per network at the start, for scale: " + ", ".join(
         f"{k} {v:.2f}" for k, v in result.scale.items()) + ".", "",
         f"Acting on {len(result.actions)} dataset states with the same draws: largest |Δ action| "
         f"{max(result.actions):.1e}.", "",
-        f"**Verdict:** {'the same up to float rounding' if worst is None else 'they differ: ' + worst} "
-        f"(tolerance {tolerance:g}).", ""]
+        f"**Verdict:** {verdict} (tolerance {tolerance:g}" + (f"; within {within:g}x the control" if control else "")
+        + ").", ""]
     return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="same_draws.py", description=__doc__.split("\n\n")[0])
     add_run_arguments(p)  # the run's definition, as run.py takes it (--steps also sets e.g. the LR schedule)
-    p.add_argument("--compare", type=int, default=1100, help="steps to compare (default 1100: past the EMA's start)")
+    p.add_argument("--compare", type=int, default=1100, help="steps to compare in each stage (default 1100: past "
+                   "Diffusion-QL's EMA start)")
     p.add_argument("--states", type=int, default=20, help="dataset states to act on (default 20)")
     p.add_argument("--tolerance", type=float, default=1e-4, help="largest |Δ| called float rounding (default 1e-4)")
+    p.add_argument("--control", type=float, metavar="EPS", help="also train offdiff's copy with every initial weight "
+                   "scaled by (1 + EPS·z), on the same draws: differences beyond --tolerance then pass when they are "
+                   "at most --within times the copy's (training that amplifies rounding), e.g. 1e-7")
+    p.add_argument("--within", type=float, default=10.0, help="see --control (default 10)")
     p.add_argument("--out", type=Path, help="write the report (Markdown) here")
     return p
 
@@ -173,6 +248,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.compare < 1 or args.states < 1:
             raise OffdiffError("--compare and --states must be at least 1")
         adapter_cls = adapter_for(args.release)
+        if not adapter_cls.same_draws:
+            written = ", ".join(sorted(name for name, a in ADAPTERS.items() if a.same_draws))
+            raise OffdiffError(f"the same-draws check is not written for the {args.release} release (only for "
+                               f"{written})")
         request = TrainRequest(algo=adapter_cls.algo, source=args.dataset, seed=args.seed, eval_env=args.eval_env,
                                overrides=parse_assignments(args.set), steps=args.steps, device="cpu", compile=False,
                                task=args.task, ref_scores=args.ref_scores)
@@ -180,20 +259,20 @@ def main(argv: list[str] | None = None) -> int:
         adapter_cls.check_config(mine.config, mine.choice.task)
         checkout = open_checkout(args.checkout, adapter_cls.commit, args.any_commit)
         algo, data = build_offdiff(mine)
+        control = None if args.control is None else perturbed_copy(mine, args.control, args.seed)
         with imported(checkout):
             adapter = build_release(adapter_cls, algo, request)
-            result = compare(algo, data, adapter, args.compare, args.states, args.seed)
+            result = compare(algo, data, adapter, args.compare, args.states, args.seed, control)
     except OffdiffError as exc:
         print(f"offdiff: error: {exc}", file=sys.stderr)
         return 2
     command = "python benchmarks/fidelity/same_draws.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = report(result, command, args.release, checkout.commit, mine, args.tolerance)
+    text = report(result, command, args.release, checkout.commit, mine, args.tolerance, args.within, args.control)
     if args.out:
         atomic_write_bytes(args.out, text.encode())
-    worst = result.worst(args.tolerance)
-    print(f"[same-draws] {args.compare} steps, {args.states} states: "
-          + ("the same up to float rounding" if worst is None else f"they differ: {worst}"))
-    return 0 if worst is None else 1
+    passes, verdict = result.verdict(args.tolerance, args.within)
+    print(f"[same-draws] {len(result.steps)} steps, {args.states} states: {verdict}")
+    return 0 if passes else 1
 
 
 if __name__ == "__main__":

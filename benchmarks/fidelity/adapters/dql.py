@@ -15,9 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from fidelity import twins
 from fidelity.adapter import Adapter
 from fidelity.adapters.dtql import REWARD_TUNE
 from fidelity.draws import Draw
+from fidelity.twins import Pairs
 from offdiff.algorithm import Algorithm
 from offdiff.errors import OffdiffError
 
@@ -28,6 +30,7 @@ class DQLAdapter(Adapter):
     release = "dql"
     algo = "dql"
     commit = "d871f5c"
+    same_draws = True
     repository = "https://github.com/Zhendong-Wang/Diffusion-Policies-for-Offline-RL"
     metric_names = {"ql_loss": "q_loss"}
     table = ("main.py", "hyperparameters")
@@ -74,53 +77,39 @@ class DQLAdapter(Adapter):
     def act(self, obs: np.ndarray) -> np.ndarray:
         return np.stack([self.agent.sample_action(o) for o in obs])
 
-    def twin_tensors(self, algo: Algorithm) -> dict[str, list[tuple[torch.Tensor, torch.Tensor]]]:
+    def twin_tensors(self, algo: Algorithm) -> dict[str, Pairs]:
         """The release's `MLP` (time_mlp, mid_layer, final_layer) against offdiff's `NoisePredictionMLP`, and its
-        two `Critic` Sequentials against the heads of offdiff's vectorized critic (weights stored transposed)."""
+        `Critic`'s two Sequentials against the heads of offdiff's vectorized critic."""
         a = self.agent
 
-        def eps_net(release: torch.nn.Module, mine: torch.nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
-            layers = [(release.time_mlp[1], mine.time_embedding[1]), (release.time_mlp[3], mine.time_embedding[3]),
-                      *zip((release.mid_layer[i] for i in (0, 2, 4)), (mine.net[i] for i in (0, 2, 4)), strict=True),
-                      (release.final_layer, mine.net[6])]
-            return [(r.weight, m.weight) for r, m in layers] + [(r.bias, m.bias) for r, m in layers]
+        def critic(release: torch.nn.Module, mine: torch.nn.Module, name: str) -> Pairs:
+            return [pair for head, q in enumerate((release.q1_model, release.q2_model))
+                    for pair in twins.ensemble_head(q, mine, head, f"{name} Q{head + 1}")]
 
-        def critic(release: torch.nn.Module, mine: torch.nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
-            mine_layers = [m for m in mine.net if hasattr(m, "weight")]
-            pairs = []
-            for head, q in enumerate((release.q1_model, release.q2_model)):
-                for r, m in zip((q[i] for i in (0, 2, 4, 6)), mine_layers, strict=True):
-                    pairs += [(r.weight, m.weight[head].T), (r.bias, m.bias[head, 0])]
-            return pairs
-
-        return {"actor": eps_net(a.actor.model, algo.actor.net), "ema_actor": eps_net(a.ema_model.model,
-                algo.ema_actor.net), "critic": critic(a.critic, algo.critic.online),
-                "critic_target": critic(a.critic_target, algo.critic.target)}
+        return {"actor": twins.plain(a.actor.model, algo.actor.net, "actor"),
+                "ema_actor": twins.plain(a.ema_model.model, algo.ema_actor.net, "ema_actor"),
+                "critic": critic(a.critic, algo.critic.online, "critic"),
+                "critic_target": critic(a.critic_target, algo.critic.target, "critic_target")}
 
     def _chain(self, draws: list[Draw]) -> list[Draw]:
         """offdiff's N normals of one ancestral chain (x_N, then the noise of steps N−1 … 1), plus the noise the
         release draws at step 0 and multiplies by 0."""
         return [*draws, Draw("normal", torch.zeros_like(draws[-1].value))]
 
-    def _expect(self, draws: list[Draw], kinds: list[str], where: str) -> None:
-        if [d.kind for d in draws] != kinds:
-            raise OffdiffError(f"same draws: offdiff's {where} drew {[d.kind for d in draws]}, the dql layout "
-                               f"expects {kinds}")
-
-    def step_draws(self, draws: list[Draw]) -> list[Draw]:
+    def step_draws(self, stage: str, draws: list[Draw]) -> list[Draw]:
         """offdiff: rows, target chain, t, ε, actor chain, coin u (head 0 if u < ½). The release: rows, target
         chain (+ step-0 noise), t, ε, actor chain (+ step-0 noise), then numpy's coin v (head 1 if v > ½): v = 1 − u."""
         n = self.config.n_timesteps
-        self._expect(draws, ["integers", *["normal"] * n, "integers", "normal", *["normal"] * n, "uniform"], "step")
-        rows, target, t, noise, actor, coin = draws[0], draws[1:n + 1], draws[n + 1], draws[n + 2], draws[n + 3:-1], \
-            draws[-1]
+        kinds = ["integers", *["normal"] * n, "integers", "normal", *["normal"] * n, "uniform"]
+        rows, *target, t, noise = self.expect_draws(draws, kinds, "step")[:n + 3]
+        *actor, coin = draws[n + 3:]
         return [rows, *self._chain(target), t, noise, *self._chain(actor), Draw("np_uniform", 1.0 - coin.value)]
 
     def act_draws(self, draws: list[Draw]) -> list[Draw]:
         """offdiff: the candidates' chain, then the choice. The release: the chain (+ step-0 noise), the choice."""
         n = self.config.n_timesteps
-        self._expect(draws, [*["normal"] * n, "choice"], "act")
-        return [*self._chain(draws[:n]), draws[n]]
+        *chain, choice = self.expect_draws(draws, [*["normal"] * n, "choice"], "act")
+        return [*self._chain(chain), choice]
 
     def modules(self) -> dict[str, torch.nn.Module]:
         a = self.agent

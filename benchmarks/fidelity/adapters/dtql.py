@@ -13,7 +13,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from fidelity import twins
 from fidelity.adapter import Adapter
+from fidelity.draws import Draw
+from fidelity.twins import Pairs
+from offdiff.algorithm import Algorithm
 
 REWARD_TUNE = {"none": "no", "normalize": "normalize", "iql_antmaze": "iql_antmaze",
                "iql_locomotion": "iql_locomotion", "cql_antmaze": "cql_antmaze"}
@@ -23,6 +27,7 @@ class DTQLAdapter(Adapter):
     release = "dtql"
     algo = "dtql"
     commit = "9a29cea"
+    same_draws = True
     repository = "https://github.com/TianyuCodings/Diffusion_Trusted_Q_Learning"
     # the release's train() metrics -> offdiff's names (ql_loss is -Q of the policy's actions: negated below)
     metric_names = {"distill_loss": "tr_loss", "actor_loss": "policy_loss", "gamma_loss": "nll"}
@@ -63,6 +68,34 @@ class DTQLAdapter(Adapter):
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         return np.stack([self.agent.sample_action(o) for o in obs])
+
+    def twin_tensors(self, algo: Algorithm) -> dict[str, Pairs]:
+        """`ScoreNetwork` (embed, then MLPNetwork's layers) against offdiff's `ScoreMLP`; the `Critic`'s Q
+        Sequentials against the heads of offdiff's vectorized double Q, its `v_model` against offdiff's V; the
+        target's Q heads (the release's target V is never used); `DiagGaussianActorTanhAction.net` against
+        offdiff's `TanhGaussianPolicy.net`."""
+        a, critic = self.agent, algo.critic
+
+        def q_heads(release: torch.nn.Module, ensemble: torch.nn.Module, name: str) -> Pairs:
+            return [pair for head, q in enumerate((release.q1_model, release.q2_model))
+                    for pair in twins.ensemble_head(q, ensemble, head, f"{name} Q{head + 1}")]
+
+        return {"diffusion": twins.plain(a.bc_actor, algo.diffusion.net, "diffusion"),
+                "critic": q_heads(a.critic, critic.q.online, "critic") + twins.plain(a.critic.v_model, critic.v.net,
+                                                                                   "critic V"),
+                "critic_target": q_heads(a.critic_target, critic.q.target, "critic_target"),
+                "policy": twins.plain(a.distill_actor.net, algo.actor.net, "policy")}
+
+    def step_draws(self, stage: str, draws: list[Draw]) -> list[Draw]:
+        """The same order on both sides. Pretraining: rows, then the BC loss's σ (as a uniform quantile) and ε.
+        Main: rows, BC loss (σ, ε), the policy's reparameterised noise, the trust-region loss (σ, ε)."""
+        diffusion_loss = ["uniform", "normal"]
+        policy = [] if stage == "pretrain" else ["normal", *diffusion_loss]
+        return self.expect_draws(draws, ["integers", *diffusion_loss, *policy], f"{stage} step")
+
+    def act_draws(self, draws: list[Draw]) -> list[Draw]:
+        """The same order on both sides: the candidates' noise, then the choice."""
+        return self.expect_draws(draws, ["normal", "choice"], "act")
 
     def modules(self) -> dict[str, torch.nn.Module]:
         a = self.agent
