@@ -442,7 +442,9 @@ def test_same_draws_finds_equal_steps_equal_and_a_planted_difference(fake_dql_re
     assert "they differ: after main step 1001, ema_actor differs" in capsys.readouterr().out
 
     assert same_draws.main([*argv, "--compare", "0"]) == 2
-    assert "--compare and --states must be at least 1" in capsys.readouterr().err
+    assert "--compare: at least one step" in capsys.readouterr().err
+    assert same_draws.main([*argv, "--compare", "pretrain=3"]) == 2
+    assert "--compare: no stage 'pretrain' (the stages: main)" in capsys.readouterr().err
     assert same_draws.main([*argv, "--set", "ema_start=5"]) == 2
     assert "cannot follow this dql config: ema_start=5" in capsys.readouterr().err
 
@@ -451,17 +453,24 @@ def test_same_draws_verdict_passes_rounding_amplified_like_the_control_and_nothi
     steps = ["main step 1", "main step 2"]
     nets = [{"policy": 1e-6}, {"policy": 3e-3}]  # past the 1e-4 tolerance at step 2
     losses = [{"q": 1e-7}, {"q": 1e-6}]
-    amplified = same_draws.Comparison(steps, nets, losses, [1e-7], control=[1e-6, 2e-3])
+    amplified = same_draws.Comparison(steps, nets, losses, [1e-7], control=[{"policy": 1e-6}, {"policy": 2e-3}])
     passes, words = amplified.verdict(1e-4, within=10)
     assert passes and words.startswith("the same up to float rounding, amplified by training")
     assert "at most 1.5x as much from its own perturbed copy" in words
     assert not same_draws.Comparison(steps, nets, losses, [1e-7]).verdict(1e-4, 10)[0]  # no control: differs
-    assert not same_draws.Comparison(steps, nets, losses, [1e-7], control=[1e-6, 1e-6]).verdict(1e-4, 10)[0]
-    lossy = same_draws.Comparison(steps, nets, [{"q": 1e-7}, {"q": 1e-2}], [1e-7], control=[1e-6, 2e-3])
+    slow = [{"policy": 1e-6}, {"policy": 1e-6}]
+    assert not same_draws.Comparison(steps, nets, losses, [1e-7], control=slow).verdict(1e-4, 10)[0]
+    lossy = same_draws.Comparison(steps, nets, [{"q": 1e-7}, {"q": 1e-2}], [1e-7],
+                                  control=[{"policy": 1e-6}, {"policy": 2e-3}])
     passes, words = lossy.verdict(1e-4, 10)
     assert not passes and "q differs by 0.01" in words  # a loss beyond the tolerance is never excused
     assert same_draws.Comparison(steps, [{"policy": 0.0}] * 2, losses, [1e-7]).verdict(1e-4, 10) == (
         True, "the same up to float rounding")
+    assert same_draws.stage_steps("pretrain=5,main=7", ["pretrain", "main"]) == {"pretrain": 5, "main": 7}
+    assert same_draws.stage_steps("main=7", ["pretrain", "main"]) == {"pretrain": 0, "main": 7}
+    assert same_draws.stage_steps("9", ["pretrain", "main"]) == {"pretrain": 9, "main": 9}
+    with pytest.raises(same_draws.OffdiffError, match="--compare takes N or STAGE=N"):
+        same_draws.stage_steps("main=x", ["main"])
 
 
 def test_same_draws_says_which_releases_it_is_written_for_and_when_layouts_differ(fake_release, capsys):

@@ -56,14 +56,14 @@ CPU = torch.device("cpu")
 @dataclass
 class Comparison:
     """Max |Δ| per network and per shared loss after each compared step (labelled `stage step`), per acted state,
-    and, with a control, the largest |Δ| of offdiff against its perturbed copy after each step."""
+    and, with a control, the same per network for offdiff against its perturbed copy."""
 
     steps: list[str] = field(default_factory=list)
     networks: list[dict[str, float]] = field(default_factory=list)
     losses: list[dict[str, float]] = field(default_factory=list)
     actions: list[float] = field(default_factory=list)
     scale: dict[str, float] = field(default_factory=dict)
-    control: list[float] = field(default_factory=list)
+    control: list[dict[str, float]] = field(default_factory=list)
 
     def worst(self, tolerance: float) -> str | None:
         """The first difference above `tolerance`, in words; None if there is none."""
@@ -77,10 +77,11 @@ class Comparison:
         return None
 
     def control_ratio(self, tolerance: float) -> float:
-        """Over the steps where some network differs from the release's by more than `tolerance`: the largest
-        ratio of that difference to the control's at the same step (0 if there is no such step)."""
-        ratios = [max(nets.values()) / control if control > 0 else math.inf
-                  for nets, control in zip(self.networks, self.control, strict=True) if max(nets.values()) > tolerance]
+        """Over the networks and steps where offdiff differs from the release by more than `tolerance`: the largest
+        ratio of that difference to the control's for the same network at the same step (0 if there are none)."""
+        ratios = [diff / control[name] if control[name] > 0 else math.inf
+                  for nets, control in zip(self.networks, self.control, strict=True)
+                  for name, diff in nets.items() if diff > tolerance]
         return max(ratios, default=0.0)
 
     def verdict(self, tolerance: float, within: float) -> tuple[bool, str]:
@@ -141,25 +142,44 @@ def perturbed_copy(mine: PlannedRun, epsilon: float, seed: int) -> Algorithm:
     return copy
 
 
-def _module_pairs(a: Algorithm, b: Algorithm) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return [pair for name, module in a.modules().items()
-            for pair in zip(module.parameters(), b.modules()[name].parameters(), strict=True)]
+def stage_steps(spec: str, stages: list[str]) -> dict[str, int]:
+    """`--compare`: N (every stage) or STAGE=N,... (the stages named; 0 for the others: trained, not compared)."""
+    try:
+        if "=" not in spec:
+            counts = dict.fromkeys(stages, int(spec))
+        else:
+            counts = {stage: 0 for stage in stages}
+            for item in spec.split(","):
+                stage, _, count = item.partition("=")
+                if stage not in counts:
+                    raise OffdiffError(f"--compare: no stage {stage!r} (the stages: {', '.join(stages)})")
+                counts[stage] = int(count)
+    except ValueError:
+        raise OffdiffError(f"--compare takes N or STAGE=N,..., got {spec!r}") from None
+    if min(counts.values()) < 0 or max(counts.values()) < 1:
+        raise OffdiffError("--compare: at least one step, and no negative counts")
+    return counts
 
 
-def compare(algo: Algorithm, data: PreparedData, adapter: Adapter, steps: int, states: int, seed: int,
+def compare(algo: Algorithm, data: PreparedData, adapter: Adapter, steps: dict[str, int], states: int, seed: int,
             control: Algorithm | None = None) -> Comparison:
-    """`steps` steps of every stage (fewer where a stage is shorter), then acting on `states` dataset states. A
-    `control` (offdiff's perturbed copy) takes every step with offdiff's own draws."""
+    """`steps[stage]` steps of each stage (fewer where a stage is shorter; a stage given 0 is trained for its full
+    length without comparing), then acting on `states` dataset states. A `control` (offdiff's perturbed copy)
+    takes every step with offdiff's own draws."""
     sampler = torch.Generator().manual_seed(derive_seed(seed, "sampler"))
     twins = adapter.twin_tensors(algo)
     scale = {name: max_diff([(m, torch.zeros(())) for _, m in pairs]) for name, pairs in twins.items()}
     result = Comparison(scale=scale)
+    mirrored = {} if control is None else {
+        name: [(mine, copy) for (_, mine), (_, copy) in zip(twins[name], pairs, strict=True)]
+        for name, pairs in adapter.twin_tensors(control).items()}
     for stage in algo.stages():
         algo.begin_stage(stage.name, data.buffer)
         adapter.begin_stage(stage.name)
         if control is not None:
             control.begin_stage(stage.name, data.buffer)
-        for step in range(min(steps, stage.steps)):
+        compared = min(steps[stage.name], stage.steps)
+        for step in range(stage.steps if compared == 0 else compared):
             with recording() as draws:
                 batch = data.buffer.sample(stage.batch_size, sampler)
                 mine = algo.update(stage.name, batch, step)
@@ -168,11 +188,14 @@ def compare(algo: Algorithm, data: PreparedData, adapter: Adapter, steps: int, s
             if control is not None:
                 with serving(draws):
                     control.update(stage.name, data.buffer.sample(stage.batch_size, torch.Generator()), step)
-                result.control.append(max_diff(_module_pairs(algo, control)))
+            if compared == 0:
+                continue
             result.steps.append(f"{stage.name} step {step + 1}")
             result.networks.append({name: max_diff(pairs) for name, pairs in twins.items()})
             result.losses.append({k: abs(float(mine[k]) - v) / max(1.0, abs(v))
                                   for k, v in theirs.items() if k in mine})
+            if control is not None:
+                result.control.append({name: max_diff(pairs) for name, pairs in mirrored.items()})
     generator = torch.Generator().manual_seed(derive_seed(seed, "same-draws"))
     for row in torch.randint(len(data.buffer), (states,), generator=generator).tolist():
         obs = data.buffer.obs[row:row + 1]
@@ -190,11 +213,14 @@ def report(result: Comparison, command: str, release: str, commit: str | None, m
              or i + 1 == len(result.steps) or result.steps[i + 1].split(" ")[0] != label.split(" ")[0]]
     names = list(result.networks[0])
     losses = sorted({k for row in result.losses for k in row})
-    control = ["control"] if result.control else []
     _, verdict = result.verdict(tolerance, within)
 
-    def cells(row: dict[str, float]) -> str:
-        return " | ".join(f"{row[k]:.1e}" if k in row else "—" for k in names + losses + control)
+    def cells(row: dict[str, float], control: dict[str, float] | None) -> str:
+        def cell(k: str) -> str:
+            if k not in row:
+                return "—"
+            return f"{row[k]:.1e}" + (f" ({control[k]:.1e})" if control and k in control else "")
+        return " | ".join(cell(k) for k in names + losses)
 
     lines = [
         f"# Same draws: offdiff's `{mine.cls.name}` against the {release} release, step by step", "",
@@ -204,25 +230,25 @@ def report(result: Comparison, command: str, release: str, commit: str | None, m
         "Both sides start from offdiff's initial weights, take the same batches and the same random numbers "
         "(benchmarks/fidelity/same_draws.py). Entries, after the step: the largest |Δ| over each network's "
         "parameters; for each loss both sides report, |Δ| / max(1, |loss|) (— where a stage has no such loss)."
-        + (f" `control`: the largest |Δ| over all parameters between offdiff and its copy with every initial weight "
-           f"scaled by (1 + {epsilon:g}·z), z ~ N(0, 1), taking the same steps with the same draws: how far training "
-           "alone carries a difference of rounding size." if control else ""), "",
-        "| after | " + " | ".join(names + losses + control) + " |",
-        "|:---|" + "---:|" * (len(names) + len(losses) + len(control)),
+        + (f" In brackets, the control: the same network's |Δ| between offdiff and its copy with every initial "
+           f"weight scaled by (1 + {epsilon:g}·z), z ~ N(0, 1), taking the same steps with the same draws: how far "
+           "training alone carries a difference of rounding size." if result.control else ""), "",
+        "| after | " + " | ".join(names + losses) + " |",
+        "|:---|" + "---:|" * (len(names) + len(losses)),
     ]
     for i in marks:
-        row = {**result.networks[i], **result.losses[i], **({"control": result.control[i]} if control else {})}
-        lines.append(f"| {result.steps[i]} | {cells(row)} |")
+        row = {**result.networks[i], **result.losses[i]}
+        lines.append(f"| {result.steps[i]} | {cells(row, result.control[i] if result.control else None)} |")
     top = {k: max(r[k] for r in result.networks) for k in names}
     top.update({k: max(r[k] for r in result.losses if k in r) for k in losses})
-    if control:
-        top["control"] = max(result.control)
-    lines.append(f"| max over all | {cells(top)} |")
+    top_control = {k: max(r[k] for r in result.control) for k in names} if result.control else None
+    lines.append(f"| max over all | {cells(top, top_control)} |")
     lines += ["", "Largest |parameter| per network at the start, for scale: " + ", ".join(
         f"{k} {v:.2f}" for k, v in result.scale.items()) + ".", "",
         f"Acting on {len(result.actions)} dataset states with the same draws: largest |Δ action| "
         f"{max(result.actions):.1e}.", "",
-        f"**Verdict:** {verdict} (tolerance {tolerance:g}" + (f"; within {within:g}x the control" if control else "")
+        f"**Verdict:** {verdict} (tolerance {tolerance:g}" + (f"; within {within:g}x the control"
+                                                               if result.control else "")
         + ").", ""]
     return "\n".join(lines)
 
@@ -230,8 +256,8 @@ def report(result: Comparison, command: str, release: str, commit: str | None, m
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="same_draws.py", description=__doc__.split("\n\n")[0])
     add_run_arguments(p)  # the run's definition, as run.py takes it (--steps also sets e.g. the LR schedule)
-    p.add_argument("--compare", type=int, default=1100, help="steps to compare in each stage (default 1100: past "
-                   "Diffusion-QL's EMA start)")
+    p.add_argument("--compare", default="1100", help="steps compared: N in every stage (default 1100: past "
+                   "Diffusion-QL's EMA start), or STAGE=N,... (a stage not named is trained in full, not compared)")
     p.add_argument("--states", type=int, default=20, help="dataset states to act on (default 20)")
     p.add_argument("--tolerance", type=float, default=1e-4, help="largest |Δ| called float rounding (default 1e-4)")
     p.add_argument("--control", type=float, metavar="EPS", help="also train offdiff's copy with every initial weight "
@@ -245,8 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.compare < 1 or args.states < 1:
-            raise OffdiffError("--compare and --states must be at least 1")
+        if args.states < 1:
+            raise OffdiffError("--states must be at least 1")
         adapter_cls = adapter_for(args.release)
         if not adapter_cls.same_draws:
             written = ", ".join(sorted(name for name, a in ADAPTERS.items() if a.same_draws))
@@ -262,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         control = None if args.control is None else perturbed_copy(mine, args.control, args.seed)
         with imported(checkout):
             adapter = build_release(adapter_cls, algo, request)
-            result = compare(algo, data, adapter, args.compare, args.states, args.seed, control)
+            steps = stage_steps(args.compare, [stage.name for stage in algo.stages()])
+            result = compare(algo, data, adapter, steps, args.states, args.seed, control)
     except OffdiffError as exc:
         print(f"offdiff: error: {exc}", file=sys.stderr)
         return 2
