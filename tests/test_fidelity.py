@@ -452,19 +452,23 @@ def test_same_draws_finds_equal_steps_equal_and_a_planted_difference(fake_dql_re
 def test_same_draws_verdict_passes_rounding_amplified_like_the_control_and_nothing_more():
     steps = ["main step 1", "main step 2"]
     nets = [{"policy": 1e-6}, {"policy": 3e-3}]  # past the 1e-4 tolerance at step 2
-    losses = [{"q": 1e-7}, {"q": 1e-6}]
-    amplified = same_draws.Comparison(steps, nets, losses, [1e-7], control=[{"policy": 1e-6}, {"policy": 2e-3}])
+    losses = [{"q": 1e-7}, {"q": 2e-4}]
+    like = [{"policy": 1e-6, "q": 1e-7}, {"policy": 2e-3, "q": 1e-4}]
+    amplified = same_draws.Comparison(steps, nets, losses, [1e-7], control=like, control_actions=[1e-7])
     passes, words = amplified.verdict(1e-4, within=10)
     assert passes and words.startswith("the same up to float rounding, amplified by training")
-    assert "at most 1.5x as much from its own perturbed copy" in words
+    assert "after main step 2, policy differs by 0.003" in words and "at least 1/2.0 as much" in words
     assert not same_draws.Comparison(steps, nets, losses, [1e-7]).verdict(1e-4, 10)[0]  # no control: differs
-    slow = [{"policy": 1e-6}, {"policy": 1e-6}]
-    assert not same_draws.Comparison(steps, nets, losses, [1e-7], control=slow).verdict(1e-4, 10)[0]
-    lossy = same_draws.Comparison(steps, nets, [{"q": 1e-7}, {"q": 1e-2}], [1e-7],
-                                  control=[{"policy": 1e-6}, {"policy": 2e-3}])
-    passes, words = lossy.verdict(1e-4, 10)
-    assert not passes and "q differs by 0.01" in words  # a loss beyond the tolerance is never excused
-    assert same_draws.Comparison(steps, [{"policy": 0.0}] * 2, losses, [1e-7]).verdict(1e-4, 10) == (
+    slow = [{"policy": 1e-6, "q": 1e-7}, {"policy": 1e-6, "q": 1e-4}]
+    passes, words = same_draws.Comparison(steps, nets, losses, [1e-7], control=slow).verdict(1e-4, 10)
+    assert not passes and "up to 3e+03x the control's difference" in words
+    lossy = same_draws.Comparison(steps, nets, [{"q": 1e-7}, {"q": 1e-2}], [1e-7], control=like)
+    assert not lossy.verdict(1e-4, 10)[0]  # a loss far past its control's
+    acting = same_draws.Comparison(steps, [{"policy": 0.0}] * 2, losses[:1] * 2, [0.5], control=like,
+                                   control_actions=[1e-6])
+    passes, words = acting.verdict(1e-4, 10)
+    assert not passes and "acting on state 1, the actions differ by 0.5" in words
+    assert same_draws.Comparison(steps, [{"policy": 0.0}] * 2, losses[:1] * 2, [1e-7]).verdict(1e-4, 10) == (
         True, "the same up to float rounding")
     assert same_draws.stage_steps("pretrain=5,main=7", ["pretrain", "main"]) == {"pretrain": 5, "main": 7}
     assert same_draws.stage_steps("main=7", ["pretrain", "main"]) == {"pretrain": 0, "main": 7}
