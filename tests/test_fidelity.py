@@ -438,8 +438,11 @@ def test_same_draws_finds_equal_steps_equal_and_a_planted_difference(fake_dql_re
     # The fake's EMA now starts 5 steps after offdiff's (step 1005, not 1000): everything agrees for 1000 steps,
     # then the EMA networks part.
     monkeypatch.setenv("FAKE_DQL_EMA_DELAY", "5")
-    assert same_draws.main([*argv, "--compare", "1001"]) == 1
+    assert same_draws.main([*argv, "--compare", "1001", "--out", str(out)]) == 1
     assert "they differ: after main step 1001, ema_actor differs" in capsys.readouterr().out
+    # offdiff's EMA took its first step there; the fake's did not move
+    assert "first part beyond the tolerance: after main step 1001, ema_actor" in out.read_text()
+    assert "the release stepped it by +0.00e+00" in out.read_text()
 
     assert same_draws.main([*argv, "--compare", "0"]) == 2
     assert "--compare: at least one step" in capsys.readouterr().err

@@ -43,6 +43,7 @@ from fidelity.adapters import ADAPTERS  # noqa: E402
 from fidelity.draws import recording, serving  # noqa: E402
 from fidelity.harness import adapter_for, add_run_arguments, plan_pair  # noqa: E402
 from fidelity.release import imported, open_checkout  # noqa: E402
+from fidelity.twins import Pairs  # noqa: E402
 from offdiff.algorithm import Algorithm, EnvSpec  # noqa: E402
 from offdiff.config import parse_assignments  # noqa: E402
 from offdiff.data.pipeline import PreparedData, prepare  # noqa: E402
@@ -67,6 +68,7 @@ class Comparison:
     scale: dict[str, float] = field(default_factory=dict)
     control: list[dict[str, float]] = field(default_factory=list)
     control_actions: list[float] = field(default_factory=list)
+    parting: str | None = None  # where the networks first part beyond the tolerance, and each side's step there
 
     def _beyond(self, tolerance: float) -> list[tuple[str, float, float]]:
         """(what, difference, the control's) for every difference above `tolerance`, in order (control 0 without
@@ -162,8 +164,25 @@ def stage_steps(spec: str, stages: list[str]) -> dict[str, int]:
     return counts
 
 
+@torch.no_grad()
+def parting(twins: dict[str, Pairs], before: dict[str, Pairs], diffs: dict[str, float], tolerance: float,
+            step: str) -> str | None:
+    """None while no network differs beyond `tolerance`; then, for the network that differs most, the element
+    that differs most and the step each side took on it (equal and opposite steps on one weight are Adam's
+    normalised step on a gradient so near zero that rounding decided its sign)."""
+    name = max(diffs, key=diffs.__getitem__)
+    if not diffs[name] > tolerance:
+        return None
+    index = max(range(len(twins[name])), key=lambda i: float((twins[name][i][0] - twins[name][i][1]).abs().max()))
+    (release, mine), (release_was, mine_was) = twins[name][index], before[name][index]
+    flat = int((release - mine).abs().argmax())
+    theirs, ours = (float(t.reshape(-1)[flat]) for t in (release - release_was, mine - mine_was))
+    return (f"after {step}, {name} (tensor {index}, shape {tuple(release.shape)}, element {flat}): the release "
+            f"stepped it by {theirs:+.2e}, offdiff by {ours:+.2e}")
+
+
 def compare(algo: Algorithm, data: PreparedData, adapter: Adapter, steps: dict[str, int], states: int, seed: int,
-            control: Algorithm | None = None) -> Comparison:
+            control: Algorithm | None = None, tolerance: float = 1e-4) -> Comparison:
     """`steps[stage]` steps of each stage (fewer where a stage is shorter; a stage given 0 is trained for its full
     length without comparing), then acting on `states` dataset states. A `control` (offdiff's perturbed copy)
     takes every step with offdiff's own draws."""
@@ -174,6 +193,7 @@ def compare(algo: Algorithm, data: PreparedData, adapter: Adapter, steps: dict[s
     mirrored = {} if control is None else {
         name: [(mine, copy) for (_, mine), (_, copy) in zip(twins[name], pairs, strict=True)]
         for name, pairs in adapter.twin_tensors(control).items()}
+    before: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
     for stage in algo.stages():
         algo.begin_stage(stage.name, data.buffer)
         adapter.begin_stage(stage.name)
@@ -181,6 +201,9 @@ def compare(algo: Algorithm, data: PreparedData, adapter: Adapter, steps: dict[s
             control.begin_stage(stage.name, data.buffer)
         compared = min(steps[stage.name], stage.steps)
         for step in range(stage.steps if compared == 0 else compared):
+            if result.parting is None:
+                before = {name: [(r.detach().clone(), m.detach().clone()) for r, m in pairs]
+                          for name, pairs in twins.items()}
             with recording() as draws:
                 batch = data.buffer.sample(stage.batch_size, sampler)
                 mine = algo.update(stage.name, batch, step)
@@ -194,6 +217,8 @@ def compare(algo: Algorithm, data: PreparedData, adapter: Adapter, steps: dict[s
                 continue
             result.steps.append(f"{stage.name} step {step + 1}")
             result.networks.append({name: max_diff(pairs) for name, pairs in twins.items()})
+            if result.parting is None:
+                result.parting = parting(twins, before, result.networks[-1], tolerance, result.steps[-1])
             result.losses.append({k: relative(float(mine[k]), v) for k, v in theirs.items() if k in mine})
             if control is not None:
                 result.control.append({**{name: max_diff(pairs) for name, pairs in mirrored.items()},
@@ -219,6 +244,7 @@ def report(result: Comparison, command: str, release: str, commit: str | None, m
     names = list(result.networks[0])
     losses = sorted({k for row in result.losses for k in row})
     _, verdict = result.verdict(tolerance, within)
+    parted = [f"Where the networks first part beyond the tolerance: {result.parting}.", ""] if result.parting else []
 
     def cells(row: dict[str, float], control: dict[str, float] | None) -> str:
         def cell(k: str) -> str:
@@ -252,7 +278,7 @@ def report(result: Comparison, command: str, release: str, commit: str | None, m
         f"{k} {v:.2f}" for k, v in result.scale.items()) + ".", "",
         f"Acting on {len(result.actions)} dataset states with the same draws: largest |Δ action| "
         f"{max(result.actions):.1e}" + (f" ({max(result.control_actions):.1e})" if result.control_actions else "")
-        + ".", "", f"**Verdict:** {verdict}" + (f" (a difference passes when at most {within:g}x the control's)"
+        + ".", "", *parted, f"**Verdict:** {verdict}" + (f" (a difference passes when at most {within:g}x the control's)"
                                                  if result.control else "") + ".", ""]
     return "\n".join(lines)
 
@@ -293,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         with imported(checkout):
             adapter = build_release(adapter_cls, algo, request)
             steps = stage_steps(args.compare, [stage.name for stage in algo.stages()])
-            result = compare(algo, data, adapter, steps, args.states, args.seed, control)
+            result = compare(algo, data, adapter, steps, args.states, args.seed, control, args.tolerance)
     except OffdiffError as exc:
         print(f"offdiff: error: {exc}", file=sys.stderr)
         return 2
