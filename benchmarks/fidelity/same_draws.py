@@ -278,8 +278,9 @@ def report(result: Comparison, command: str, release: str, commit: str | None, m
         f"{k} {v:.2f}" for k, v in result.scale.items()) + ".", "",
         f"Acting on {len(result.actions)} dataset states with the same draws: largest |Δ action| "
         f"{max(result.actions):.1e}" + (f" ({max(result.control_actions):.1e})" if result.control_actions else "")
-        + ".", "", *parted, f"**Verdict:** {verdict}" + (f" (a difference passes when at most {within:g}x the control's)"
-                                                 if result.control else "") + ".", ""]
+        + ".", "", *parted,
+        f"**Verdict:** {verdict}" + (f" (a difference passes when at most {within:g}x the control's)"
+                                     if result.control else "") + ".", ""]
     return "\n".join(lines)
 
 
