@@ -432,8 +432,10 @@ def test_same_draws_finds_equal_steps_equal_and_a_planted_difference(fake_dql_re
     assert "12 steps, 3 states: the same up to float rounding" in capsys.readouterr().out
     report = out.read_text()
     assert "**Verdict:** the same up to float rounding" in report and "| main step 12 |" in report
-    columns = "actor | ema_actor | critic | critic_target | actor_loss | bc_loss | critic_loss | q_loss | control"
-    assert f"| after | {columns} |" in report
+    columns = "actor | ema_actor | critic | critic_target | actor_loss | bc_loss | critic_loss | q_loss"
+    assert f"| after | {columns} |" in report and "In brackets, the control" in report
+    [row] = [line for line in report.splitlines() if line.startswith("| main step 12 |")]
+    assert row.count("(") == 8  # each network and loss beside its control's difference
 
     # The fake's EMA now starts 5 steps after offdiff's (step 1005, not 1000): everything agrees for 1000 steps,
     # then the EMA networks part.
