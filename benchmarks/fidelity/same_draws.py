@@ -111,13 +111,12 @@ def max_diff(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
     return max(float((r - m).abs().max()) for r, m in pairs)
 
 
-def build_offdiff(mine: PlannedRun) -> tuple[Algorithm, PreparedData]:
+def build_offdiff(mine: PlannedRun) -> Algorithm:
     """The plugin as the runner builds it: module initialisation from the seed, its generator from the seed."""
-    c, seed = mine.config, mine.request.seed
-    data = prepare(mine.dataset, obs_transform=c.obs_transform, reward_transform=c.reward_transform, device=CPU)
+    seed = mine.request.seed
     torch.manual_seed(seed)
     spec = EnvSpec(mine.info.obs_dim, mine.info.act_dim, mine.info.dataset_id, mine.choice.task)
-    return mine.cls(c, spec, CPU, torch.Generator().manual_seed(seed)), data
+    return mine.cls(mine.config, spec, CPU, torch.Generator().manual_seed(seed))
 
 
 def build_release(adapter_cls: type[Adapter], algo: Algorithm, request: TrainRequest) -> Adapter:
@@ -136,7 +135,7 @@ def build_release(adapter_cls: type[Adapter], algo: Algorithm, request: TrainReq
 
 def perturbed_copy(mine: PlannedRun, epsilon: float, seed: int) -> Algorithm:
     """A second offdiff plugin for the run, every parameter scaled by (1 + ε·z), z ~ N(0, 1): the control."""
-    copy, _ = build_offdiff(mine)
+    copy = build_offdiff(mine)
     generator = torch.Generator().manual_seed(derive_seed(seed, "same-draws-control"))
     with torch.no_grad():
         for module in copy.modules().values():
@@ -201,7 +200,7 @@ def compare(algo: Algorithm, data: PreparedData, adapter: Adapter, steps: dict[s
             control.begin_stage(stage.name, data.buffer)
         compared = min(steps[stage.name], stage.steps)
         for step in range(stage.steps if compared == 0 else compared):
-            if result.parting is None:
+            if result.parting is None and compared:
                 before = {name: [(r.detach().clone(), m.detach().clone()) for r, m in pairs]
                           for name, pairs in twins.items()}
             with recording() as draws:
@@ -315,7 +314,9 @@ def main(argv: list[str] | None = None) -> int:
         mine, _ = plan_pair(args.release, request)
         adapter_cls.check_config(mine.config, mine.choice.task)
         checkout = open_checkout(args.checkout, adapter_cls.commit, args.any_commit)
-        algo, data = build_offdiff(mine)
+        c = mine.config
+        data = prepare(mine.dataset, obs_transform=c.obs_transform, reward_transform=c.reward_transform, device=CPU)
+        algo = build_offdiff(mine)
         control = None if args.control is None else perturbed_copy(mine, args.control, args.seed)
         with imported(checkout):
             adapter = build_release(adapter_cls, algo, request)
