@@ -7,11 +7,12 @@ its stages split in its papers' proportions, at the seconds per step its stages 
 Rules (printed as they apply):
 - The papers' proportions are the plugin's default budgets (`offdiff algos NAME`): e.g. EDA 1M behaviour,
   1.5M critic, 200k alignment steps. Stage S is set by the budget key `S_steps`, else `steps`.
-- Seconds per step are measured, not assumed: each algorithm entry trains `--calibrate` steps per stage on the
-  grid's first dataset with the entry's overrides (one CPU thread, as the local profile runs), and its
-  training seconds per stage (DONE's compute, evaluations and diagnostics excluded) over those steps give the
-  rate. A stage's steps are then round(f x default), with f chosen so the stages' training seconds add up
-  to `--seconds`.
+- Seconds are measured, not assumed: each algorithm entry trains twice on the grid's first dataset with the
+  entry's overrides (one CPU thread, as the local profile runs), `--calibrate` and 3 x `--calibrate` steps per
+  stage. Each stage's training seconds (DONE's compute, evaluations and diagnostics excluded) are fitted as
+  fixed + per_step x steps through the two runs, so a stage's one-off set-up (EDA labels its states before
+  aligning) is charged once, not per step. A stage's steps are then round(f x default), with f chosen so the
+  stages' fitted training seconds add up to `--seconds`.
 - The grid's other keys (datasets, seeds, protocol; not its `budget`) are kept; the name gains `-compute-matched`.
   `--protocol KEY=VALUE` changes a protocol key, e.g. `eval_every=1000000` to evaluate only at the end of each
   stage: the template's evaluation interval, in steps, would give stages of different lengths different
@@ -27,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -53,8 +54,15 @@ def _source(entry: Any) -> str:
     return entry["source"] if isinstance(entry, dict) else entry
 
 
-def calibrate(algo: str, overrides: dict[str, Any], source: str, steps: int, root: Path) -> dict[str, float]:
-    """Training seconds per step of each stage of a short run of `algo` with `overrides` on `source`."""
+class StageCost(NamedTuple):
+    """A stage's training seconds at n steps: fixed_s + step_s * n."""
+
+    fixed_s: float
+    step_s: float
+
+
+def timed_run(algo: str, overrides: dict[str, Any], source: str, steps: int, root: Path) -> dict[str, float]:
+    """Training seconds of each stage of a `steps`-steps-per-stage run of `algo` with `overrides` on `source`."""
     entry = "import sys; from offdiff.cli import main; sys.exit(main())"
     command = [sys.executable, "-c", entry, "train", "--algo", algo, "--dataset", source, "--steps", str(steps),
                "--eval-episodes", "1", "--eval-every", str(10 * steps), "--device", "cpu", "--no-compile", "--quiet",
@@ -66,16 +74,39 @@ def calibrate(algo: str, overrides: dict[str, Any], source: str, steps: int, roo
     done = next((root / "train" / algo).rglob("DONE"))
     summary = json.loads(done.read_text())
     order = [s["name"] for s in json.loads((done.parent / "manifest.json").read_text())["stages"]]
-    return {stage: summary["compute"]["stages"][stage]["train_s"] / summary["steps"][stage] for stage in order}
+    return {stage: summary["compute"]["stages"][stage]["train_s"] for stage in order}
 
 
-def matched(algo: str, rates: dict[str, float], seconds: float) -> dict[str, int]:
-    """Stage budgets in the plugin's default proportions whose training seconds add up to `seconds`."""
+def fit(short: dict[str, float], long: dict[str, float], steps: int, long_steps: int) -> dict[str, StageCost]:
+    """Each stage's fixed and per-step seconds through its timings at `steps` and `long_steps` steps."""
+    costs = {}
+    for stage, seconds in short.items():
+        step_s = (long[stage] - seconds) / (long_steps - steps)
+        if step_s <= 0:
+            raise OffdiffError(f"calibration of stage {stage!r} took {long[stage]:.2f} s for {long_steps} steps and "
+                               f"{seconds:.2f} s for {steps}: too noisy to fit, raise --calibrate")
+        costs[stage] = StageCost(fixed_s=max(0.0, seconds - step_s * steps), step_s=step_s)
+    return costs
+
+
+def calibrate(algo: str, overrides: dict[str, Any], source: str, steps: int, root: Path) -> dict[str, StageCost]:
+    """The cost of each stage of `algo`, fitted through runs of `steps` and 3 x `steps` steps per stage."""
+    short = timed_run(algo, overrides, source, steps, root / "short")
+    long = timed_run(algo, overrides, source, 3 * steps, root / "long")
+    return fit(short, long, steps, 3 * steps)
+
+
+def matched(algo: str, costs: dict[str, StageCost], seconds: float) -> dict[str, int]:
+    """Stage budgets in the plugin's default proportions whose fitted training seconds add up to `seconds`."""
     defaults = get_algorithm(algo).Config()
-    keys = stage_keys(algo, list(rates))
-    paper = {stage: getattr(defaults, keys[stage]) for stage in rates}
-    fraction = seconds / sum(paper[s] * rates[s] for s in rates)
-    return {keys[s]: max(1, round(fraction * paper[s])) for s in rates}
+    keys = stage_keys(algo, list(costs))
+    paper = {stage: getattr(defaults, keys[stage]) for stage in costs}
+    fixed = sum(c.fixed_s for c in costs.values())
+    if fixed >= seconds:
+        raise OffdiffError(f"{algo}: its stages' fixed set-up alone takes {fixed:.1f} s, not less than --seconds "
+                           f"{seconds:g}")
+    fraction = (seconds - fixed) / sum(paper[s] * costs[s].step_s for s in costs)
+    return {keys[s]: max(1, round(fraction * paper[s])) for s in costs}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -99,16 +130,18 @@ def main(argv: list[str] | None = None) -> None:
         for i, entry in enumerate(grid["algorithms"]):
             entry = {"name": entry, "algo": entry} if isinstance(entry, str) else dict(entry)
             overrides = dict(entry.get("overrides", {}))
-            rates = calibrate(entry["algo"], overrides, source, args.calibrate, Path(tmp) / str(i))
-            budgets = matched(entry["algo"], rates, args.seconds)
-            print(f"{entry['name']}: seconds/step " + ", ".join(f"{s} {r * 1e3:.1f} ms" for s, r in rates.items())
+            costs = calibrate(entry["algo"], overrides, source, args.calibrate, Path(tmp) / str(i))
+            budgets = matched(entry["algo"], costs, args.seconds)
+            print(f"{entry['name']}: " + ", ".join(f"{s} {c.fixed_s:.1f} s + {c.step_s * 1e3:.1f} ms/step"
+                                                   for s, c in costs.items())
                   + " -> " + ", ".join(f"{k}={v}" for k, v in budgets.items()), file=sys.stderr)
             entry["overrides"] = {**overrides, **budgets}
             entries.append(entry)
     out = {k: v for k, v in grid.items() if k != "budget"}  # the grid-wide step budget gives way to each entry's
     out.update(name=f"{grid['name']}-compute-matched", algorithms=entries)
     header = (f"# Compute-matched version of {args.template.name}: {args.seconds:g} s of training per run, stages in\n"
-              f"# the papers' proportions, rates measured on {source} ({args.calibrate} steps per stage, 1 thread).\n"
+              f"# the papers' proportions, costs fitted on {source}\n"
+              f"# ({args.calibrate} and {3 * args.calibrate} steps per stage, 1 thread).\n"
               f"# Written by: python benchmarks/compute_matched.py {args.template} --seconds {args.seconds:g}"
               + "".join(f" --protocol {a}" for a in args.protocol) + f" --out {args.out}\n")
     atomic_write_bytes(args.out, (header + yaml.safe_dump(out, sort_keys=False, width=120)).encode())

@@ -17,15 +17,31 @@ spec.loader.exec_module(compute_matched)
 
 
 def test_stages_get_the_papers_proportions_at_their_own_rates():
-    rates = {"behavior": 0.5, "critic": 0.01, "align": 0.2}
-    budgets = compute_matched.matched("eda", rates, seconds=600.0)
+    cost = compute_matched.StageCost
+    costs = {"behavior": cost(0.0, 0.5), "critic": cost(0.0, 0.01), "align": cost(0.0, 0.2)}
+    budgets = compute_matched.matched("eda", costs, seconds=600.0)
     assert set(budgets) == {"behavior_steps", "critic_steps", "align_steps"}
     # EDA's defaults are 1M / 1.5M / 200k: the same proportions, and the seconds add up to the target.
     assert budgets["critic_steps"] / budgets["behavior_steps"] == pytest.approx(1.5, rel=1e-2)
     assert budgets["behavior_steps"] / budgets["align_steps"] == pytest.approx(5.0, rel=1e-2)
-    spent = sum(budgets[f"{s}_steps"] * r for s, r in rates.items())
+    spent = sum(budgets[f"{s}_steps"] * c.step_s for s, c in costs.items())
     assert spent == pytest.approx(600.0, rel=1e-2)
-    assert compute_matched.matched("dql", {"main": 0.1}, seconds=50.0) == {"steps": 500}
+    assert compute_matched.matched("dql", {"main": cost(0.0, 0.1)}, seconds=50.0) == {"steps": 500}
+
+
+def test_a_fixed_set_up_is_charged_once_not_per_step():
+    # A stage that takes 13 s to set up and 0.2 s a step: 35 s at 110 steps, 79 s at 330.
+    costs = compute_matched.fit({"main": 35.0}, {"main": 79.0}, steps=110, long_steps=330)
+    assert costs["main"].fixed_s == pytest.approx(13.0) and costs["main"].step_s == pytest.approx(0.2)
+    # 50 s of training: 13 s of set-up leave 37 s, 185 steps (a per-step rate of 35/110 s would give 157).
+    assert compute_matched.matched("dql", costs, seconds=50.0) == {"steps": 185}
+
+
+def test_a_calibration_that_cannot_be_fitted_or_a_set_up_beyond_the_budget_is_an_error():
+    with pytest.raises(OffdiffError, match="stage 'main' took 9.00 s for 300 steps and 10.00 s for 100: too noisy"):
+        compute_matched.fit({"main": 10.0}, {"main": 9.0}, steps=100, long_steps=300)
+    with pytest.raises(OffdiffError, match="fixed set-up alone takes 60.0 s, not less than --seconds 50"):
+        compute_matched.matched("dql", {"main": compute_matched.StageCost(60.0, 0.1)}, seconds=50.0)
 
 
 def test_a_stage_without_a_budget_key_is_an_error():
@@ -48,11 +64,12 @@ def test_writes_a_grid_from_a_template_with_measured_rates(tmp_path, capsys):
     grid = yaml.safe_load(out.read_text())
     assert grid["name"] == "tiny-compute-matched" and "budget" not in grid
     assert grid["protocol"] == {"eval_every": 1000000, "eval_episodes": 5}
-    assert "--protocol eval_every=1000000 --protocol eval_episodes=5 --out" in out.read_text().splitlines()[2]
+    assert "--protocol eval_every=1000000 --protocol eval_episodes=5 --out" in out.read_text().splitlines()[3]
     overrides = grid["algorithms"][0]["overrides"]
     assert overrides["diffusion_hidden"] == 16
     assert overrides["steps"] / overrides["pretrain_steps"] == pytest.approx(20.0, rel=0.05)  # 1M / 50k
-    assert "d: seconds/step pretrain" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "d: pretrain " in err and " ms/step" in err
 
 
 def test_a_protocol_setting_without_a_value_is_an_error(tmp_path):
