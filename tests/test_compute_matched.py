@@ -60,11 +60,13 @@ def test_writes_a_grid_from_a_template_with_measured_rates(tmp_path, capsys):
         "budget": {"steps": 2000}, "protocol": {"eval_every": 1000}}))
     out = tmp_path / "matched.yaml"
     compute_matched.main([str(template), "--seconds", "30", "--calibrate", "10", "--protocol", "eval_every=1000000",
-                          "--protocol", "eval_episodes=5", "--out", str(out)])
+                          "--protocol", "eval_episodes=5", "--alongside", "2", "--out", str(out)])
     grid = yaml.safe_load(out.read_text())
     assert grid["name"] == "tiny-compute-matched" and "budget" not in grid
     assert grid["protocol"] == {"eval_every": 1000000, "eval_episodes": 5}
-    assert "--protocol eval_every=1000000 --protocol eval_episodes=5 --out" in out.read_text().splitlines()[3]
+    header = out.read_text().splitlines()
+    assert "1 thread, 2 side by side" in header[2]
+    assert "--protocol eval_every=1000000 --protocol eval_episodes=5 --alongside 2 --out" in header[3]
     overrides = grid["algorithms"][0]["overrides"]
     assert overrides["diffusion_hidden"] == 16
     assert overrides["steps"] / overrides["pretrain_steps"] == pytest.approx(20.0, rel=0.05)  # 1M / 50k
@@ -79,4 +81,16 @@ def test_a_protocol_setting_without_a_value_is_an_error(tmp_path):
     with pytest.raises(OffdiffError, match="--protocol takes KEY=VALUE, got 'eval_every'"):
         compute_matched.main([str(template), "--seconds", "30", "--protocol", "eval_every", "--out",
                               str(tmp_path / "m.yaml")])
+    assert not (tmp_path / "m.yaml").exists()
+
+
+def test_a_failed_calibration_run_or_a_count_below_one_is_one_line(tmp_path):
+    template = tmp_path / "t.yaml"
+    template.write_text(yaml.safe_dump({"name": "tiny", "datasets": ["toy:no_such_toy"], "seeds": [0],
+                                        "algorithms": ["dql"]}))
+    with pytest.raises(OffdiffError, match="a calibration run of dql failed"):
+        compute_matched.main([str(template), "--seconds", "30", "--calibrate", "5", "--alongside", "2", "--out",
+                              str(tmp_path / "m.yaml")])
+    with pytest.raises(OffdiffError, match="--alongside takes a count of runs of at least 1, got 0"):
+        compute_matched.main([str(template), "--seconds", "30", "--alongside", "0", "--out", str(tmp_path / "m.yaml")])
     assert not (tmp_path / "m.yaml").exists()
