@@ -266,7 +266,7 @@ class EDAAdapter(Adapter):
     def twin_tensors(self, algo: Algorithm) -> dict[str, Pairs]:
         """Before alignment: `BDiffusion_Behavior`'s score net against offdiff's behavior, `IQL_Critic` (q0's
         heads and vf; q0_target's heads) against offdiff's `IQLCritic`. From alignment on, `EDA_policy`'s own
-        copies: diffusion_behavior, q[0], and diffusion_policy against offdiff's policy."""
+        copies: diffusion_behavior, q[0], and diffusion_policy against offdiff's policy, and the support actions."""
         obs_dim = self.spec.obs_dim
         aligning = hasattr(self, "policy")
         behavior = self.policy.diffusion_behavior if aligning else self.behavior.diffusion_behavior
@@ -277,7 +277,19 @@ class EDAAdapter(Adapter):
                  "critic_target": q_pairs(critic.q0_target, algo.critic.q.target, obs_dim, "critic_target")}
         if aligning:
             found["policy"] = score_net_pairs(self.policy.diffusion_policy, algo.policy.net, "policy")
+            found["support_actions_rel"] = self._support_pairs(algo)
         return found
+
+    def _support_pairs(self, algo: Algorithm) -> Pairs:
+        """The release's support actions (the loader's first order: state by state) against offdiff's alignment
+        set's candidates taken to the same states: both sides' DPM-Solver samples of the behavior, from the same
+        x_1 (`stage_draws`). Both divided by max(1, offdiff's largest |action|): an early behavior's samples reach
+        hundreds, where rounding alone is above the tolerance. Copies, not views: the sets do not change."""
+        candidates = algo._alignment.actions  # (n, K, A) in the set's order; the set is the plugin's own
+        by_state = torch.empty_like(candidates)
+        by_state[self.alignment_order] = candidates
+        size = max(1.0, float(by_state.abs().max()))
+        return twins.checked([(self.first_order["fake_actions"] / size, by_state / size)], "support actions")
 
     def stage_draws(self, stage: str, draws: list[Draw]) -> list[Draw]:
         """Alignment. offdiff: the set's seed, its permutation of the states, then the candidates' x_1 per chunk
