@@ -173,7 +173,7 @@ import torch.nn as nn
 
 from model import *
 
-BUG = os.environ.get("FAKE_EDA_BUG", "")  # a planted difference: "align" doubles β in the policy's logits
+BUG = os.environ.get("FAKE_EDA_BUG", "")  # a planted difference: "align" doubles β, "critic" takes expectile 0.9
 
 
 class BDiffusion_Behavior(nn.Module):
@@ -216,7 +216,8 @@ class IQL_Critic(nn.Module):
             target_q = self.q0_target(a, s)
             next_v = self.vf(s_)
         u = target_q - self.vf(s)
-        v_loss = torch.mean(torch.abs(0.7 - (u < 0).float()) * u ** 2)
+        expectile = 0.9 if BUG == "critic" else 0.7
+        v_loss = torch.mean(torch.abs(expectile - (u < 0).float()) * u ** 2)
         self.v_optimizer.zero_grad()
         v_loss.backward()
         self.v_optimizer.step()
@@ -379,6 +380,9 @@ def test_same_draws_finds_the_fake_eda_equal_and_a_planted_alignment_difference(
     assert same_draws.main([*argv, "--out", str(out)]) == 1
     assert "they differ: after align step 2, align_loss differs by" in capsys.readouterr().out
     assert "first part beyond the tolerance: after align step" in out.read_text()
+    monkeypatch.setenv("FAKE_EDA_BUG", "critic")  # the fake's value loss takes expectile 0.9 for 0.7
+    assert same_draws.main(argv) == 1
+    assert "they differ: after critic step 1, critic differs by" in capsys.readouterr().out
 
 
 def test_same_draws_eda_refuses_what_cannot_be_served_in_one_line(fake_eda_release, hopper_like, tmp_path, capsys):
