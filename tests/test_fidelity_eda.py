@@ -20,7 +20,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 
-from fidelity import same_draws  # noqa: E402
+from fidelity import head, same_draws  # noqa: E402
+
+from offdiff.data.pipeline import prepare  # noqa: E402
 
 FAKE_UTILS = '''
 import argparse
@@ -401,3 +403,15 @@ def test_same_draws_eda_refuses_what_cannot_be_served_in_one_line(fake_eda_relea
     assert capsys.readouterr().err == ("offdiff: error: same draws: a batch of 41 rows is more than the 40 the "
                                        "release's loader has\n")
     assert not out.exists()
+
+
+def test_head_writes_the_first_whole_episodes_with_the_sources_task(tmp_path, capsys):
+    out = tmp_path / "head.hdf5"
+    assert head.main(["toy:four_corners", "--episodes", "3", "--out", str(out)]) == 0  # one-step episodes
+    assert "[head] 3 transitions (3 episodes)" in capsys.readouterr().out
+    whole = prepare("toy:four_corners").buffer
+    with h5py.File(out) as f:
+        assert np.array_equal(f["rewards"][:], whole.rewards[:3].numpy()) and f["terminals"][:].all()
+        assert f.attrs["task"] == "toy-four_corners"
+    assert head.main(["toy:four_corners", "--episodes", "0", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.startswith("offdiff: error: --episodes 0: toy:four_corners has ")

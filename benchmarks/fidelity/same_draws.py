@@ -20,8 +20,10 @@ perturbed by a relative EPS, with offdiff's own draws, and passes differences be
 at most `--within` times the copy's at the same step. A wrong coefficient, loss or schedule moves a weight by
 about a learning rate at once, far above that. Equal steps rule out the critic, the policy, the losses, the
 sampler, the optimizers, clipping, the targets and the EMA; what remains of a gap then lies in the random
-streams themselves (equal in distribution) or in chance. Written for dql and dtql (their adapters'
-`twin_tensors`, `step_draws`, `act_draws`).
+streams themselves (equal in distribution) or in chance. Written for dql, dtql and eda (their adapters'
+`twin_tensors`, `step_draws`, `act_draws`; EDA also serves the draws when a stage starts, `stage_draws`, and
+its loader's per-epoch shuffle, `serve_batches`). A network the release builds when a stage starts joins
+the comparison there.
 """
 
 from __future__ import annotations
