@@ -98,7 +98,9 @@ class Adapter:
         """The release's networks, saved in offdiff's checkpoint for inspection."""
         return {}
 
-    # -- the same-draws check (same_draws.py): adapters that set `same_draws` implement these three -----------
+    # -- the same-draws check (same_draws.py) ------------------------------------------------------------------
+    # Adapters that set `same_draws` implement twin_tensors, step_draws and act_draws; the other hooks default
+    # to a release that draws its batch's rows every step and nothing when a stage starts.
     @classmethod
     def check_same_draws(cls, config: AlgorithmConfig) -> None:
         """One line if `config` has a setting under which the two sides cannot draw alike (default: none)."""
