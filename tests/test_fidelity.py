@@ -266,8 +266,10 @@ def test_bad_input_is_one_line_and_writes_nothing(fake_release, tmp_path, capsys
     assert err.startswith("offdiff: error: the dtql release cannot follow") and "critic_lr=0.001" in err
     assert len(err.strip().splitlines()) == 1
     argv = _argv(fake_release, runs, "--any-commit", "--task", "hopper-medium", "--device", "cpu")
-    assert run.main(["--release", "eda", *argv[2:]]) == 2
-    assert "hard-codes CUDA" in capsys.readouterr().err
+    assert run.main(["--release", "eda", *argv[2:]]) == 2  # runs on the CPU, but the DTQL fake is no EDA
+    err = capsys.readouterr().err
+    assert "not the eda release, or its requirements are missing (No module named 'BDiffusion')" in err
+    assert len(err.strip().splitlines()) == 1
     assert not runs.exists()
 
 
@@ -482,8 +484,9 @@ def test_same_draws_verdict_passes_rounding_amplified_like_the_control_and_nothi
         same_draws.stage_steps("main=x", ["main"])
 
 
-def test_same_draws_says_which_releases_it_is_written_for_and_when_layouts_differ(fake_release, capsys):
+def test_same_draws_says_which_releases_it_is_written_for_and_when_layouts_differ(fake_release, capsys, monkeypatch):
     argv = ["--release", "eda", "--checkout", str(fake_release), "--any-commit", "--dataset", SOURCE, "--steps", "6"]
+    monkeypatch.setattr("fidelity.adapters.eda.EDAAdapter.same_draws", False)
     assert same_draws.main(argv) == 2
     err = capsys.readouterr().err
     assert err == "offdiff: error: the same-draws check is not written for the eda release (only for dql, dtql)\n"

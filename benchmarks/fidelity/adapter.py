@@ -98,10 +98,26 @@ class Adapter:
         """The release's networks, saved in offdiff's checkpoint for inspection."""
         return {}
 
-    # -- the same-draws check (same_draws.py): adapters that set `same_draws` implement these three -----------
+    # -- the same-draws check (same_draws.py) ------------------------------------------------------------------
+    # Adapters that set `same_draws` implement twin_tensors, step_draws and act_draws; the other hooks default
+    # to a release that draws its batch's rows every step and nothing when a stage starts.
+    @classmethod
+    def check_same_draws(cls, config: AlgorithmConfig) -> None:
+        """One line if `config` has a setting under which the two sides cannot draw alike (default: none)."""
+
+    def serve_batches(self) -> None:
+        """Called once before the check: from now on each step's batch comes from the step's served draws (for a
+        release whose loader draws once per epoch); default: the release already draws its rows every step."""
+
     def twin_tensors(self, algo: Algorithm) -> dict[str, Pairs]:
-        """Per network: pairs (the release's tensor, the offdiff plugin's tensor in the release's layout)."""
+        """Per network: pairs (the release's tensor, the offdiff plugin's tensor in the release's layout), for the
+        networks the release has now (asked again after each stage starts)."""
         raise NotImplementedError
+
+    def stage_draws(self, stage: str, draws: list[Draw]) -> list[Draw]:
+        """offdiff's draws when `stage` starts (`begin_stage`), in the order the release's start draws them;
+        default: neither side draws there."""
+        return self.expect_draws(draws, [], f"start of {stage}")
 
     def step_draws(self, stage: str, draws: list[Draw]) -> list[Draw]:
         """offdiff's draws of one step of `stage` (the batch's rows first, then `update`'s) in the order the release

@@ -7,9 +7,9 @@ order its release draws in (`Adapter.step_draws`, `act_draws`); `serving(draws)`
 calls with those values, checking each call's kind and shape against the list. So both sides compute with
 the same random numbers, and any difference left is in what they compute.
 
-Patched while a block runs: torch.randn, randn_like, randint, rand, multinomial, numpy.random.uniform and
-the standard normal behind torch.distributions.Normal.rsample (the calls the three releases and offdiff's
-plugins make during a step and when acting).
+Patched while a block runs: torch.randn, randn_like, randint, rand, multinomial, randperm,
+numpy.random.uniform and the standard normal behind torch.distributions.Normal.rsample (the calls the three
+releases and offdiff's plugins make during a step, at a stage's start and when acting).
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ import torch.distributions.normal as torch_normal
 from offdiff.errors import OffdiffError
 
 KINDS = {"randn": "normal", "randn_like": "normal", "randint": "integers", "rand": "uniform",
-         "multinomial": "choice", "_standard_normal": "normal"}
-TORCH = ("randn", "randn_like", "randint", "rand", "multinomial")
+         "multinomial": "choice", "randperm": "permutation", "_standard_normal": "normal"}
+TORCH = ("randn", "randn_like", "randint", "rand", "multinomial", "randperm")
 
 
 @dataclasses.dataclass(frozen=True)
 class Draw:
-    kind: str  # normal, integers, uniform, choice (torch) or np_uniform (numpy.random.uniform)
+    kind: str  # normal, integers, uniform, choice, permutation (torch) or np_uniform (numpy.random.uniform)
     value: torch.Tensor
 
 

@@ -14,7 +14,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from fidelity.adapter import ReleaseAlgorithm
+from fidelity.adapter import Adapter, ReleaseAlgorithm
 from fidelity.adapters import ADAPTERS
 from fidelity.presets import compare_preset
 from fidelity.presets import describe as describe_check
@@ -83,6 +83,15 @@ class ReleaseTrainer(Trainer):
             return super().run_all()
 
 
+def check_checkout(adapter: type[Adapter], checkout: Checkout) -> None:
+    """The adapter's checks of the checkout's code (inside `imported`), a failed import as one line."""
+    try:
+        adapter.check_checkout(checkout)
+    except ImportError as exc:
+        raise OffdiffError(f"--checkout {checkout.path}: not the {adapter.release} release, or its requirements are "
+                           f"missing ({exc}); see benchmarks/fidelity/README.md") from None
+
+
 def run_official(release: str, checkout_path: Path, request: TrainRequest, any_commit: bool = False,
                  progress: bool = True) -> dict[str, Any]:
     """Train (or skip, if DONE) the official twin of `request`; returns its summary. Every check comes first."""
@@ -93,11 +102,7 @@ def run_official(release: str, checkout_path: Path, request: TrainRequest, any_c
         raise OffdiffError(f"the {release} release hard-codes CUDA; run it on a GPU (--device cuda)")
     checkout = open_checkout(checkout_path, adapter.commit, any_commit)
     with imported(checkout):
-        try:
-            adapter.check_checkout(checkout)
-        except ImportError as exc:
-            raise OffdiffError(f"--checkout {checkout.path}: not the {release} release, or its requirements are "
-                               f"missing ({exc}); see benchmarks/fidelity/README.md") from None
+        check_checkout(adapter, checkout)
     task = twin.choice.task
     check = compare_preset(adapter, checkout, twin.cls.plugin, task)  # type: ignore[attr-defined]
     print(f"[{official_label(release)}] {describe_check(check, task)}", flush=True)

@@ -20,8 +20,10 @@ perturbed by a relative EPS, with offdiff's own draws, and passes differences be
 at most `--within` times the copy's at the same step. A wrong coefficient, loss or schedule moves a weight by
 about a learning rate at once, far above that. Equal steps rule out the critic, the policy, the losses, the
 sampler, the optimizers, clipping, the targets and the EMA; what remains of a gap then lies in the random
-streams themselves (equal in distribution) or in chance. Written for dql and dtql (their adapters'
-`twin_tensors`, `step_draws`, `act_draws`).
+streams themselves (equal in distribution) or in chance. Written for dql, dtql and eda (their adapters'
+`twin_tensors`, `step_draws`, `act_draws`; EDA also serves the draws when a stage starts, `stage_draws`, and
+its loader's per-epoch shuffle, `serve_batches`). A network the release builds when a stage starts joins
+the comparison there.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from fidelity import stubs  # noqa: E402
 from fidelity.adapter import Adapter, ReleaseData, seed_everything  # noqa: E402
 from fidelity.adapters import ADAPTERS  # noqa: E402
 from fidelity.draws import recording, serving  # noqa: E402
-from fidelity.harness import adapter_for, add_run_arguments, plan_pair  # noqa: E402
+from fidelity.harness import adapter_for, add_run_arguments, check_checkout, plan_pair  # noqa: E402
 from fidelity.release import imported, open_checkout  # noqa: E402
 from fidelity.twins import Pairs  # noqa: E402
 from offdiff.algorithm import Algorithm, EnvSpec  # noqa: E402
@@ -186,18 +188,23 @@ def compare(algo: Algorithm, data: PreparedData, adapter: Adapter, steps: dict[s
     length without comparing), then acting on `states` dataset states. A `control` (offdiff's perturbed copy)
     takes every step with offdiff's own draws."""
     sampler = torch.Generator().manual_seed(derive_seed(seed, "sampler"))
-    twins = adapter.twin_tensors(algo)
-    scale = {name: max_diff([(m, torch.zeros(())) for _, m in pairs]) for name, pairs in twins.items()}
-    result = Comparison(scale=scale)
-    mirrored = {} if control is None else {
-        name: [(mine, copy) for (_, mine), (_, copy) in zip(twins[name], pairs, strict=True)]
-        for name, pairs in adapter.twin_tensors(control).items()}
+    result = Comparison()
     before: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+    adapter.serve_batches()
     for stage in algo.stages():
-        algo.begin_stage(stage.name, data.buffer)
-        adapter.begin_stage(stage.name)
+        with recording() as draws:
+            algo.begin_stage(stage.name, data.buffer)
+        with serving(adapter.stage_draws(stage.name, draws)):
+            adapter.begin_stage(stage.name)
         if control is not None:
-            control.begin_stage(stage.name, data.buffer)
+            with serving(draws):
+                control.begin_stage(stage.name, data.buffer)
+        twins = adapter.twin_tensors(algo)  # again: a release may build a network when a stage starts
+        for name, pairs in twins.items():
+            result.scale.setdefault(name, max_diff([(m, torch.zeros(())) for _, m in pairs]))
+        mirrored = {} if control is None else {
+            name: [(mine, copy) for (_, mine), (_, copy) in zip(twins[name], pairs, strict=True)]
+            for name, pairs in adapter.twin_tensors(control).items()}
         compared = min(steps[stage.name], stage.steps)
         for step in range(stage.steps if compared == 0 else compared):
             if result.parting is None and compared:
@@ -240,7 +247,7 @@ def report(result: Comparison, command: str, release: str, commit: str | None, m
            tolerance: float, within: float, epsilon: float | None) -> str:
     marks = [i for i, label in enumerate(result.steps) if int(label.rsplit(" ", 1)[1]) in (1, 10, 100, 1000, 10000)
              or i + 1 == len(result.steps) or result.steps[i + 1].split(" ")[0] != label.split(" ")[0]]
-    names = list(result.networks[0])
+    names = list(dict.fromkeys(k for row in result.networks for k in row))  # a network may join at a stage's start
     losses = sorted({k for row in result.losses for k in row})
     _, verdict = result.verdict(tolerance, within)
     parted = [f"Where the networks first part beyond the tolerance: {result.parting}.", ""] if result.parting else []
@@ -269,9 +276,9 @@ def report(result: Comparison, command: str, release: str, commit: str | None, m
     for i in marks:
         row = {**result.networks[i], **result.losses[i]}
         lines.append(f"| {result.steps[i]} | {cells(row, result.control[i] if result.control else None)} |")
-    top = {k: max(r[k] for r in result.networks) for k in names}
+    top = {k: max(r[k] for r in result.networks if k in r) for k in names}
     top.update({k: max(r[k] for r in result.losses if k in r) for k in losses})
-    top_control = {k: max(r[k] for r in result.control) for k in names} if result.control else None
+    top_control = {k: max(r[k] for r in result.control if k in r) for k in names} if result.control else None
     lines.append(f"| max over all | {cells(top, top_control)} |")
     lines += ["", "Largest |parameter| per network at the start, for scale: " + ", ".join(
         f"{k} {v:.2f}" for k, v in result.scale.items()) + ".", "",
@@ -313,12 +320,14 @@ def main(argv: list[str] | None = None) -> int:
                                task=args.task, ref_scores=args.ref_scores)
         mine, _ = plan_pair(args.release, request)
         adapter_cls.check_config(mine.config, mine.choice.task)
+        adapter_cls.check_same_draws(mine.config)
         checkout = open_checkout(args.checkout, adapter_cls.commit, args.any_commit)
         c = mine.config
         data = prepare(mine.dataset, obs_transform=c.obs_transform, reward_transform=c.reward_transform, device=CPU)
         algo = build_offdiff(mine)
         control = None if args.control is None else perturbed_copy(mine, args.control, args.seed)
         with imported(checkout):
+            check_checkout(adapter_cls, checkout)
             adapter = build_release(adapter_cls, algo, request)
             steps = stage_steps(args.compare, [stage.name for stage in algo.stages()])
             result = compare(algo, data, adapter, steps, args.states, args.seed, control, args.tolerance)

@@ -21,7 +21,8 @@ def _layers(module: nn.Module) -> list[nn.Module]:
     return [m for m in module.modules() if any(True for _ in m.parameters(recurse=False))]
 
 
-def _checked(pairs: Pairs, where: str) -> Pairs:
+def checked(pairs: Pairs, where: str) -> Pairs:
+    """`pairs`, after checking that each pair's shapes agree."""
     for release, mine in pairs:
         if release.shape != mine.shape:
             raise OffdiffError(f"same draws: {where}: the release has a {tuple(release.shape)} tensor where offdiff "
@@ -39,7 +40,7 @@ def _zip(release: list[nn.Module], mine: list[nn.Module], where: str) -> list[tu
 def plain(release: nn.Module, mine: nn.Module, where: str) -> Pairs:
     """Layer by layer, weight with weight and bias with bias."""
     layers = _zip(_layers(release), _layers(mine), where)
-    return _checked([(r.weight, m.weight) for r, m in layers] + [(r.bias, m.bias) for r, m in layers], where)
+    return checked([(r.weight, m.weight) for r, m in layers] + [(r.bias, m.bias) for r, m in layers], where)
 
 
 def ensemble_head(release: nn.Module, ensemble: nn.Module, head: int, where: str) -> Pairs:
@@ -49,4 +50,4 @@ def ensemble_head(release: nn.Module, ensemble: nn.Module, head: int, where: str
     for r, m in _zip(_layers(release), _layers(ensemble), where):
         weight = m.weight[head].T if isinstance(r, nn.Linear) else m.weight[head, 0]
         pairs += [(r.weight, weight), (r.bias, m.bias[head, 0])]
-    return _checked(pairs, where)
+    return checked(pairs, where)
