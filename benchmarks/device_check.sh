@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # One command for a machine with a CUDA GPU: everything offdiff has to measure or check there, in one folder.
 #   bash benchmarks/device_check.sh [OUT]        # OUT defaults to device-check-<host>-<UTC time>
-# Steps (each logs to OUT/<step>.log; OUT/summary.tsv and the end of the output list status and seconds):
+# Steps, in this order, quickest checks first (each logs to OUT/<step>.log; OUT/summary.tsv and the end of the
+# output list status and seconds):
 #   cpu-concurrent   `offdiff bench speed --concurrent 2` at --quick size on the CPU (checks the path)
 #   cpu-packing      benchmarks/concurrency.py at --quick size on the CPU: 2 packed runs at once vs in turn
-#   cuda-tests       the CUDA-only tests: no host sync inside a training step, compiled equals eager (every
-#                    algorithm: OFFDIFF_COMPILE_TESTS=all)
+#   cuda-sync-tests  the CUDA-only test that no training step syncs with the host (every algorithm; seconds)
+#   cuda-grid        a short three-algorithm grid on a toy bandit, one job training its 3 runs at once, then
+#                    `offdiff aggregate` into OUT/grid-results (cuda-aggregate)
 #   cuda-speed       `offdiff bench speed --device cuda --modes eager,compile` (every algorithm)
+#   cuda-compile-tests  compiled equals eager on CUDA, every algorithm (OFFDIFF_COMPILE_TESTS=all): minutes
 #   cuda-concurrent  aggregate training steps/s of K = 1, 2, 4, 8 loops at once on the GPU (Diffusion-QL, DTQL;
 #                    again through CUDA MPS, as cuda-concurrent-mps, where nvidia-cuda-mps-control exists)
 #   cuda-packing     K = 1, 2, 4, 8 packed Diffusion-QL runs in one job, at once vs in turn (job wall-clock)
-#   cuda-grid        a short three-algorithm grid on a toy bandit, one job training its 3 runs at once, then
-#                    `offdiff aggregate` into OUT/grid-results
+# On an H200 (torch 2.11), cuda-grid took 60 s and eager cuda-speed 87 s; compiled cuda-speed ran past 190 s and
+# cuda-compile-tests past 150 s (two of its three algorithms done): results/device-check/README.md.
+# STEPS=name,name,... runs only those steps (e.g. STEPS=cuda-sync-tests,cuda-grid,cuda-aggregate for a short lease);
+# SPEED_MODES (default eager,compile) sets cuda-speed's modes. A step left out is listed as skipped.
 # Without CUDA only the two CPU steps run (CI runs this path): one line says so, and the exit status is 0 if
 # they passed. The exit status is 1 if any step failed or ran past STEP_TIMEOUT_S (default 900) seconds;
 # later steps run anyway.
@@ -26,6 +31,10 @@ failed=0
 step() {  # step NAME COMMAND...: run it with its output in OUT/NAME.log; one summary line
   local name="$1" start=$SECONDS status
   shift
+  if [ -n "${STEPS:-}" ] && [[ ",$STEPS," != *",$name,"* ]]; then
+    printf '%s\tskipped (not in STEPS)\t0s\t-\n' "$name" | tee -a "$OUT/summary.tsv"
+    return
+  fi
   if timeout -k 30 "${STEP_TIMEOUT_S:-900}" "$@" > "$OUT/$name.log" 2>&1; then
     status=ok
   else
@@ -47,18 +56,7 @@ if ! python -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; the
 fi
 
 python -c "import torch; print(torch.cuda.get_device_name(), torch.__version__)" > "$OUT/device.txt" 2>&1
-step cuda-tests env OFFDIFF_COMPILE_TESTS=all python -m pytest tests/test_compile.py -q -p no:cacheprovider \
-  -k "cuda or host_sync"
-step cuda-speed "${bench[@]}" --device cuda --modes eager,compile --out "$OUT/cuda-speed.json"
-step cuda-concurrent "${bench[@]}" --device cuda --algos dql,dtql --concurrent 1,2,4,8 --threads 1 \
-  --out "$OUT/cuda-concurrent.json"
-if command -v nvidia-cuda-mps-control > /dev/null; then
-  step cuda-concurrent-mps "${bench[@]}" --device cuda --algos dql,dtql --concurrent 1,2,4,8 --threads 1 --mps \
-    --out "$OUT/cuda-concurrent-mps.json"
-fi
-step cuda-packing python benchmarks/concurrency.py "$OUT/cuda-packing" --device cuda --k 1,2,4,8 --steps 500 \
-  --rounds 1 --variants sequential,concurrent
-
+step cuda-sync-tests python -m pytest tests/test_compile.py -q -p no:cacheprovider -k host_sync
 cat > "$OUT/grid.yaml" <<'EOF'
 name: device-check
 datasets: [toy:four_corners]
@@ -79,6 +77,17 @@ array_limit: 1
 EOF
 step cuda-grid python -m offdiff.cli grid submit "$OUT/grid.yaml" --profile "$OUT/profile.yaml" --runs-dir "$OUT/runs"
 step cuda-aggregate python -m offdiff.cli aggregate "$OUT/runs/device-check" --out "$OUT/grid-results"
+step cuda-speed "${bench[@]}" --device cuda --modes "${SPEED_MODES:-eager,compile}" --out "$OUT/cuda-speed.json"
+step cuda-compile-tests env OFFDIFF_COMPILE_TESTS=all python -m pytest tests/test_compile.py -q -p no:cacheprovider \
+  -k cuda
+step cuda-concurrent "${bench[@]}" --device cuda --algos dql,dtql --concurrent 1,2,4,8 --threads 1 \
+  --out "$OUT/cuda-concurrent.json"
+if command -v nvidia-cuda-mps-control > /dev/null; then
+  step cuda-concurrent-mps "${bench[@]}" --device cuda --algos dql,dtql --concurrent 1,2,4,8 --threads 1 --mps \
+    --out "$OUT/cuda-concurrent-mps.json"
+fi
+step cuda-packing python benchmarks/concurrency.py "$OUT/cuda-packing" --device cuda --k 1,2,4,8 --steps 500 \
+  --rounds 1 --variants sequential,concurrent
 
 echo
 echo "device_check: $(cat "$OUT/device.txt"); everything is under $OUT"

@@ -77,6 +77,19 @@ def test_device_check_without_cuda_runs_its_cpu_parts_and_says_so(tmp_path):
     assert (out / "cpu-packing" / "packing.png").stat().st_size > 0
 
 
+
+@pytest.mark.slow
+def test_device_check_runs_only_the_steps_named_and_lists_the_others_as_skipped(tmp_path):
+    out = tmp_path / "check"
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "STEPS": "cpu-concurrent",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(["bash", str(BENCHMARKS / "device_check.sh"), str(out)], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    steps = [line.split("\t")[:2] for line in (out / "summary.tsv").read_text().splitlines()]
+    assert steps == [["cpu-concurrent", "ok"], ["cpu-packing", "skipped (not in STEPS)"]]
+    assert not (out / "cpu-packing").exists()
+
 def test_packing_summary_takes_medians_and_pairs_each_round_with_its_own_baseline():
     times = {(0, "sequential"): 40.0, (0, "sequential-all-cpus"): 30.0, (0, "concurrent"): 20.0,
              (1, "sequential"): 90.0, (1, "sequential-all-cpus"): 60.0, (1, "concurrent"): 60.0,

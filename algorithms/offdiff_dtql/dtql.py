@@ -145,12 +145,16 @@ class DTQL(Algorithm):
         optimizer_step(self.opts["diffusion"], bc_loss)
         metrics.update(critic_loss=critic_loss.detach(), bc_loss=bc_loss.detach())
         if stage == "main":
+            # The policy step is taken before `metrics.update` is looked up: its backward splits the compiled
+            # graph, and torch 2.11's Dynamo recompiled the resumed frame at every step (past its recompile
+            # limit, on CUDA) when the bound `metrics.update` sat on the stack across that split.
             if isinstance(self.actor, KLDistillation):
                 if step == 0:
                     self.actor.init_from(self.diffusion)
-                metrics.update(self._kl_step(batch))
+                policy_metrics = self._kl_step(batch)
             else:
-                metrics.update(self._policy_step(batch))
+                policy_metrics = self._policy_step(batch)
+            metrics.update(policy_metrics)
             self.critic.update_target(c.tau)
             for scheduler in self.scheds.values():
                 scheduler.step()
