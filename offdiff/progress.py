@@ -3,15 +3,19 @@
 In a log file (SLURM jobs, `> log`) a bar's carriage returns are noise, so there it prints one line at most every
 `every_s` seconds ($OFFDIFF_PROGRESS_S, default 30):
 `[dql:train] step 12000/1000000 (1%) 212.4 steps/s ETA 1:17:31 critic_loss=0.52 q_loss=-3.1`.
-`note` prints a line at once in both cases (e.g. each evaluation's score).
+`note` prints a line at once in both cases (e.g. each evaluation's score). `announce_if_slow` covers work with no
+steps to count (a stage's set-up): silent when quick, a line every `every_s` seconds while it runs long.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 from tqdm import tqdm
@@ -79,3 +83,33 @@ class Progress:
 
 def _fmt(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+@contextlib.contextmanager
+def announce_if_slow(what: str, after_s: float = 10.0, every_s: float | None = None, enabled: bool = True,
+                     stream: TextIO | None = None) -> Iterator[None]:
+    """Run the block; once it has run `after_s` seconds, say so, again every `every_s` ($OFFDIFF_PROGRESS_S, default
+    30), and say how long it took when it ends. A block quicker than `after_s` prints nothing."""
+    out = stream or sys.stderr
+    every = every_s if every_s is not None else float(os.environ.get("OFFDIFF_PROGRESS_S", "30"))
+    started, finished = time.monotonic(), threading.Event()
+
+    def report() -> None:
+        wait = after_s
+        while not finished.wait(wait):
+            elapsed = datetime.timedelta(seconds=round(time.monotonic() - started))
+            print(f"{what}: running for {elapsed}", file=out, flush=True)
+            wait = every
+
+    watcher = threading.Thread(target=report, daemon=True) if enabled else None
+    if watcher is not None:
+        watcher.start()
+    try:
+        yield
+    finally:
+        finished.set()
+        if watcher is not None:
+            watcher.join()
+            took = time.monotonic() - started
+            if took >= after_s:
+                print(f"{what}: done in {datetime.timedelta(seconds=round(took))}", file=out, flush=True)

@@ -32,7 +32,7 @@ from offdiff.data.transforms import describe_reward_transform
 from offdiff.errors import OffdiffError
 from offdiff.eval import TimedAct, evaluation_row
 from offdiff.io import atomic_torch_save, atomic_write_json, torch_load
-from offdiff.progress import Progress
+from offdiff.progress import Progress, announce_if_slow
 from offdiff.provenance import describe_device, provenance
 from offdiff.records import Done, Evaluation, Manifest, Metrics, PolicyDiagnostic, ReusedStage, RunDir, StageReport
 from offdiff.registry import get_algorithm, plugins
@@ -367,7 +367,9 @@ class Trainer:
     def _run_stage(self, index: int, stage: Stage, start: int) -> None:
         protocol = self.p.protocol
         self.compute.begin()
-        self.algo.begin_stage(stage.name, self.data.buffer)
+        setup = f"[{self.p.request.algo}:{stage.name}] stage set-up (begin_stage)"
+        with announce_if_slow(setup, enabled=self.progress):
+            self.algo.begin_stage(stage.name, self.data.buffer)
         bar = Progress(stage.steps, f"{self.p.request.algo}:{stage.name}", enabled=self.progress, initial=start)
         sums: dict[str, torch.Tensor] = {}
         count, tick = 0, time.perf_counter()
