@@ -36,6 +36,7 @@ class Run:
     stage_offsets: tuple[int, ...]  # training steps before each stage
     evals: tuple[Evaluation, ...]
     done: bool
+    data_sha256: str | None = None  # the content digest of its data (None: a run older than the digest)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +92,23 @@ def read_run(path: Path) -> Run:
         path=path, algo=manifest.algorithm, dataset=manifest.dataset["dataset_id"], task=manifest.dataset["task"],
         ref_source=manifest.ref_source, seed=manifest.seed, identity=identity,
         stage_offsets=manifest.stage_offsets, evals=evals, done=done,
+        data_sha256=manifest.dataset.get("content_sha256"),
     )
+
+
+def check_one_data_per_dataset(runs: Sequence[Run]) -> None:
+    """Runs that name one dataset were trained on the same data (where they recorded its digest); else an error
+    naming each version: a table would silently average over two datasets of one name."""
+    versions: dict[str, dict[str, list[Path]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        if run.data_sha256 is not None:
+            versions[run.dataset][run.data_sha256].append(run.path)
+    for dataset, by_digest in sorted(versions.items()):
+        if len(by_digest) > 1:
+            listed = "; ".join(f"{digest[:12]}...: {len(paths)} runs, e.g. {paths[0]}"
+                               for digest, paths in sorted(by_digest.items()))
+            raise OffdiffError(f"the runs of {dataset} were trained on {len(by_digest)} different datasets under that "
+                               f"name (content sha256 {listed}); aggregate each set on its own")
 
 
 def labels(runs: Sequence[Run]) -> dict[Path, str]:
@@ -136,6 +153,7 @@ def collect(paths: Sequence[Path], skip_bad: bool = False) -> Collection:
             skipped.append((path.as_posix(), str(exc)))
     if not runs:
         raise OffdiffError(f"every run folder under {', '.join(map(str, paths))} is bad; nothing to aggregate")
+    check_one_data_per_dataset(runs)
     names = labels(runs)
     seen: dict[tuple[str, str, int], Path] = {}
     for run in runs:

@@ -25,6 +25,7 @@ class PreparedData:
     transforms: dict[str, Any]  # names and parameters, JSON-able, for the run manifest
     make_env: EnvFactory  # picklable; one raw evaluation env (apply obs_normalizer / action_scaler)
     episodes: Episodes  # where the buffer's episodes end and their returns before the reward transform
+    content_sha256: str  # of the transitions as loaded, before any transform (Transitions.content_sha256)
 
 
 def prepare(
@@ -49,6 +50,7 @@ def prepare(
         resolved = resolve_dataset(source, eval_env, ref_scores)
     data, info, ref = resolved.data, resolved.info, resolved.ref
     transitions = data.load()
+    content_sha256 = transitions.content_sha256()
     scaler = ActionScaler(info.action_low, info.action_high)
     actions = scaler.check_dataset(transitions.actions, info.source)
     transitions = transitions.replace(actions=scaler.to_policy(actions))
@@ -65,4 +67,5 @@ def prepare(
         "action": scaler.state(),
     }
     buffer = DeviceBuffer(transitions, device)
-    return PreparedData(info, ref, buffer, normalizer, scaler, transforms, data.env_factory(), episodes)
+    return PreparedData(info, ref, buffer, normalizer, scaler, transforms, data.env_factory(), episodes,
+                        content_sha256)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import re
 import tempfile
@@ -48,6 +49,15 @@ class Transitions:
 
     def replace(self, **fields: np.ndarray) -> Transitions:
         return dataclasses.replace(self, **fields)
+
+    def content_sha256(self) -> str:
+        """SHA-256 of every field's name, dtype, shape and values: the identity of the data itself, which a
+        dataset's name is not (a dataset collected again under the same name, on another CPU, differs)."""
+        digest = hashlib.sha256()
+        for name, values in self.arrays().items():
+            digest.update(f"{name}:{values.dtype.str}:{values.shape};".encode())
+            digest.update(np.ascontiguousarray(values).data)
+        return digest.hexdigest()
 
     def validate(self, name: str) -> Transitions:
         """Raise OffdiffError naming the dataset, field and first bad row for bad shapes or NaN/inf."""

@@ -254,7 +254,8 @@ class Trainer:
             seed=p.request.seed,
             eval_seed=self.eval_seed,
             task=dataclasses.asdict(p.choice),
-            dataset={**dataclasses.asdict(p.info), "ref_scores": dataclasses.asdict(self.data.ref)},
+            dataset={**dataclasses.asdict(p.info), "ref_scores": dataclasses.asdict(self.data.ref),
+                     "content_sha256": self.data.content_sha256},
             transforms=self.data.transforms,
             protocol=dataclasses.asdict(p.protocol),
             stages=[dataclasses.asdict(s) for s in self.stages],
@@ -318,6 +319,8 @@ class Trainer:
         manifest = self._manifest()
         if self.run.manifest.exists():
             self.run.check_manifest(manifest, IDENTITY)
+            self._check_same_data(self.run.read_manifest().dataset.get("content_sha256"), f"run {self.run.path}",
+                                  "move the run folder away, or train into another --runs-dir")
         else:
             atomic_write_json(self.run.manifest, manifest.to_json())
         position = self._restore() if self.run.checkpoint.exists() else (0, 0)
@@ -344,17 +347,29 @@ class Trainer:
                 atomic_torch_save(self._cache_path(stage), {
                     "algorithm": self.algo.stage_artifact(stage.name), "sampler": self.sampler.get_state(),
                     "torch_rng": torch.get_rng_state(), "compute": self.compute.state()["stages"][stage.name],
+                    "content_sha256": self.data.content_sha256,
                 })
         summary = Done.summarize(str(self.run.path), time.time() - started, {s.name: s.steps for s in self.stages},
                                  self.compute.summary(), self.run.evaluations(), self.run.diagnostic_rows()).to_json()
         atomic_write_json(self.run.done_marker, summary)
         return summary
 
+    def _check_same_data(self, recorded: str | None, what: str, remedy: str) -> None:
+        """`what` was trained on this run's data, if it recorded a content digest (older runs did not); else an
+        error: a dataset written again under the same name (collected again, on another CPU) is other data."""
+        now = self.data.content_sha256
+        if recorded is not None and recorded != now:
+            raise OffdiffError(
+                f"{what} was trained on other data under the name {self.p.info.dataset_id} (content sha256 "
+                f"{recorded[:12]}... then, {now[:12]}... now: the dataset was written again); {remedy}")
+
     def _load_cached(self, stage: Stage) -> bool:
         path = self._cache_path(stage)
         if not path.exists():
             return False
         artifact = torch_load(path, f"cached {stage.name} artifact")
+        self._check_same_data(artifact.get("content_sha256"), f"cached {stage.name} artifact {path}",
+                              "delete it to train the stage again")
         self.algo.load_stage_artifact(stage.name, artifact["algorithm"])
         self.sampler.set_state(artifact["sampler"])
         torch.set_rng_state(artifact["torch_rng"])
