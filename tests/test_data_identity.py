@@ -64,6 +64,9 @@ def test_a_run_records_its_data_and_does_not_resume_on_other_data_of_the_same_na
 
     write_d4rl_file(data, seed=0)  # the run's own data again: it resumes and finishes
     assert _train(capsys, data, runs)[0] == 0 and (run / "DONE").exists()
+    assert main(["aggregate", str(runs), "--out", str(tmp_path / "results")]) == 0
+    provenance = json.loads((tmp_path / "results" / "provenance.json").read_text())
+    assert provenance["data_sha256"] == {"hopper_medium-v2": manifest["dataset"]["content_sha256"]}
 
 
 def test_a_cached_stage_trained_on_other_data_is_not_reused(tmp_path, capsys):

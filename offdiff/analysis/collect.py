@@ -43,6 +43,7 @@ class Run:
 class Collection:
     rows: list[dict[str, Any]]
     skipped: list[tuple[str, str]]  # (run folder, reason)
+    data_sha256: dict[str, str] = dataclasses.field(default_factory=dict)  # dataset -> its content digest, where known
 
 
 def find_run_dirs(paths: Sequence[Path]) -> list[Path]:
@@ -162,4 +163,4 @@ def collect(paths: Sequence[Path], skip_bad: bool = False) -> Collection:
             raise OffdiffError(f"{other} and {run.path} are the same algorithm, config, dataset and seed; "
                                "collect one grid at a time")
     rows = [row for run in runs for row in run_rows(run, names[run.path])]
-    return Collection(rows, skipped)
+    return Collection(rows, skipped, {run.dataset: run.data_sha256 for run in runs if run.data_sha256 is not None})

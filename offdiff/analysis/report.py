@@ -70,7 +70,7 @@ DESCRIPTIONS = {
     **{f"score_vs_compute.{ext}": "IQM against device-time per run and against the final policy's actions/s, "
                                   "Pareto front (with diagnostics)" for ext in ("png", "pdf")},
     "layout.yaml": "the names, order and options these files were made with (--layout)",
-    "provenance.json": "offdiff version, git commit, command, runs collected, runs skipped",
+    "provenance.json": "offdiff version, git commit, command, runs collected, their data's SHA-256, runs skipped",
 }
 OUTPUTS = (*DESCRIPTIONS, "README.md")
 ABOUT = "ABOUT.md"  # written by hand, never by `aggregate`: when --out holds it, it opens README.md
@@ -324,8 +324,10 @@ def aggregate(out: Path, runs: Sequence[Path] = (), from_csv: Path | None = None
     if out.exists() and not out.is_dir():
         raise OffdiffError(f"--out {out} exists and is not a directory")
     skipped: list[tuple[str, str]] = []
+    data_sha256: dict[str, str] | None = None  # not known from a CSV
     if from_csv is None:
         collection = collect(runs, skip_bad=skip_bad)
+        data_sha256 = dict(sorted(collection.data_sha256.items()))
         skipped, csv = collection.skipped, to_csv_bytes(collection.rows)
         found, bad = diagnostics_module.collect_rows(collection.rows, skip_bad)
         skipped += bad
@@ -348,6 +350,7 @@ def aggregate(out: Path, runs: Sequence[Path] = (), from_csv: Path | None = None
             "command": command,
             "scores_csv_sha256": hashlib.sha256(files["scores.csv"]).hexdigest(),
             "runs": sorted(frame.run_dir.unique().tolist()),
+            "data_sha256": data_sha256,
             "skipped": [{"run_dir": path, "reason": reason} for path, reason in skipped],
             "bootstrap": {"reps": reps, "seed": seed, "numpy": np.__version__},
         })
