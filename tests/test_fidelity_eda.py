@@ -413,5 +413,7 @@ def test_head_writes_the_first_whole_episodes_with_the_sources_task(tmp_path, ca
     with h5py.File(out) as f:
         assert np.array_equal(f["rewards"][:], whole.rewards[:3].numpy()) and f["terminals"][:].all()
         assert f.attrs["task"] == "toy-four_corners"
+    written = out.read_bytes()
     assert head.main(["toy:four_corners", "--episodes", "0", "--out", str(out)]) == 2
     assert capsys.readouterr().err.startswith("offdiff: error: --episodes 0: toy:four_corners has ")
+    assert out.read_bytes() == written and [p.name for p in tmp_path.iterdir()] == ["head.hdf5"]  # no temp left

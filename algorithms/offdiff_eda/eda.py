@@ -202,6 +202,11 @@ class EDA(Algorithm):
         rows = torch.randperm(len(data), generator=generator, device=self.device)[: n * k].view(n, k)
         return AlignmentSet(data.obs[rows[:, 0]], data.actions[rows], data.rewards[rows], len(data))
 
+    @property
+    def alignment_set(self) -> AlignmentSet | None:
+        """The alignment stage's states, candidate actions and Q labels (None until `begin_stage("align")`)."""
+        return self._alignment
+
     def update(self, stage: str, batch: Batch, step: int) -> Metrics:
         if stage == "behavior":
             return self._behavior_step(batch)

@@ -11,6 +11,7 @@ reference scores as attributes; read it back as `hdf5:<path>` with the source's 
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
 
@@ -21,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `fidelity` is be
 
 from offdiff.data.sources import resolve_dataset  # noqa: E402
 from offdiff.errors import OffdiffError  # noqa: E402
+from offdiff.io import atomic_write_bytes  # noqa: E402
 
 
 def write_head(source: str, episodes: int, out: Path) -> tuple[int, str]:
@@ -31,11 +33,13 @@ def write_head(source: str, episodes: int, out: Path) -> tuple[int, str]:
     if episodes < 1 or len(ends) < episodes:
         raise OffdiffError(f"--episodes {episodes}: {source} has {len(ends)} whole episodes")
     rows = int(ends[episodes - 1]) + 1
-    with h5py.File(out, "w") as f:
+    image = io.BytesIO()  # the file is built in memory, then written whole: a failure leaves no half-written file
+    with h5py.File(image, "w") as f:
         for name, values in transitions.arrays().items():
             f[name] = values[:rows]
         f.attrs.update({"task": resolved.info.task, "ref_min_score": resolved.ref.min,
                         "ref_max_score": resolved.ref.max})
+    atomic_write_bytes(out, image.getvalue())
     return rows, resolved.info.eval_env
 
 

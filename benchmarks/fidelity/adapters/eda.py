@@ -285,7 +285,7 @@ class EDAAdapter(Adapter):
         set's candidates taken to the same states: both sides' DPM-Solver samples of the behavior, from the same
         x_1 (`stage_draws`). Both divided by max(1, offdiff's largest |action|): an early behavior's samples reach
         hundreds, where rounding alone is above the tolerance. Copies, not views: the sets do not change."""
-        candidates = algo._alignment.actions  # (n, K, A) in the set's order; the set is the plugin's own
+        candidates = algo.alignment_set.actions  # (n, K, A) in the set's order
         by_state = torch.empty_like(candidates)
         by_state[self.alignment_order] = candidates
         size = max(1.0, float(by_state.abs().max()))
