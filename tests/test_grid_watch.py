@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -83,7 +84,8 @@ def _fake_running_run(tmp_path: Path, grid: Path, job: str, executor: str = "loc
 
 
 def test_status_shows_progress_score_and_eta_of_a_running_run_and_cancel_stops_it(tmp_path, grid, capsys):
-    job = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)  # a submitit job stand-in"])
+    job = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)  # a submitit job stand-in"],
+                           preexec_fn=_sigint_as)  # a job of a submitter that handles SIGINT gets its default
     try:
         runs = _fake_running_run(tmp_path, grid, str(job.pid))
         view = json.loads(_status(capsys, grid, runs, "--json"))
@@ -160,8 +162,14 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
+def _sigint_as(disposition: signal.Handlers = signal.SIG_DFL) -> None:
+    signal.signal(signal.SIGINT, disposition)
+
+
 @pytest.mark.slow
-def test_cancel_stops_a_local_grid_and_its_jobs(tmp_path, capsys):
+@pytest.mark.parametrize("sigint", [signal.SIG_DFL, signal.SIG_IGN], ids=["foreground", "started-with-sigint-ignored"])
+def test_cancel_stops_a_local_grid_and_its_jobs(tmp_path, capsys, sigint):
+    """Also for a submitter that inherited SIGINT ignored, as `nohup offdiff grid submit ... &` from a shell does."""
     grid = tmp_path / "long.yaml"
     grid.write_text("name: long\ndatasets: [toy:four_corners]\nseeds: [0, 1]\n"
                     "algorithms: [{name: dql, algo: dql, overrides: {hidden: 16}}]\n"
@@ -173,7 +181,7 @@ def test_cancel_stops_a_local_grid_and_its_jobs(tmp_path, capsys):
     runs = tmp_path / "runs"
     submitter = subprocess.Popen([sys.executable, "-m", "offdiff.cli", "grid", "submit", str(grid), "--profile",
                                   str(profile), "--runs-dir", str(runs)], stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL)
+                                 stderr=subprocess.DEVNULL, preexec_fn=lambda: _sigint_as(sigint))
     try:
         for _ in range(120):  # until the first run has logged a step
             view = json.loads(_status(capsys, grid, runs, "--json"))

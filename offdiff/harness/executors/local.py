@@ -36,6 +36,7 @@ class LocalExecutor(Executor):
     def launch(self, submit: Submit, jobs: Sequence[Job], profile: Profile, tick: Callable[[], None]) -> None:
         """Run the jobs `array_limit` at a time, starting the next as soon as one ends (no core idles at an array's
         end); `tick` every second."""
+        take_back_sigint()
         pending, running = list(jobs), []
         while pending or running:
             while pending and len(running) < profile.array_limit:
@@ -66,6 +67,14 @@ class DebugExecutor(Executor):
 
     def make(self, profile: Profile, logs: Path, name: str, after: list[str]) -> submitit.Executor:
         return submitit.DebugExecutor(logs)
+
+
+def take_back_sigint() -> None:
+    """Handle SIGINT (Ctrl-C, `grid cancel`) even where it was inherited ignored: a shell starts background jobs
+    (`nohup offdiff grid submit ... &`) with SIGINT ignored, and the jobs would inherit that. With a handler here,
+    the jobs started from now on get SIGINT's default, which Python turns into KeyboardInterrupt again."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _alive(pid: str) -> bool:
