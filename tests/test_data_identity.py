@@ -94,5 +94,5 @@ def test_aggregate_refuses_runs_of_one_name_trained_on_different_data(tmp_path, 
     code = main(["aggregate", str(runs), "--out", str(tmp_path / "results")])
     err = _one_line(code, capsys.readouterr().err)
     assert "the runs of hopper_medium-v2 were trained on 2 different datasets under that name" in err
-    assert "1 runs, e.g." in err and "aggregate each set on its own" in err
+    assert "1 run(s), e.g." in err and "aggregate each set on its own" in err
     assert not (tmp_path / "results").exists()

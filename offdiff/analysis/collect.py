@@ -106,7 +106,7 @@ def check_one_data_per_dataset(runs: Sequence[Run]) -> None:
             versions[run.dataset][run.data_sha256].append(run.path)
     for dataset, by_digest in sorted(versions.items()):
         if len(by_digest) > 1:
-            listed = "; ".join(f"{digest[:12]}...: {len(paths)} runs, e.g. {paths[0]}"
+            listed = "; ".join(f"{digest[:12]}...: {len(paths)} run(s), e.g. {paths[0]}"
                                for digest, paths in sorted(by_digest.items()))
             raise OffdiffError(f"the runs of {dataset} were trained on {len(by_digest)} different datasets under that "
                                f"name (content sha256 {listed}); aggregate each set on its own")
