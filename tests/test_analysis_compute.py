@@ -28,18 +28,22 @@ def _scores(rows: list[tuple[str, str, int]]) -> pd.DataFrame:
 
 
 def _compute_row(run: str, stage: str, index: int, device_s: float | None, cached: bool = False,
-                 cached_s: float | None = None, acting: float | None = None) -> dict:
+                 cached_s: float | None = None, acting: float | None = None, train_s: float | None = None,
+                 cached_train_s: float | None = None) -> dict:
     row = dict.fromkeys(COLUMNS)
     row.update(run_dir=run, kind="compute", stage=stage, stage_index=index, device="cpu:x86_64 x1 threads",
-               device_s=device_s, cached=cached, cached_device_s=cached_s, actions_per_s=acting)
+               device_s=device_s, cached=cached, cached_device_s=cached_s, actions_per_s=acting, train_s=train_s,
+               cached_train_s=cached_train_s)
     return row
 
 
 def test_points_count_cached_stages_at_their_producers_cost_and_leave_unknown_compute_out():
     frame = _scores([("eda", "eda", 0), ("eda", "eda", 1), ("eda@1%", "eda", 0), ("dql", "dql", 0)])
-    rows = [_compute_row("runs/eda/0", "behavior", 0, 10.0), _compute_row("runs/eda/0", "align", 1, 5.0, acting=300.0),
-            _compute_row("runs/eda/1", "behavior", 0, 0.5, cached=True, cached_s=12.0),
-            _compute_row("runs/eda/1", "align", 1, 6.0, acting=100.0),
+    rows = [_compute_row("runs/eda/0", "behavior", 0, 10.0, train_s=9.0),
+            _compute_row("runs/eda/0", "align", 1, 5.0, acting=300.0, train_s=4.0),
+            _compute_row("runs/eda/1", "behavior", 0, 0.5, cached=True, cached_s=12.0, train_s=0.0,
+                         cached_train_s=11.0),
+            _compute_row("runs/eda/1", "align", 1, 6.0, acting=100.0, train_s=5.0),
             _compute_row("runs/eda@1%/0", "behavior", 0, 1.0), _compute_row("runs/eda@1%/0", "align", 1, 1.0),
             _compute_row("runs/dql/0", "main", 0, None)]
     diagnostics = pd.DataFrame(rows, columns=list(COLUMNS)).astype({"actions_per_s": float, "device_s": float})
@@ -49,10 +53,12 @@ def test_points_count_cached_stages_at_their_producers_cost_and_leave_unknown_co
     assert unknown == ["dql"]
     by_name = {p.algorithm: p for p in found}
     assert by_name["eda"].device_s == (15.0, 18.5) and by_name["eda"].actions_per_s == (300.0, 100.0)
+    assert by_name["eda"].train_s == (13.0, 16.0), "training seconds, a cached stage at its producer's"
+    assert by_name["eda@1%"].train_s == (None,), "a run older than the training-seconds record"
     assert by_name["eda@1%"].actions_per_s == () and by_name["eda@1%"].plugin == "eda"
     table = compute.table(found, unknown)
-    assert "| eda | 2 | 50.0 [40.0, 60.0] | cpu:x86_64 x1 threads | 17 (15–18) | 200 (100–300) |" in table
-    assert "| eda@1% | 1 | 50.0 [40.0, 60.0] | cpu:x86_64 x1 threads | 2 | — |" in table
+    assert "| eda | 2 | 50.0 [40.0, 60.0] | cpu:x86_64 x1 threads | 17 (15–18) | 14 (13–16) | 200 (100–300) |" in table
+    assert "| eda@1% | 1 | 50.0 [40.0, 60.0] | cpu:x86_64 x1 threads | 2 | — | — |" in table
     assert "Left out" in table and "dql" in table.split("Left out")[1]
     fig = compute.figure(found, shown)
     assert len(fig.axes) == 2  # device time and actions/s
@@ -73,9 +79,10 @@ def test_without_timed_acting_the_figure_has_the_compute_panel_only():
     assert "50.0" not in compute.table(found, []) and "1.0 |" in compute.table(found, [])
 
 
-@pytest.mark.parametrize("header_cut", [0, 2, 3])
+@pytest.mark.parametrize("header_cut", [0, 2, 4, 5])
 def test_diagnostics_csvs_of_every_generation_parse(header_cut):
-    """Today's header, the one before the stage reports (metric, value) and the one before acting throughput."""
+    """Today's header, the one before training seconds (train_s, cached_train_s), the one before the stage reports
+    (metric, value) and the one before acting throughput."""
     from offdiff.analysis.diagnostics import parse_csv
     columns = COLUMNS[:len(COLUMNS) - header_cut]
     data = (",".join(columns) + "\n").encode()

@@ -183,6 +183,7 @@ def test_a_stage_from_the_cache_gets_the_same_diagnostics_and_its_producers_comp
     produced = json.loads(producer.done_marker.read_text())["compute"]["stages"]
     assert stages["behavior"]["cached"] is True and stages["behavior"]["train_s"] < produced["behavior"]["train_s"]
     assert stages["behavior"]["producer_device_s"] == pytest.approx(produced["behavior"]["device_s"], abs=2e-3)
+    assert stages["behavior"]["producer_train_s"] == pytest.approx(produced["behavior"]["train_s"], abs=2e-3)
 
 
 def test_aggregate_writes_the_diagnostics_and_regenerates_them_from_the_csv(runs, tmp_path):
@@ -196,6 +197,8 @@ def test_aggregate_writes_the_diagnostics_and_regenerates_them_from_the_csv(runs
     assert rows["EDA"][4] == "behavior" and rows["DTQL"][4] == "diffusion" and rows["Diffusion-QL"][4] == "—"
     eda = json.loads(_folder(runs, "eda").done_marker.read_text())
     assert rows["EDA"][6] == f"{eda['gain_over_diagnostic']['behavior']:.1f} ± 0.0"
+    train_s = sum(stage["train_s"] for stage in eda["compute"]["stages"].values())
+    assert rows["EDA"][-1] == f"{train_s:.0f} |", "training-s: the stages' training seconds, one seed"
     assert "diagnostics.csv" in (out / "README.md").read_text()
     reports = table[table.index("## Stage reports"):].splitlines()
     assert "| toy-gaussians8 | EDA | behavior | support_margin | 1 |" in "\n".join(reports)
@@ -216,7 +219,8 @@ def test_aggregate_sets_the_iqm_against_the_runs_compute(runs, tmp_path):
                if line.startswith("| EDA"))
     compute = json.loads(_folder(runs, "eda").done_marker.read_text())["compute"]
     assert row[4] == f"{compute['run_device_s']:.0f}"
-    assert row[5].rstrip(" |") == f"{compute['stages']['align']['eval_actions_per_s']:.0f}"
+    assert row[5] == f"{sum(stage['train_s'] for stage in compute['stages'].values()):.0f}"
+    assert row[6].rstrip(" |") == f"{compute['stages']['align']['eval_actions_per_s']:.0f}"
 
 
 def test_runs_without_diagnostics_aggregate_as_before(runs, tmp_path):

@@ -1,7 +1,8 @@
 """Score against compute: each algorithm's IQM beside the compute its runs spent and its policy's acting speed.
 
 `points` joins the aggregate IQM (with its CI) of every algorithm to its finished runs' compute rows in the
-diagnostics CSV: device-seconds per run (its own stages plus what the producers of its cached stages spent),
+diagnostics CSV: device-seconds per run (its own stages plus what the producers of its cached stages spent), the
+training part of them,
 and the acting throughput of its final policy at its last evaluation (actions/s, environments excluded).
 An algorithm with a run of unknown compute (a run folder older than the accounting) is left out and named.
 `table` writes compute.md; `figure` plots IQM against device-hours and against actions/s, log x axes, with the
@@ -18,7 +19,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter
 
-from offdiff.analysis.diagnostics import run_device_s
+from offdiff.analysis.diagnostics import mean_and_range, run_device_s, run_train_s
 from offdiff.analysis.layout import Presentation
 from offdiff.analysis.plots import SCORE
 from offdiff.analysis.stats import Estimate
@@ -35,6 +36,7 @@ class Point:
     iqm: Estimate
     devices: tuple[str, ...]
     device_s: tuple[float, ...]  # per run
+    train_s: tuple[float | None, ...]  # per run, training only (None: a run older than that record)
     actions_per_s: tuple[float, ...]  # per run whose final policy was evaluated with the timing
 
 
@@ -57,17 +59,9 @@ def points(frame: pd.DataFrame, diagnostics: pd.DataFrame, estimates: dict[str, 
         acting = [float(pd.to_numeric(r.sort_values("stage_index").actions_per_s).iloc[-1]) for r in rows]
         out.append(Point(name, str(heads[heads.algorithm == label].algo.iloc[0]), len(runs),
                          estimates[name]["IQM"], tuple(sorted({d for r in rows for d in r.device.dropna()})),
-                         tuple(s for s in seconds if s is not None),
+                         tuple(s for s in seconds if s is not None), tuple(run_train_s(r) for r in rows),
                          tuple(a for a in acting if not np.isnan(a))))
     return out, unknown
-
-
-def _spread(values: tuple[float, ...], digits: int) -> str:
-    if not values:
-        return "—"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{np.mean(values):.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
 
 
 def _ci(e: Estimate) -> str:
@@ -75,19 +69,22 @@ def _ci(e: Estimate) -> str:
 
 
 def table(found: list[Point], unknown: list[str]) -> str:
-    """compute.md: per algorithm, IQM [95% CI], device, device-seconds per run, and final-policy actions/s."""
+    """compute.md: per algorithm, IQM [95% CI], device, device- and training-seconds per run, and final-policy
+    actions/s."""
     lines = ["| algorithm | runs | IQM [95% CI] | device | device-s per run, mean (min–max) | "
-             "actions/s of the final policy, mean (min–max) |", "|:---|---:|---:|:---|---:|---:|"]
+             "training-s per run, mean (min–max) | actions/s of the final policy, mean (min–max) |",
+             "|:---|---:|---:|:---|---:|---:|---:|"]
     for p in found:
         cells = [md_escape(p.algorithm), str(p.runs), _ci(p.iqm), md_escape(", ".join(p.devices) or "—"),
-                 _spread(p.device_s, 0), _spread(p.actions_per_s, 0)]
+                 mean_and_range(p.device_s, 0), mean_and_range(p.train_s, 0), mean_and_range(p.actions_per_s, 0)]
         lines.append("| " + " | ".join(cells) + " |")
     notes = ["Score against compute, over the finished runs of the aggregates' tasks. IQM: as in aggregates.md. "
              "device-s: seconds each run spent on its device (training, evaluations, diagnostics), plus what the "
              "runs that produced its cached stages spent on them, so a shared pretraining counts in full for every "
-             "run that uses it. actions/s: the final policy's acting throughput at its last evaluation (batched "
-             "over the evaluation envs, environment steps excluded). Both depend on the machine: compare rows "
-             "measured on the same device."]
+             "run that uses it. training-s: the training part of those seconds alone (— for runs older than its "
+             "record); diagnostics.md has it per task. actions/s: the final policy's acting throughput at its last "
+             "evaluation (batched over the evaluation envs, environment steps excluded). All depend on the machine: "
+             "compare rows measured on the same device."]
     if unknown:
         notes.append("Left out, some runs without compute accounting (run folders older than it): "
                      + ", ".join(md_escape(u) for u in unknown) + ".")

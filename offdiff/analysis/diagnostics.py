@@ -2,9 +2,9 @@
 
 `collect_rows` reads, for every run of the scores CSV, its `diagnostics.jsonl` (offdiff/records.py:
 diagnostic policies evaluated after their stage, Q calibrations), its dataset's average episode return (the
-manifest's `data_returns`) and its compute per stage (DONE's `compute`): one tidy row each, of kind `policy`,
-`q_calibration`, `data` or `compute`, and one row of kind `report` per value a plugin reported after a stage
-(`metric`, `value`). Runs older than the diagnostics have none of these; a collection
+manifest's `data_returns`) and its compute per stage (DONE's `compute`: device- and training-seconds): one tidy
+row each, of kind `policy`, `q_calibration`, `data` or `compute`, and one row of kind `report` per value a plugin
+reported after a stage (`metric`, `value`). Runs older than the diagnostics have none of these; a collection
 without any writes no `diagnostics.csv`, so older results regenerate unchanged. `--from-csv DIR/scores.csv`
 reads `DIR/diagnostics.csv` when it is there, and `table` derives `diagnostics.md` from it and the scores.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +30,14 @@ from offdiff.records import BadRun, Done, PolicyDiagnostic, RunDir, StageReport,
 RUN = ("algorithm", "algo", "dataset", "task", "seed", "done", "run_dir")
 COLUMNS = (*RUN, "kind", "stage", "stage_index", "step", "policy", "normalized", "normalized_std", "return",
            "episodes", "transitions", "discount", "mean_q", "mean_return", "correlation", "terminal_fraction",
-           "device", "device_s", "cached", "cached_device_s", "actions_per_s", "metric", "value")
+           "device", "device_s", "cached", "cached_device_s", "actions_per_s", "metric", "value", "train_s",
+           "cached_train_s")
 INTS = ("seed", "stage_index", "step", "episodes", "transitions")
 FLOATS = ("normalized", "normalized_std", "return", "discount", "mean_q", "mean_return", "correlation",
-          "terminal_fraction", "device_s", "cached_device_s", "actions_per_s", "value")
+          "terminal_fraction", "device_s", "cached_device_s", "actions_per_s", "value", "train_s", "cached_train_s")
 REQUIRED = (*RUN, "kind")
-ADDED = (("metric", "value"), ("actions_per_s",))  # the last columns, newest first: absent from older CSVs
+# the last columns, newest first: absent from older CSVs
+ADDED = (("train_s", "cached_train_s"), ("metric", "value"), ("actions_per_s",))
 HEADERS = [list(COLUMNS[:len(COLUMNS) - sum(len(group) for group in ADDED[:n])]) for n in range(len(ADDED) + 1)]
 KINDS = ("policy", "q_calibration", "data", "compute", "report")
 
@@ -66,7 +68,8 @@ def run_rows(path: Path, base: dict[str, Any]) -> list[dict[str, Any]]:
                          "stage_index": order.index(stage) if stage in order else None,
                          "device": compute.get("device"), "device_s": entry.get("device_s"),
                          "cached": bool(entry.get("cached", False)), "cached_device_s": entry.get("producer_device_s"),
-                         "actions_per_s": entry.get("eval_actions_per_s")})
+                         "actions_per_s": entry.get("eval_actions_per_s"), "train_s": entry.get("train_s"),
+                         "cached_train_s": entry.get("producer_train_s")})
     return rows
 
 
@@ -129,17 +132,36 @@ def _spread(values: list[float], digits: int = 1) -> str:
     return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
 
 
+def mean_and_range(values: Sequence[float | None], digits: int) -> str:
+    """'mean (min–max)', the value alone for one, — for none or when one is unknown."""
+    if not values or None in values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{np.mean(values):.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
+
+
 def _mean(values: list[float | None], digits: int) -> str:
     known = [v for v in values if v is not None and not pd.isna(v)]
     return f"{np.mean(known):.{digits}f}" if known else "—"
 
 
+def _with_cached(rows: pd.DataFrame, own: str, producers: str) -> float | None:
+    cached = rows.cached.map(lambda value: value is True)
+    if rows.empty or rows[own].isna().any() or rows[producers][cached].isna().any():
+        return None
+    return float(rows[own].sum() + rows[producers][cached].sum())
+
+
 def run_device_s(rows: pd.DataFrame) -> float | None:
     """This run's device-seconds plus those of the producers of its cached stages (None: one is unknown)."""
-    cached = rows.cached.map(lambda value: value is True)
-    if rows.empty or rows.device_s.isna().any() or rows.cached_device_s[cached].isna().any():
-        return None
-    return float(rows.device_s.sum() + rows.cached_device_s[cached].sum())
+    return _with_cached(rows, "device_s", "cached_device_s")
+
+
+def run_train_s(rows: pd.DataFrame) -> float | None:
+    """This run's training seconds (evaluations and diagnostics excluded) plus those of the producers of its
+    cached stages (None: one is unknown)."""
+    return _with_cached(rows, "train_s", "cached_train_s")
 
 
 def table(frame: pd.DataFrame, diagnostics: pd.DataFrame, present: Presentation) -> str:
@@ -148,8 +170,8 @@ def table(frame: pd.DataFrame, diagnostics: pd.DataFrame, present: Presentation)
     heads = frame[frame.is_last & frame.done].set_index("run_dir").normalized
     done = diagnostics[diagnostics.run_dir.isin(heads.index)]
     header = ["task", "algorithm", "seeds", "final", "diagnostic policy", "its score", "gain", "data average",
-              "mean Q", "mean return-to-go", "corr(Q, return)", "device-s"]
-    lines = ["| " + " | ".join(header) + " |", "|:---|:---|" + "---:|" * 2 + ":---|" + "---:|" * 7]
+              "mean Q", "mean return-to-go", "corr(Q, return)", "device-s", "training-s"]
+    lines = ["| " + " | ".join(header) + " |", "|:---|:---|" + "---:|" * 2 + ":---|" + "---:|" * 8]
     for dataset, task in present.tasks.items():
         for label, name in present.algorithms.items():
             cell = frame[(frame.dataset == dataset) & (frame.algorithm == label)]
@@ -160,10 +182,11 @@ def table(frame: pd.DataFrame, diagnostics: pd.DataFrame, present: Presentation)
             final = [float(heads[r]) for r in runs]
             data = mine[mine.kind == "data"].normalized.tolist()
             calibration = mine[mine.kind == "q_calibration"].sort_values("stage_index").groupby("run_dir").last()
-            compute = [run_device_s(mine[(mine.kind == "compute") & (mine.run_dir == r)]) for r in runs]
+            ledgers = [mine[(mine.kind == "compute") & (mine.run_dir == r)] for r in runs]
+            compute, training = [run_device_s(r) for r in ledgers], [run_train_s(r) for r in ledgers]
             tail = [_mean(data, 1), _mean(calibration.mean_q.tolist(), 2), _mean(calibration.mean_return.tolist(), 2),
-                    _mean(calibration.correlation.tolist(), 2),
-                    _mean(compute if None not in compute else [], 0)]
+                    _mean(calibration.correlation.tolist(), 2), _mean(compute if None not in compute else [], 0),
+                    mean_and_range(training, 0)]
             policies = mine[mine.kind == "policy"].sort_values("stage_index").groupby(["policy", "run_dir"]).last()
             names = sorted(policies.index.get_level_values("policy").unique()) or [None]
             for policy in names:
@@ -187,7 +210,8 @@ def table(frame: pd.DataFrame, diagnostics: pd.DataFrame, present: Presentation)
         "the last stage that trains the critic. A truncated episode's return-to-go misses the rewards after the "
         "cut: a lower bound where rewards are non-negative.",
         "device-s: seconds on the run's device (training, evaluations, diagnostics), plus what the runs that "
-        "produced its cached stages spent on them.",
+        "produced its cached stages spent on them. training-s: the training part of those seconds alone, mean "
+        "(min–max) over seeds: what a compute-matched comparison matches (— for runs older than its record).",
     ]
     reports = report_table(frame, done, present)
     return "\n".join(lines) + "\n\n" + "\n\n".join(notes) + "\n" + (f"\n{reports}" if reports else "")

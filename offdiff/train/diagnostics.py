@@ -165,6 +165,7 @@ class ComputeLedger:
         entry = self._entry(stage)
         entry["cached"] = True
         entry["producer_device_s"] = None if produced is None else sum(produced[k] for k in KINDS)
+        entry["producer_train_s"] = None if produced is None else produced["train_s"]
 
     def state(self) -> dict[str, Any]:
         return {"stages": {k: dict(v) for k, v in self.stages.items()}, "complete": self.complete}
@@ -176,13 +177,14 @@ class ComputeLedger:
             self.stages, self.complete = {k: dict(v) for k, v in state["stages"].items()}, state["complete"]
 
     def summary(self) -> dict[str, Any]:
-        """Per stage: this run's seconds by kind and `device_s` (their sum), and for a stage from the cache what
-        its producer spent, and the actions/s of its latest evaluation; the run's total, and the total with the
-        cached stages' producers (None: unknown)."""
+        """Per stage: this run's seconds by kind and `device_s` (their sum), for a stage from the cache what its
+        producer spent (in all, and training), and the actions/s of its latest evaluation; the run's total, and
+        the total with the cached stages' producers (None: unknown)."""
         stages = {name: {**{k: round(entry[k], 3) for k in KINDS}, "device_s": round(sum(entry[k] for k in KINDS), 3),
                          **({"eval_actions_per_s": round(entry["eval_actions_per_s"], 1)}
                             if "eval_actions_per_s" in entry else {}),
-                         **({"cached": True, "producer_device_s": entry["producer_device_s"]}
+                         **({"cached": True, "producer_device_s": entry["producer_device_s"],
+                             "producer_train_s": entry.get("producer_train_s")}
                             if entry.get("cached") else {})}
                   for name, entry in self.stages.items()}
         own = sum(s["device_s"] for s in stages.values())
