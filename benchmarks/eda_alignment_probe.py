@@ -33,7 +33,7 @@ from offdiff.errors import OffdiffError
 from offdiff.eval.load import load_run
 from offdiff.io import atomic_write_bytes
 from offdiff.registry import get_algorithm
-from offdiff.runtime import derive_seed
+from offdiff.runtime import algorithm_generator, derive_seed
 from offdiff_eda.eda import BEHAVIOR_KEYS, CRITIC_KEYS
 
 COLUMNS = ("policy", "align loss", "outside [-1, 1]", "max abs a", "Q (clipped)", "sq. distance to data action")
@@ -89,8 +89,8 @@ class Probe:
                                           obs_transform=config.obs_transform, reward_transform=config.reward_transform)
         self.generator = torch.Generator().manual_seed(derive_seed(seed, "probe"))
         self.algo = get_algorithm("eda")(config, trained.algorithm.spec, torch.device("cpu"),
-                                         torch.Generator().manual_seed(seed))
-        artifact = {**trained.algorithm.stage_artifact("critic"), "generator": torch.Generator().manual_seed(seed)
+                                         algorithm_generator(seed, "cpu"))
+        artifact = {**trained.algorithm.stage_artifact("critic"), "generator": algorithm_generator(seed, "cpu")
                     .get_state()}  # the generator the alignment set is drawn from: --seed's, not the run's
         self.algo.load_stage_artifact("critic", artifact)
         rows = torch.randperm(len(self.data.buffer), generator=self.generator)[:states]

@@ -1,5 +1,6 @@
-"""Runtime helpers: the training device (`resolve_device`), seeds for each purpose (`derive_seed`), and a
-process-wide CPU setting for speed (`keep_freed_memory`: glibc's malloc keeps freed tensor memory for reuse).
+"""Runtime helpers: the training device (`resolve_device`), seeds for each purpose (`derive_seed`), a run's two
+random streams (`seed_run`), and a process-wide CPU setting for speed (`keep_freed_memory`: glibc's malloc keeps
+freed tensor memory for reuse).
 
 glibc serves every allocation of 128 KiB or more (a 256×256 float32 activation is 256 KiB) with a fresh `mmap`
 and unmaps it again at free, then returns freed heap memory above 128 KiB to the OS. Each activation of every
@@ -34,6 +35,28 @@ _applied: str | None = None
 def derive_seed(seed: int, purpose: str) -> int:
     """A seed for one purpose (sampler, eval, ...) that differs from the run seed and from the others."""
     return int.from_bytes(hashlib.sha256(f"{seed}:{purpose}".encode()).digest()[:4], "little") & 0x7FFFFFFF
+
+
+ALGORITHM_DRAWS = "algorithm"  # the purpose whose seed an algorithm's generator takes (derive_seed)
+
+
+def algorithm_generator(seed: int, device: torch.device | str) -> torch.Generator:
+    """The generator a run's algorithm draws from (noise, timesteps, sampled actions), seeded with
+    `derive_seed(seed, ALGORITHM_DRAWS)`. Seeded with `seed` itself, it would replay, number for number, the global
+    stream that `torch.manual_seed(seed)` gave the module initialisation: the first noise an algorithm drew would
+    be its own initial weights, redrawn."""
+    import torch
+
+    return torch.Generator(device=device).manual_seed(derive_seed(seed, ALGORITHM_DRAWS))
+
+
+def seed_run(seed: int, device: torch.device | str) -> torch.Generator:
+    """Seed module initialisation (torch's global generator) with `seed`, as the releases' scripts do, and return
+    the algorithm's own generator (`algorithm_generator`), a stream independent of it."""
+    import torch
+
+    torch.manual_seed(seed)
+    return algorithm_generator(seed, device)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -25,6 +25,7 @@ from offdiff.algorithm import Algorithm, AlgorithmConfig, EnvSpec, Stage
 from offdiff.config import apply_overrides, budget_fields
 from offdiff.data.buffer import DeviceBuffer
 from offdiff.data.transitions import random_transitions
+from offdiff.runtime import seed_run
 
 
 class _Harness:
@@ -39,8 +40,7 @@ class _Harness:
         self.config = apply_overrides(apply_overrides(base, step_fields), overrides)
 
     def build(self, seed: int = 0) -> Algorithm:
-        torch.manual_seed(seed)
-        return self.cls(self.config, self.spec, self.device, torch.Generator(self.device).manual_seed(seed))
+        return self.cls(self.config, self.spec, self.device, seed_run(seed, self.device))
 
     def sampler(self) -> torch.Generator:
         return torch.Generator(self.device).manual_seed(1234)

@@ -51,7 +51,7 @@ from offdiff.config import parse_assignments  # noqa: E402
 from offdiff.data.pipeline import PreparedData, prepare  # noqa: E402
 from offdiff.errors import OffdiffError  # noqa: E402
 from offdiff.io import atomic_write_bytes  # noqa: E402
-from offdiff.runtime import derive_seed  # noqa: E402
+from offdiff.runtime import derive_seed, seed_run  # noqa: E402
 from offdiff.train.runner import PlannedRun, TrainRequest  # noqa: E402
 
 CPU = torch.device("cpu")
@@ -114,11 +114,9 @@ def max_diff(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
 
 
 def build_offdiff(mine: PlannedRun) -> Algorithm:
-    """The plugin as the runner builds it: module initialisation from the seed, its generator from the seed."""
-    seed = mine.request.seed
-    torch.manual_seed(seed)
+    """The plugin as the runner builds it: module initialisation and its generator from the seed (`seed_run`)."""
     spec = EnvSpec(mine.info.obs_dim, mine.info.act_dim, mine.info.dataset_id, mine.choice.task)
-    return mine.cls(mine.config, spec, CPU, torch.Generator().manual_seed(seed))
+    return mine.cls(mine.config, spec, CPU, seed_run(mine.request.seed, CPU))
 
 
 def build_release(adapter_cls: type[Adapter], algo: Algorithm, request: TrainRequest) -> Adapter:

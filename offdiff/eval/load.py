@@ -31,7 +31,7 @@ from offdiff.eval.evaluate import evaluate
 from offdiff.io import torch_load
 from offdiff.records import Manifest, RunDir, Scores
 from offdiff.registry import get_algorithm
-from offdiff.runtime import derive_seed, resolve_device
+from offdiff.runtime import algorithm_generator, derive_seed, resolve_device
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,8 +157,8 @@ Builder = Callable[[type[Algorithm], AlgorithmConfig, EnvSpec, torch.device, int
 
 def build_plugin(cls: type[Algorithm], config: AlgorithmConfig, spec: EnvSpec, device: torch.device,
                  seed: int) -> Algorithm:
-    """The run's algorithm, untrained, as the runner builds it (its generator seeded with the run seed)."""
-    return cls(config, spec, device, torch.Generator(device=device).manual_seed(seed))
+    """The run's algorithm, untrained, as the runner builds it (its generator from the run seed)."""
+    return cls(config, spec, device, algorithm_generator(seed, device))
 
 
 def load_run(path: str | Path, device: str = "auto", algorithm_cls: type[Algorithm] | None = None,

@@ -36,7 +36,7 @@ from offdiff.progress import Progress, announce_if_slow
 from offdiff.provenance import describe_device, provenance
 from offdiff.records import Done, Evaluation, Manifest, Metrics, PolicyDiagnostic, ReusedStage, RunDir, StageReport
 from offdiff.registry import get_algorithm, plugins
-from offdiff.runtime import derive_seed, keep_freed_memory, resolve_device
+from offdiff.runtime import ALGORITHM_DRAWS, derive_seed, keep_freed_memory, resolve_device, seed_run
 from offdiff.tracking import Tracker, open_tracker
 from offdiff.train.compile import AUTO_MIN_STEPS, check_compile_available, compile_steps, resolve_compile
 from offdiff.train.diagnostics import ComputeLedger, StageDiagnostics, data_returns
@@ -110,12 +110,14 @@ class PlannedRun:
         artifact under it, and the harness groups the runs that share it (one cache phase per key).
 
         It holds the algorithm, the source with the dataset's size and action bounds, the named transforms, the
-        stage (without the diagnostics it declares), the config values the stage names in `config_keys`, and the
-        seed.
+        stage (without the diagnostics it declares), the config values the stage names in `config_keys`, the
+        seed, and how the algorithm's generator is seeded (`ALGORITHM_DRAWS`: artifacts from runs whose generator
+        took the run seed itself are not reused).
         """
         info, config = self.info, self.config
         return stable_hash({
             "algo": self.request.algo, "source": self.request.source, "seed": self.request.seed,
+            "draws": ALGORITHM_DRAWS,
             "data": [info.num_transitions, info.num_episodes, info.action_low, info.action_high],
             "transforms": {"obs": config.obs_transform, "reward": config.reward_transform},
             "stage": _cache_stage_key(stage), "config": {k: getattr(config, k) for k in stage.config_keys},
@@ -227,9 +229,8 @@ class Trainer:
         p, seed = self.p, self.p.request.seed
         self.data: PreparedData = prepare(p.dataset, obs_transform=p.config.obs_transform,
                                           reward_transform=p.config.reward_transform, device=self.device)
-        torch.manual_seed(seed)  # module initialisation
+        generator = seed_run(seed, self.device)  # module initialisation, then the algorithm's own stream
         self.sampler = torch.Generator(device=self.device).manual_seed(derive_seed(seed, "sampler"))
-        generator = torch.Generator(device=self.device).manual_seed(seed)
         spec = EnvSpec(p.info.obs_dim, p.info.act_dim, p.info.dataset_id, p.choice.task)
         self.algo = p.cls(p.config, spec, self.device, generator)
         self.stages = self.algo.stages()
