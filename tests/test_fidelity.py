@@ -20,12 +20,15 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 
 from fidelity import curves, decide, evaluate_again, run, same_draws  # noqa: E402
 from fidelity.adapters.eda import _fix_applied  # noqa: E402
+from fidelity.lanes import LaneRun, parse_seeds, run_lanes, summary  # noqa: E402
 from fidelity.release import imported, open_checkout  # noqa: E402
 
 from offdiff.analysis.report import aggregate  # noqa: E402
 from offdiff.analysis.scores import read_scores  # noqa: E402
 from offdiff.data.pipeline import prepare  # noqa: E402
+from offdiff.errors import OffdiffError  # noqa: E402
 from offdiff.eval.load import load_run  # noqa: E402
+from offdiff.records import RunDir  # noqa: E402
 from offdiff.runtime import derive_seed  # noqa: E402
 
 SOURCE = "toy:four_corners"
@@ -255,6 +258,69 @@ def test_evaluate_again_reloads_both_sides_and_plays_the_same_episodes(fake_rele
     assert evaluate_again.main([str(runs / "fidelity"), "--release", "dtql", "--checkout", str(fake_release),
                                 "--episodes", "5", "--out", str(bad)]) == 2
     assert "pinned to commit 9a29cea" in capsys.readouterr().err and not bad.exists()
+
+
+def test_seeds_train_both_sides_in_parallel_lanes_and_skip_what_is_done(fake_release, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    argv = [*_argv(fake_release, runs, "--any-commit", "--set", "alpha=2.5")]
+    argv[argv.index("--seed"):argv.index("--seed") + 2] = ["--seeds", "0-1"]
+    assert run.main([*argv, "--side", "both", "--parallel", "2"]) == 0
+    out = capsys.readouterr().out
+    done = {(side, p.name) for side in ("dtql", "dtql-official")
+            for p in (runs / "fidelity" / side).glob("*/*/seed_*") if (p / "DONE").exists()}
+    assert done == {(side, f"seed_{s}") for side in ("dtql", "dtql-official") for s in (0, 1)}
+    assert out.count(" | done | ") == 4 and out.count("started ") == 4
+    logs = sorted(p.name for p in (runs / "fidelity" / "_logs").iterdir())
+    assert logs == [f"{side}_toy-four_corners_seed{s}.log" for side in ("dtql-official", "dtql") for s in (0, 1)]
+    # Each run is the pair's single-seed run: the --set reached every one of them, on both sides.
+    configs = {json.loads(p.read_text())["config"]["alpha"] for p in (runs / "fidelity").glob("*/*/*/*/manifest.json")}
+    assert configs == {2.5}
+    releases = [r for r in _rows(tmp_path / "release.jsonl") if r["event"] == "init"]
+    assert len(releases) == 2  # the release trained the two official runs, once each
+
+    # Again: everything is DONE, nothing is trained; `offdiff aggregate` reads the four runs beside the logs.
+    assert run.main([*argv, "--side", "both", "--parallel", "2"]) == 0
+    assert capsys.readouterr().out.count(" | skipped | ") == 4
+    assert len([r for r in _rows(tmp_path / "release.jsonl") if r["event"] == "init"]) == 2
+    aggregate(tmp_path / "agg", [runs / "fidelity"], reps=20)
+    scores = read_scores(tmp_path / "agg" / "scores.csv")
+    assert set(zip(scores["algorithm"], scores["seed"], strict=True)) == \
+        {(a, s) for a in ("dtql", "dtql-official") for s in (0, 1)}
+
+    # An unfinished official run cannot resume: one line before anything starts.
+    [official] = (runs / "fidelity" / "dtql-official").glob("*/*/seed_1")
+    (official / "DONE").unlink()
+    assert run.main([*argv, "--seeds", "0-2", "--side", "both"]) == 2
+    err = capsys.readouterr().err
+    assert "1 unfinished official run(s) cannot resume" in err and str(official) in err
+    assert len(err.strip().splitlines()) == 1 and not list((runs / "fidelity" / "dtql").glob("*/*/seed_2"))
+
+
+def test_a_failed_run_does_not_stop_the_others_and_says_why(tmp_path, capsys):
+    def lane(seed: int, code: str) -> LaneRun:
+        command = (sys.executable, "-c", f"print('loading'); print('offdiff: error: planted {seed}'); {code}")
+        return LaneRun("dtql", seed, RunDir(tmp_path / f"seed_{seed}"), command, tmp_path / f"{seed}.log", False)
+
+    outcomes = run_lanes([lane(0, "raise SystemExit(2)"), lane(1, "pass"), lane(2, "raise SystemExit(3)")], 2, 1)
+    assert [(o.run.seed, o.state) for o in outcomes] == [(0, "failed"), (1, "failed"), (2, "failed")]
+    assert outcomes[0].error.startswith("exit status 2: ") and "offdiff: error: planted 0" in outcomes[0].error
+    assert outcomes[1].error.startswith("ended without DONE: ")
+    assert f"(log: {tmp_path / '2.log'})" in outcomes[2].error
+    assert "| dtql seed 2 | failed |" in summary(outcomes)
+
+
+def test_a_sweep_command_line_is_its_runs_command_lines():
+    parser = run.build_parser()
+    args = parser.parse_args(["--release", "dtql", "--checkout", "/c", "--dataset", "toy:four_corners", "--seeds",
+                              "0-3,7", "--also-offdiff", "--parallel", "2", "--threads", "3", "--set", "alpha=2",
+                              "--set", "lr_decay=false", "--steps", "9", "--eval-every", "3", "--any-commit"])
+    child = parser.parse_args(run.child_argv(parser, args, seed=7, side="offdiff"))
+    assert {k: v for k, v in vars(child).items() if vars(args)[k] != v} == \
+        {"seeds": None, "seed": 7, "side": "offdiff", "also_offdiff": False, "parallel": 1, "threads": 1}
+    assert parse_seeds("0-3,7,2") == [0, 1, 2, 3, 7]
+    for bad in ("3-1", "a", "1-", ""):
+        with pytest.raises(OffdiffError, match="--seeds"):
+            parse_seeds(bad)
 
 
 def test_bad_input_is_one_line_and_writes_nothing(fake_release, tmp_path, capsys):

@@ -26,13 +26,17 @@ from offdiff.runtime import resolve_device
 from offdiff.train.runner import PlannedRun, Trainer, TrainRequest, plan
 
 
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options that define a pair's run, shared by run.py and same_draws.py."""
+def add_run_arguments(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
+    """The options that define a pair's run, shared by run.py and same_draws.py; `sweep` adds `--seeds`."""
     parser.add_argument("--release", required=True, choices=sorted(ADAPTERS))
     parser.add_argument("--checkout", required=True, type=Path, help="your clone of the release, at its pinned commit")
     parser.add_argument("--any-commit", action="store_true", help="accept a checkout at another commit (recorded)")
     parser.add_argument("--dataset", required=True, help="any offdiff data source, e.g. minari:local/hopper/medium-v0")
-    parser.add_argument("--seed", type=int, default=0)
+    seeds = parser.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=0)
+    if sweep:
+        seeds.add_argument("--seeds", help="several seeds, e.g. 0-9 or 0,2,5: each run of each side in its own "
+                           "process, --parallel at a time, logs under <runs-dir>/<grid>/_logs/")
     parser.add_argument("--steps", type=int, help="every stage's step budget, on both sides (as `offdiff train "
                         "--steps`)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, both sides")
@@ -92,9 +96,10 @@ def check_checkout(adapter: type[Adapter], checkout: Checkout) -> None:
                            f"missing ({exc}); see benchmarks/fidelity/README.md") from None
 
 
-def run_official(release: str, checkout_path: Path, request: TrainRequest, any_commit: bool = False,
-                 progress: bool = True) -> dict[str, Any]:
-    """Train (or skip, if DONE) the official twin of `request`; returns its summary. Every check comes first."""
+def check_official(release: str, checkout_path: Path, request: TrainRequest, any_commit: bool = False
+                   ) -> tuple[PlannedRun, Checkout, dict[str, Any]]:
+    """Every check of an official run of `request`, before anything is written: (its twin, the checkout, the
+    preset check, which is printed)."""
     adapter = adapter_for(release)
     _, twin = plan_pair(release, request)
     adapter.check_config(twin.config, twin.choice.task)
@@ -106,4 +111,11 @@ def run_official(release: str, checkout_path: Path, request: TrainRequest, any_c
     task = twin.choice.task
     check = compare_preset(adapter, checkout, twin.cls.plugin, task)  # type: ignore[attr-defined]
     print(f"[{official_label(release)}] {describe_check(check, task)}", flush=True)
+    return twin, checkout, check
+
+
+def run_official(release: str, checkout_path: Path, request: TrainRequest, any_commit: bool = False,
+                 progress: bool = True) -> dict[str, Any]:
+    """Train (or skip, if DONE) the official twin of `request`; returns its summary. Every check comes first."""
+    twin, checkout, check = check_official(release, checkout_path, request, any_commit)
     return ReleaseTrainer(twin, checkout, check, progress=progress).run_all()
