@@ -309,7 +309,7 @@ def test_a_failed_run_does_not_stop_the_others_and_says_why(tmp_path, capsys):
     assert "| dtql seed 2 | failed |" in summary(outcomes)
 
 
-def test_a_sweep_command_line_is_its_runs_command_lines():
+def test_a_sweep_command_line_is_its_runs_command_lines(capsys):
     parser = run.build_parser()
     args = parser.parse_args(["--release", "dtql", "--checkout", "/c", "--dataset", "toy:four_corners", "--seeds",
                               "0-3,7", "--also-offdiff", "--parallel", "2", "--threads", "3", "--set", "alpha=2",
@@ -318,6 +318,8 @@ def test_a_sweep_command_line_is_its_runs_command_lines():
     assert {k: v for k, v in vars(child).items() if vars(args)[k] != v} == \
         {"seeds": None, "seed": 7, "side": "offdiff", "also_offdiff": False, "parallel": 1, "threads": 1}
     assert parse_seeds("0-3,7,2") == [0, 1, 2, 3, 7]
+    assert run.main(["--release", "dtql", "--checkout", "/c", "--dataset", "toy:four_corners", "--parallel", "2"]) == 2
+    assert "--parallel and --threads are for --seeds" in capsys.readouterr().err  # not silently ignored
     for bad in ("3-1", "a", "1-", ""):
         with pytest.raises(OffdiffError, match="--seeds"):
             parse_seeds(bad)

@@ -117,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.seeds is not None:
             return _sweep(parser, args)
+        if (args.parallel, args.threads) != (1, 1):
+            raise OffdiffError("--parallel and --threads are for --seeds (several runs); one run uses the "
+                               "process's own threads (OMP_NUM_THREADS)")
         return _run_one(args)
     except OffdiffError as exc:
         print(f"offdiff: error: {exc}", file=sys.stderr)
