@@ -54,6 +54,17 @@ def test_a_tight_comparison_decides_and_matches_or_not(tmp_path):
     low = [s * 0.7 for s in base]
     far = decide.pairs(decide.read_scores(_csv(tmp_path / "b.csv", {"eda": low, "eda-official": base})), 1)
     assert far[0].decides and not far[0].matches and far[0].high < 0
+    assert close[0].within_tolerance and not far[0].within_tolerance  # far: a 30% gap, beyond the tolerance
+
+
+def test_deciding_and_matching_is_not_the_whole_ci_within_the_tolerance(tmp_path):
+    """The rule's verdict can pass a CI whose lower end lies beyond −15%; the equivalence column says so."""
+    theirs = [50.0, 52.0, 48.0, 51.0, 49.0, 50.0]
+    ours = [40.0, 58.0, 36.0, 55.0, 45.0, 52.0]  # mean 47.7: ratio 0.95, wide spread
+    (pair,) = decide.pairs(decide.read_scores(_csv(tmp_path / "w.csv", {"dql": ours, "dql-official": theirs})), 1)
+    assert pair.decides and pair.matches
+    assert pair.low < -pair.target and not pair.within_tolerance
+    assert "| yes | yes | no |" in decide.table([pair], 1)
 
 
 def test_last_k_averages_the_final_evaluations_and_bad_input_is_one_line(tmp_path, capsys):
@@ -72,7 +83,7 @@ def test_too_few_seeds_never_decide(tmp_path):
     """One seed per side gives a zero-width bootstrap CI; it must not read as a decided comparison."""
     (one,) = decide.pairs(decide.read_scores(_csv(tmp_path / "a.csv", {"dql": [38.7], "dql-official": [34.0]})), 1)
     assert one.low == one.high and not one.decides and one.seeds_needed is None
-    assert "| no | — | unknown (1 seed) |" in decide.table([one], 1)
+    assert "| no | — | no | unknown (1 seed) |" in decide.table([one], 1) and not one.within_tolerance
     tight = [60.0, 60.1, 59.9, 60.05]  # a narrow CI, but four seeds per side
     (four,) = decide.pairs(decide.read_scores(_csv(tmp_path / "b.csv", {"dql": tight, "dql-official": tight})), 1)
     assert (four.high - four.low) / 2 < four.target and not four.decides and four.seeds_needed == decide.MIN_SEEDS

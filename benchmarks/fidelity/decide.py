@@ -11,6 +11,11 @@ bootstrap over fewer seeds understates the spread, and over one seed has none) a
 does not decide, the seeds per side it would take, at the seeds' spread seen so far, are estimated from the
 CI's half-width (it shrinks as 1/sqrt(seeds)); with one seed on a side there is no spread to estimate from.
 
+The rule asks that the CI be narrow enough, not that it lie within the tolerance: a CI of [−14, +1] against ±8
+decides and matches (it contains 0), yet leaves a 14-point gap possible. So each row also says whether the whole CI
+lies inside ±15% of the official mean (**within ±15%**: an equivalence reading, stricter than the rule and not part
+of its verdict), which rules out any gap larger than the tolerance at 95%.
+
 Beside the rule, each row gives the two-sided permutation p-value of the difference of means (exact over every
 split of the pooled runs into the two sides' sizes, sampled when there are more than 20,000 splits): how often
 a difference at least as large arises when the labels offdiff / official are exchangeable. At 5 seeds per side
@@ -69,6 +74,11 @@ class Pair:
     @property
     def matches(self) -> bool:
         return self.ratio >= RATIO and self.low <= 0 <= self.high
+
+    @property
+    def within_tolerance(self) -> bool:
+        """The whole CI inside ±15% of the official mean: no gap beyond the tolerance, at 95%."""
+        return self.seeds >= MIN_SEEDS and -self.target <= self.low and self.high <= self.target
 
     @property
     def seeds_needed(self) -> int | None:
@@ -132,20 +142,23 @@ def pairs(frame: pd.DataFrame, last: int, reps: int = 10000, seed: int = 0) -> l
 
 def table(found: list[Pair], last: int) -> str:
     lines = ["| dataset | algorithm | seeds (offdiff / official) | offdiff | official | ratio | 95% CI of the "
-             "difference | ±15% of official | decides | matches | seeds to decide | permutation p |",
-             "|:---|:---|---:|---:|---:|---:|---:|---:|:---|:---|---:|---:|"]
+             "difference | ±15% of official | decides | matches | within ±15% | seeds to decide | permutation p |",
+             "|:---|:---|---:|---:|---:|---:|---:|---:|:---|:---|:---|---:|---:|"]
     for p in found:
         cells = [p.dataset, p.algorithm, f"{len(p.ours)} / {len(p.theirs)}",
                  f"{p.ours.mean():.1f} ± {p.ours.std():.1f}", f"{p.theirs.mean():.1f} ± {p.theirs.std():.1f}",
                  f"{p.ratio:.2f}", f"[{p.low:+.1f}, {p.high:+.1f}]", f"±{p.target:.1f}",
                  "yes" if p.decides else "no", ("yes" if p.matches else "no") if p.decides else "—",
+                 "yes" if p.within_tolerance else "no",
                  "—" if p.decides else str(p.seeds_needed or "unknown (1 seed)"), f"{p.p_value:.3f}"]
         lines.append("| " + " | ".join(cells) + " |")
     what = "the last evaluation" if last == 1 else f"the mean of the last {last} evaluations"
     note = (f"Per run: {what} (normalized). Scores: mean ± std over seeds. The comparison decides when the 95% "
             f"bootstrap CI of the difference of means (offdiff − official) is narrower than ±15% of the official "
             f"mean and each side has ≥ {MIN_SEEDS} seeds; offdiff matches when, besides, the ratio of means is "
-            f"≥ {RATIO} and the CI contains 0. Seeds to decide: per side, at the spread seen so far (the CI narrows "
+            f"≥ {RATIO} and the CI contains 0. Within ±15%: the whole CI lies inside ±15% of the official mean (with ≥ "
+            f"{MIN_SEEDS} seeds per side), which rules out a larger gap at 95%; stricter than the rule, and not part "
+            f"of its verdict. Seeds to decide: per side, at the spread seen so far (the CI narrows "
             f"as 1/√seeds). Permutation p: two-sided, of the difference of means, beside the rule (not part of it): "
             f"how often the sides' labels, shuffled, give a gap at least this large.")
     return "\n".join(lines) + "\n\n" + note + "\n"
