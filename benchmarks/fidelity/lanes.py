@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from offdiff.errors import OffdiffError
+from offdiff.harness.processes import run_at_most
 from offdiff.records import RunDir
 
 POLL_S = 0.5
@@ -89,6 +90,17 @@ def _say(text: str) -> None:
     print(f"[fidelity {time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
+def _start(run: LaneRun, env: dict[str, str]) -> subprocess.Popen:
+    run.log.parent.mkdir(parents=True, exist_ok=True)
+    with open(run.log, "a") as log:
+        log.write(f"== {run.name}, started {time.strftime('%Y-%m-%dT%H:%M:%S')} ==\n")
+        log.flush()
+        process = subprocess.Popen(run.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   env=env)
+    _say(f"started {run.name} (log: {run.log})")
+    return process
+
+
 def run_lanes(runs: Sequence[LaneRun], parallel: int, threads: int) -> list[Outcome]:
     """Run `runs` (DONE ones skipped) `parallel` at a time in the given order; every run's outcome, in order."""
     outcomes = {r: Outcome(r, "skipped", score=r.run_dir.done_summary().final_normalized_score)
@@ -96,36 +108,20 @@ def run_lanes(runs: Sequence[LaneRun], parallel: int, threads: int) -> list[Outc
     pending = [r for r in runs if r not in outcomes]
     _say(f"{len(pending)} run(s) to train, {len(outcomes)} DONE already; {parallel} at a time, {threads} "
          f"thread(s) each")
-    running: dict[LaneRun, tuple[subprocess.Popen, float]] = {}
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    try:
-        while pending or running:
-            while pending and len(running) < parallel:
-                run = pending.pop(0)
-                run.log.parent.mkdir(parents=True, exist_ok=True)
-                with open(run.log, "a") as log:
-                    log.write(f"== {run.name}, started {time.strftime('%Y-%m-%dT%H:%M:%S')} ==\n")
-                    log.flush()
-                    process = subprocess.Popen(run.command, stdout=log, stderr=subprocess.STDOUT,
-                                               stdin=subprocess.DEVNULL, env=env)
-                running[run] = (process, time.monotonic())
-                _say(f"started {run.name} (log: {run.log})")
-            time.sleep(POLL_S)
-            for run, (process, start) in list(running.items()):
-                if process.poll() is None:
-                    continue
-                del running[run]
-                outcome = outcomes[run] = _finished(run, process.returncode, time.monotonic() - start)
-                score = "" if outcome.score is None else f", final score {outcome.score:.1f}"
-                _say(f"{outcome.state} {run.name} in {outcome.wall_s:.0f} s{score}" +
-                     (f": {outcome.error}" if outcome.error else ""))
-    finally:  # Ctrl-C or an error here: the runs still going stop with the sweep
-        for run, (process, start) in running.items():
-            process.terminate()
-            process.wait()
-            again = "move its folder away to run it again" if run.official else "it resumes from its checkpoint"
-            outcomes[run] = Outcome(run, "stopped", time.monotonic() - start, error=f"{run.run_dir.path}: {again}")
-            _say(f"stopped {run.name}: {outcomes[run].error}")
+
+    def ended(run: LaneRun, process: subprocess.Popen, wall_s: float) -> None:
+        outcome = outcomes[run] = _finished(run, process.returncode, wall_s)
+        score = "" if outcome.score is None else f", final score {outcome.score:.1f}"
+        _say(f"{outcome.state} {run.name} in {outcome.wall_s:.0f} s{score}" +
+             (f": {outcome.error}" if outcome.error else ""))
+
+    def stopped(run: LaneRun, process: subprocess.Popen, wall_s: float) -> None:
+        again = "move its folder away to run it again" if run.official else "it resumes from its checkpoint"
+        outcomes[run] = Outcome(run, "stopped", wall_s, error=f"{run.run_dir.path}: {again}")
+        _say(f"stopped {run.name}: {outcomes[run].error}")
+
+    run_at_most(pending, parallel, lambda run: _start(run, env), ended, stopped, poll_s=POLL_S)
     return [outcomes.get(r, Outcome(r, "not started")) for r in runs]
 
 

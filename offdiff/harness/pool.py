@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from offdiff.harness.processes import run_at_most
 from offdiff.io import atomic_write_bytes
 from offdiff.train.runner import TrainRequest
 
@@ -73,24 +74,22 @@ def run_concurrently(runs: Sequence[tuple[str, TrainRequest]], concurrency: int,
                      ) -> dict[str, str]:
     """Train `runs` ((key, request) pairs) `concurrency` at a time; `record` stores each outcome as it comes.
 
-    `env` is added to the workers' environment (e.g. CUDA MPS's). Returns each run's state.
+    `env` is added to the workers' environment (e.g. CUDA MPS's). Returns each run's state. When the job stops
+    (requeue, an error, Ctrl-C) its workers are killed with it; their checkpoints stay.
     """
     folder.mkdir(parents=True, exist_ok=True)
     states: dict[str, str] = {}
-    pending = [(index, key, request) for index, (key, request) in enumerate(runs)]
-    running: list[_Worker] = []
-    try:
-        while pending or running:
-            while pending and len(running) < concurrency:
-                index, key, request = pending.pop(0)
-                record(key, "started", "")  # `grid status`: running, not queued in this job
-                running.append(_start(index, key, request, folder, job_id, threads, cache_only, env or {}))
-            time.sleep(POLL_S)
-            for worker in [w for w in running if w.process.poll() is not None]:
-                running.remove(worker)
-                states[worker.key] = record(worker.key, *worker.outcome())
-    finally:  # the job stops (requeue, an error, Ctrl-C): its workers stop with it; their checkpoints stay
-        for worker in running:
-            worker.process.kill()
-            worker.process.wait()
+    workers: dict[int, _Worker] = {}
+
+    def start(index: int) -> subprocess.Popen:
+        key, request = runs[index]
+        record(key, "started", "")  # `grid status`: running, not queued in this job
+        workers[index] = _start(index, key, request, folder, job_id, threads, cache_only, env or {})
+        return workers[index].process
+
+    def ended(index: int, process: subprocess.Popen, wall_s: float) -> None:
+        worker = workers.pop(index)
+        states[worker.key] = record(worker.key, *worker.outcome())
+
+    run_at_most(range(len(runs)), concurrency, start, ended, kill=True, poll_s=POLL_S)
     return states
