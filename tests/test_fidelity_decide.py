@@ -104,3 +104,19 @@ def test_permutation_p_counts_the_splits_at_least_as_far_apart():
     rng = np.random.default_rng(1)
     far = decide.permutation_p(rng.normal(0, 1, 15), rng.normal(3, 1, 15))
     assert far < 0.001
+
+
+def test_several_csvs_are_one_comparison_each_named_by_their_folder(tmp_path, capsys):
+    """Two folders may hold one dataset name collected twice: their runs must not be pooled into one pair."""
+    (tmp_path / "dql-hopper").mkdir(), (tmp_path / "old").mkdir(), (tmp_path / "empty").mkdir()
+    new = _csv(tmp_path / "dql-hopper" / "scores.csv", {"dql": [37.0, 37.5] * 3, "dql-official": [37.2, 37.4] * 3})
+    old = _csv(tmp_path / "old" / "scores.csv", {"dql": [42.0, 42.2] * 3, "dql-official": [42.5, 42.4] * 3})
+    decide.main([str(new), str(old), "--out", str(tmp_path / "summary.md")])
+    rows = [line for line in (tmp_path / "summary.md").read_text().splitlines() if "| dql |" in line]
+    assert [row.split(" | ")[0] for row in rows] == ["| dql-hopper", "| old"]
+    assert "| 6 / 6 | 37.2 ± 0.2 | 37.3 ± 0.1 |" in rows[0] and "| 6 / 6 | 42.1 ± 0.1 | 42.5 ± 0.1 |" in rows[1]
+    assert capsys.readouterr().out.startswith("| comparison | dataset |")
+    assert (tmp_path / "summary.md").read_text().splitlines()[1].startswith("|:---|:---|:---|---:|")
+    lonely = _csv(tmp_path / "empty" / "scores.csv", {"dql": [1.0]})
+    with pytest.raises(OffdiffError, match=r"empty/scores.csv: no pair"):
+        decide.main([str(new), str(lonely)])

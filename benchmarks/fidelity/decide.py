@@ -1,6 +1,7 @@
 """Can the comparison decide? offdiff against each official twin, per dataset, by the issue's rule.
 
     python benchmarks/fidelity/decide.py results/fidelity/scores.csv [--last 1] [--out results/fidelity/decision.md]
+    python benchmarks/fidelity/decide.py results/fidelity/*/scores.csv --out results/fidelity/summary.md
 
 For each dataset and each pair `<algo>` / `<algo>-official` in an `offdiff aggregate` scores CSV, over the
 finished runs: the mean score of each side (per run, the mean of its last `--last` evaluations), the ratio of
@@ -21,6 +22,10 @@ split of the pooled runs into the two sides' sizes, sampled when there are more 
 a difference at least as large arises when the labels offdiff / official are exchangeable. At 5 seeds per side
 a percentile-bootstrap CI is too narrow (it ignores that each side's spread is itself estimated from 5 runs), so
 a CI that just excludes 0 with a p-value of 0.1 says "not shown", not "differs". The verdict stays the rule's.
+
+Given several CSVs (one comparison each, e.g. every folder of `results/fidelity/`), the pairs are found in each
+CSV on its own (two folders may hold one dataset name collected twice) and the table's first column names the
+CSV's folder.
 """
 
 from __future__ import annotations
@@ -140,18 +145,22 @@ def pairs(frame: pd.DataFrame, last: int, reps: int = 10000, seed: int = 0) -> l
     return out
 
 
-def table(found: list[Pair], last: int) -> str:
+def table(found: list[Pair], last: int, cells: list[str] | None = None) -> str:
+    """The Markdown table of `found`; with `cells` (one name per pair), a first column naming where each is from."""
     lines = ["| dataset | algorithm | seeds (offdiff / official) | offdiff | official | ratio | 95% CI of the "
              "difference | ±15% of official | decides | matches | within ±15% | seeds to decide | permutation p |",
              "|:---|:---|---:|---:|---:|---:|---:|---:|:---|:---|:---|---:|---:|"]
     for p in found:
-        cells = [p.dataset, p.algorithm, f"{len(p.ours)} / {len(p.theirs)}",
-                 f"{p.ours.mean():.1f} ± {p.ours.std():.1f}", f"{p.theirs.mean():.1f} ± {p.theirs.std():.1f}",
-                 f"{p.ratio:.2f}", f"[{p.low:+.1f}, {p.high:+.1f}]", f"±{p.target:.1f}",
-                 "yes" if p.decides else "no", ("yes" if p.matches else "no") if p.decides else "—",
-                 "yes" if p.within_tolerance else "no",
-                 "—" if p.decides else str(p.seeds_needed or "unknown (1 seed)"), f"{p.p_value:.3f}"]
-        lines.append("| " + " | ".join(cells) + " |")
+        row = [p.dataset, p.algorithm, f"{len(p.ours)} / {len(p.theirs)}",
+               f"{p.ours.mean():.1f} ± {p.ours.std():.1f}", f"{p.theirs.mean():.1f} ± {p.theirs.std():.1f}",
+               f"{p.ratio:.2f}", f"[{p.low:+.1f}, {p.high:+.1f}]", f"±{p.target:.1f}",
+               "yes" if p.decides else "no", ("yes" if p.matches else "no") if p.decides else "—",
+               "yes" if p.within_tolerance else "no",
+               "—" if p.decides else str(p.seeds_needed or "unknown (1 seed)"), f"{p.p_value:.3f}"]
+        lines.append("| " + " | ".join(row) + " |")
+    if cells:
+        lines = [f"| {first} {line}" for first, line in zip(["comparison", "", *cells], lines, strict=True)]
+        lines[1] = "|:---" + lines[1][3:]  # the separator row: `|  |:---|` as `|:---|:---|`
     what = "the last evaluation" if last == 1 else f"the mean of the last {last} evaluations"
     note = (f"Per run: {what} (normalized). Scores: mean ± std over seeds. The comparison decides when the 95% "
             f"bootstrap CI of the difference of means (offdiff − official) is narrower than ±15% of the official "
@@ -166,13 +175,21 @@ def table(found: list[Pair], last: int) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("scores", type=Path, help="an `offdiff aggregate` scores.csv holding both sides")
+    parser.add_argument("scores", type=Path, nargs="+",
+                        help="an `offdiff aggregate` scores.csv holding both sides (several: one comparison each)")
     parser.add_argument("--last", type=int, default=1, help="evaluations averaged per run (default: the last)")
     parser.add_argument("--out", type=Path, help="write the table here (Markdown) as well as printing it")
     args = parser.parse_args(argv)
     if args.last < 1:
         raise OffdiffError(f"--last must be at least 1, got {args.last}")
-    text = table(pairs(read_scores(args.scores), args.last), args.last)
+    found = []
+    for path in args.scores:
+        try:
+            found += [(path, pair) for pair in pairs(read_scores(path), args.last)]
+        except OffdiffError as exc:
+            raise OffdiffError(f"{path}: {exc}") from None
+    cells = [path.parent.name for path, _ in found] if len(args.scores) > 1 else None
+    text = table([pair for _, pair in found], args.last, cells)
     print(text, end="")
     if args.out:
         atomic_write_bytes(args.out, text.encode())
