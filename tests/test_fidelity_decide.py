@@ -113,7 +113,7 @@ def test_several_csvs_are_one_comparison_each_named_by_their_folder(tmp_path, ca
     old = _csv(tmp_path / "old" / "scores.csv", {"dql": [42.0, 42.2] * 3, "dql-official": [42.5, 42.4] * 3})
     decide.main([str(new), str(old), "--out", str(tmp_path / "summary.md")])
     rows = [line for line in (tmp_path / "summary.md").read_text().splitlines() if "| dql |" in line]
-    assert [row.split(" | ")[0] for row in rows] == ["| dql-hopper", "| old"]
+    assert [row.split(" | ")[0] for row in rows] == [f"| {tmp_path / 'dql-hopper'}", f"| {tmp_path / 'old'}"]
     assert "| 6 / 6 | 37.2 ± 0.2 | 37.3 ± 0.1 |" in rows[0] and "| 6 / 6 | 42.1 ± 0.1 | 42.5 ± 0.1 |" in rows[1]
     assert capsys.readouterr().out.startswith("| comparison | dataset |")
     assert (tmp_path / "summary.md").read_text().splitlines()[1].startswith("|:---|:---|:---|---:|")

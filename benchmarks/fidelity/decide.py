@@ -25,7 +25,7 @@ a CI that just excludes 0 with a p-value of 0.1 says "not shown", not "differs".
 
 Given several CSVs (one comparison each, e.g. every folder of `results/fidelity/`), the pairs are found in each
 CSV on its own (two folders may hold one dataset name collected twice) and the table's first column names the
-CSV's folder.
+CSV's folder, as given.
 """
 
 from __future__ import annotations
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
             found += [(path, pair) for pair in pairs(read_scores(path), args.last)]
         except OffdiffError as exc:
             raise OffdiffError(f"{path}: {exc}") from None
-    cells = [path.parent.name for path, _ in found] if len(args.scores) > 1 else None
+    cells = [str(path.parent) for path, _ in found] if len(args.scores) > 1 else None
     text = table([pair for _, pair in found], args.last, cells)
     print(text, end="")
     if args.out:
