@@ -40,7 +40,10 @@ def run_at_most(items: Sequence[Item], limit: int, start: Callable[[Item], subpr
                 ended(item, process, time.monotonic() - began)
     finally:
         for item, process, began in running:
-            process.kill() if kill else process.terminate()
+            if kill:
+                process.kill()
+            else:
+                process.terminate()
             process.wait()
             if stopped is not None:
                 stopped(item, process, time.monotonic() - began)
