@@ -214,7 +214,9 @@ def test_official_twin_sees_the_same_data_budget_and_eval_seeds(fake_release, tm
     # ... and the training curves of both sides, side by side.
     assert curves.main([str(runs / "fidelity"), "--out", str(out / "curves")]) == 0
     assert {p.name for p in (out / "curves").iterdir()} == {f"training_curves_dtql_toy-four_corners.{x}"
-                                                            for x in ("png", "pdf")}
+                                                            for x in ("png", "pdf", "md")}
+    table = (out / "curves" / "training_curves_dtql_toy-four_corners.md").read_text()
+    assert "| bc_loss | 6 |" in table and "| q_policy | 3 |" in table  # bc over both stages, q_policy main only
 
 
 def test_evaluate_again_reloads_both_sides_and_plays_the_same_episodes(fake_release, tmp_path, capsys):
@@ -562,3 +564,14 @@ def test_same_draws_says_which_releases_it_is_written_for_and_when_layouts_diffe
     assert same_draws.main(["--release", "dtql", *argv[2:]]) == 2
     err = capsys.readouterr().err
     assert err == "offdiff: error: same draws: diffusion: layers with parameters: 1 in the release, 7 in offdiff\n"
+
+
+def test_bands_apart_counts_only_steps_where_every_seed_of_one_side_is_beyond_the_other():
+    ours = {0: [1.0, 2.0], 10: [1.0, 2.0], 20: [5.0, 6.0], 30: [0.0]}
+    theirs = {0: [1.5, 3.0], 10: [2.5, 3.0], 20: [3.0, 4.9]}
+    assert curves.bands_apart(ours, theirs) == ([0, 10, 20], [10, 20])
+    table = curves.overlap_table("dql", "d", {("dql", "d"): {"loss": ours, "only_ours": ours},
+                                              ("dql-official", "d"): {"loss": theirs}})
+    assert "| loss | 3 | 2 | 10, 20 |" in table and "only_ours" not in table
+    # 2 + 2 seeds from one distribution: one side wholly above the other in 2 of the C(4,2) = 6 orders.
+    assert "2 of 3 (metric, step) points apart" in table and "2/C(4,2) = 33.33%, about 1.0 of" in table

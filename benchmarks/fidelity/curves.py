@@ -5,7 +5,9 @@
 For each dataset and each pair `<algo>` / `<algo>-official` under the run folders, one figure
 (`training_curves_<algo>_<dataset>.png/.pdf`): a panel per shared metric (losses, Q on data, policy Q), the
 seeds' mean as a line and their range as a band, against the total training step (stages one after the other,
-the boundaries dashed). The scores themselves are `offdiff aggregate`'s (rliable statistics, learning curves).
+the boundaries dashed), and beside it a table (`.md`) of where the two bands do not meet: per metric, the steps
+both sides log and those at which every seed of one side lies above every seed of the other. The scores
+themselves are `offdiff aggregate`'s (rliable statistics, learning curves).
 """
 
 from __future__ import annotations
@@ -52,11 +54,44 @@ def pairs(curves: Curves) -> list[tuple[str, str]]:
     return sorted((algo, data) for algo, data in curves if (official_label(algo), data) in curves)
 
 
-def figure(algo: str, dataset: str, curves: Curves, boundaries: dict[tuple[str, str], list[int]]) -> Figure:
-    sides = {algo: curves[algo, dataset], official_label(algo): curves[official_label(algo), dataset]}
-    shared = sorted(set.intersection(*(set(c) for c in sides.values())))
+def shared_metrics(algo: str, dataset: str, curves: Curves) -> list[str]:
+    both = [curves[algo, dataset], curves[official_label(algo), dataset]]
+    shared = sorted(set.intersection(*(set(c) for c in both)))
     if not shared:
         raise OffdiffError(f"{algo} and {official_label(algo)} on {dataset} log no metric in common")
+    return shared
+
+
+def bands_apart(ours: dict[int, list[float]], theirs: dict[int, list[float]]) -> tuple[list[int], list[int]]:
+    """The steps both sides log, and those at which the sides' min–max bands over seeds do not meet."""
+    steps = sorted(set(ours) & set(theirs))
+    return steps, [s for s in steps if max(ours[s]) < min(theirs[s]) or max(theirs[s]) < min(ours[s])]
+
+
+def overlap_table(algo: str, dataset: str, curves: Curves) -> str:
+    """Markdown: per shared metric, how many logged steps the seeds' bands of the two sides do not meet at."""
+    official = official_label(algo)
+    lines = [f"# {algo} against {official} on {dataset}: where the seeds' bands do not meet", "",
+             "| metric | steps both log | bands apart | at steps |", "|:---|---:|---:|:---|"]
+    compared = apart_total = 0
+    for metric in shared_metrics(algo, dataset, curves):
+        steps, apart = bands_apart(curves[algo, dataset][metric], curves[official, dataset][metric])
+        compared, apart_total = compared + len(steps), apart_total + len(apart)
+        lines.append(f"| {metric} | {len(steps)} | {len(apart)} | {', '.join(map(str, apart)) or '—'} |")
+    m, n = (max(len(v) for v in curves[side, dataset][metric].values()) for side in (algo, official))
+    chance = 2 / math.comb(m + n, n)
+    lines += ["", f"{apart_total} of {compared} (metric, step) points apart; seeds: {m} ({algo}), {n} ({official}). "
+              f"A band is the seeds' min–max at a step; apart: every seed of one side above every seed of the "
+              f"other. Were both sides' seeds draws of one distribution, a step would be apart with probability "
+              f"2/C({m + n},{n}) = {chance:.2%}, about {chance * compared:.1f} of these points by chance (the steps "
+              f"of a curve are not independent): isolated points apart are expected, a run of neighbouring "
+              f"steps is worth a look."]
+    return "\n".join(lines) + "\n"
+
+
+def figure(algo: str, dataset: str, curves: Curves, boundaries: dict[tuple[str, str], list[int]]) -> Figure:
+    sides = {algo: curves[algo, dataset], official_label(algo): curves[official_label(algo), dataset]}
+    shared = shared_metrics(algo, dataset, curves)
     cols = min(3, len(shared))
     rows = math.ceil(len(shared) / cols)
     fig = Figure(figsize=(4.0 * cols, 2.8 * rows + 0.6), layout="constrained")
@@ -94,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
             stem = f"training_curves_{algo}_{dataset.replace('/', '-')}"
             for fmt, data in render(lambda a=algo, d=dataset: figure(a, d, curves, boundaries)).items():
                 atomic_write_bytes(args.out / f"{stem}.{fmt}", data)
-            print(f"wrote {args.out / stem}.png/.pdf")
+            table = overlap_table(algo, dataset, curves)
+            atomic_write_bytes(args.out / f"{stem}.md", table.encode())
+            print(f"wrote {args.out / stem}.png/.pdf/.md: {table.splitlines()[-1].split(';')[0]}")
     except OffdiffError as exc:
         print(f"offdiff: error: {exc}", file=sys.stderr)
         return 2
