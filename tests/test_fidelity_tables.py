@@ -1,5 +1,6 @@
-"""The committed fidelity verdicts are what `decide.py` computes from the committed scores, and the README's
-fidelity table copies them: a rerun, a new seed or a hand edit cannot leave a stale number behind."""
+"""The committed fidelity verdicts are what `decide.py` computes from the committed scores, and the tables
+written by hand (README, results/fidelity/ABOUT.md) copy them: a rerun, a new seed or a hand edit cannot leave a
+stale number behind."""
 
 from __future__ import annotations
 
@@ -47,35 +48,49 @@ def test_each_cells_decision_is_decides_output(monkeypatch, tmp_path, capsys, ce
         assert text == (cell / name).read_text(), f"regenerate {cell.name}/{name} with decide.py"
 
 
-def _summary_rows(last: int) -> dict[tuple[str, str], list[str]]:
-    """(algorithm, task) -> the summary's cells, for every comparison but the superseded first one."""
+def _summary_rows(last: int) -> dict[tuple[str, str, str], list[str]]:
+    """(comparison folder, algorithm, task) -> the summary's cells."""
     rows = {}
     for line in (ROOT / SUMMARIES[last]).read_text().splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
-        if len(cells) < 13 or cells[0] in ("comparison", ":---") or cells[0] == str(FIDELITY):
+        if len(cells) < 13 or cells[0] in ("comparison", ":---"):
             continue
-        task = cells[1].split("/")[1]
-        assert (cells[2], task) not in rows, f"two current comparisons of {cells[2]} on {task}"
-        rows[(cells[2], task)] = cells
+        rows[(cells[0], cells[2], cells[1].split("/")[1])] = cells
     return rows
 
 
-def _readme_rows() -> list[list[str]]:
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index("**Fidelity**"):]
+def _copied_rows(doc: Path, anchor: str) -> list[list[str]]:
+    """The cells of the first table after `anchor` in `doc`."""
+    text = (ROOT / doc).read_text()
+    section = text[text.index(anchor):]
     table = section[section.index("| comparison"):]
     table = table[:table.index("\n\n")]
     return [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:]]
 
 
-def test_the_readmes_fidelity_table_copies_the_summaries():
+def _current(rows: dict[tuple[str, str, str], list[str]], algorithm: str, task: str) -> list[str]:
+    """The one current comparison of `algorithm` on `task`: not the superseded first cell (this folder's root)."""
+    found = [cells for (cell, algo, on), cells in rows.items()
+             if (algo, on) == (algorithm, task) and cell != str(FIDELITY)]
+    assert len(found) == 1, f"{len(found)} current comparisons of {algorithm} on {task}"
+    return found[0]
+
+
+@pytest.mark.parametrize(("doc", "anchor"), [("README.md", "**Fidelity**"),
+                                             (FIDELITY / "ABOUT.md", "## Every comparison so far")])
+def test_the_hand_written_fidelity_tables_copy_the_summaries(doc, anchor):
     summaries = {last: _summary_rows(last) for last in SUMMARIES}
-    readme = _readme_rows()
-    assert readme, "the README's fidelity table has rows"
-    for row in readme:
+    rows = _copied_rows(doc, anchor)
+    assert rows, f"{doc}'s fidelity table has rows"
+    for row in rows:
         name, task = re.match(r"(\S+), (\w+)", row[0]).groups()
         last = 2 if "last two" in row[0] else 1
-        summary = summaries[last][(ALGORITHMS[name], task.lower())]
-        copied = [row[1], *row[2:7], row[7].split(" ")[0], row[8], row[9]]
-        computed = [summary[3].split(" / ")[0], *summary[4:9], summary[9], summary[10], summary[11]]
-        assert [c.replace("−", "-") for c in copied] == computed, f"README row {row[0]!r} against {SUMMARIES[last]}"
+        if "(this folder)" in row[0]:
+            summary = summaries[last][(str(FIDELITY), ALGORITHMS[name], task.lower())]
+        else:
+            summary = _current(summaries[last], ALGORITHMS[name], task.lower())
+        # Scores are copied whole (mean ± std) or as the mean alone; a verdict may carry a note or bold.
+        scores = [summary[i] if "±" in row[i - 2] else summary[i].split(" ± ")[0] for i in (4, 5)]
+        computed = [summary[3].split(" / ")[0], *scores, *summary[6:9], *summary[9:12]]
+        copied = [row[1], *row[2:7], row[7].split(" ")[0], row[8].strip("*"), row[9]]
+        assert [c.replace("−", "-") for c in copied] == computed, f"{doc}: row {row[0]!r} against {SUMMARIES[last]}"
