@@ -30,3 +30,14 @@ def test_a_committed_quickstart_run_retrains_within_tolerance(tmp_path):
     evals = read_jsonl(cell.planned.run_dir.evals)
     assert [e["step"] for e in evals] == rows.step.tolist()
     assert [e["normalized_mean"] for e in evals] == pytest.approx(rows.normalized.tolist(), abs=TOLERANCE)
+
+
+ABOUTS = [p for p in sorted(REPO.glob("results/**/ABOUT.md")) if p.with_name("README.md").exists()]
+
+
+@pytest.mark.parametrize("about", ABOUTS, ids=lambda p: str(p.parent.relative_to(REPO)))
+def test_a_committed_readme_opens_with_its_about_as_it_is_now(about):
+    """`aggregate` opens README.md with the folder's ABOUT.md; an ABOUT edited since must be folded in again
+    (`offdiff aggregate --from-csv <folder>/scores.csv --out <folder> …`), or the folder's front page is stale."""
+    assert about.with_name("README.md").read_text().startswith(about.read_text() + "\n## offdiff aggregate\n"), \
+        f"regenerate it: offdiff aggregate --from-csv {about.parent.relative_to(REPO)}/scores.csv"
