@@ -570,7 +570,7 @@ def test_bands_apart_counts_only_steps_where_every_seed_of_one_side_is_beyond_th
     ours = {0: [1.0, 2.0], 10: [1.0, 2.0], 20: [5.0, 6.0], 30: [0.0]}
     theirs = {0: [1.5, 3.0], 10: [2.5, 3.0], 20: [3.0, 4.9]}
     assert curves.bands_apart(ours, theirs) == ([0, 10, 20], [10, 20])
-    table = curves.overlap_table("dql", "d", {("dql", "d"): {"loss": ours, "only_ours": ours},
+    _, table = curves.overlap_table("dql", "d", {("dql", "d"): {"loss": ours, "only_ours": ours},
                                               ("dql-official", "d"): {"loss": theirs}})
     assert "| loss | 3 | 2 | 10, 20 |" in table and "only_ours" not in table
     # 2 + 2 seeds from one distribution: one side wholly above the other in 2 of the C(4,2) = 6 orders.

@@ -4,7 +4,6 @@ stale number behind."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -12,11 +11,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from fidelity import decide  # noqa: E402
+
 FIDELITY = Path("results/fidelity")
-spec = importlib.util.spec_from_file_location("decide", ROOT / "benchmarks" / "fidelity" / "decide.py")
-decide = importlib.util.module_from_spec(spec)
-sys.modules["decide"] = decide  # dataclasses look their module up
-spec.loader.exec_module(decide)
 
 ALGORITHMS = {"Diffusion-QL": "dql", "DTQL": "dtql"}
 SUMMARIES = {1: FIDELITY / "summary.md", 2: FIDELITY / "summary_last2.md"}

@@ -68,8 +68,14 @@ def bands_apart(ours: dict[int, list[float]], theirs: dict[int, list[float]]) ->
     return steps, [s for s in steps if max(ours[s]) < min(theirs[s]) or max(theirs[s]) < min(ours[s])]
 
 
-def overlap_table(algo: str, dataset: str, curves: Curves) -> str:
-    """Markdown: per shared metric, how many logged steps the seeds' bands of the two sides do not meet at."""
+def seed_count(metrics: dict[str, dict[int, list[float]]]) -> int:
+    """The most values any step of any metric holds: the seeds a side logged."""
+    return max(len(values) for metric in metrics.values() for values in metric.values())
+
+
+def overlap_table(algo: str, dataset: str, curves: Curves) -> tuple[str, str]:
+    """Per shared metric, how many logged steps the seeds' bands of the two sides do not meet at: (the count
+    in one line, the Markdown table)."""
     official = official_label(algo)
     lines = [f"# {algo} against {official} on {dataset}: where the seeds' bands do not meet", "",
              "| metric | steps both log | bands apart | at steps |", "|:---|---:|---:|:---|"]
@@ -78,15 +84,16 @@ def overlap_table(algo: str, dataset: str, curves: Curves) -> str:
         steps, apart = bands_apart(curves[algo, dataset][metric], curves[official, dataset][metric])
         compared, apart_total = compared + len(steps), apart_total + len(apart)
         lines.append(f"| {metric} | {len(steps)} | {len(apart)} | {', '.join(map(str, apart)) or '—'} |")
-    m, n = (max(len(v) for v in curves[side, dataset][metric].values()) for side in (algo, official))
+    m, n = seed_count(curves[algo, dataset]), seed_count(curves[official, dataset])
     chance = 2 / math.comb(m + n, n)
-    lines += ["", f"{apart_total} of {compared} (metric, step) points apart; seeds: {m} ({algo}), {n} ({official}). "
+    count = f"{apart_total} of {compared} (metric, step) points apart"
+    lines += ["", f"{count}; seeds: {m} ({algo}), {n} ({official}). "
               f"A band is the seeds' min–max at a step; apart: every seed of one side above every seed of the "
               f"other. Were both sides' seeds draws of one distribution, a step would be apart with probability "
               f"2/C({m + n},{n}) = {chance:.2%}, about {chance * compared:.1f} of these points by chance (the steps "
               f"of a curve are not independent): isolated points apart are expected, a run of neighbouring "
               f"steps is worth a look."]
-    return "\n".join(lines) + "\n"
+    return count, "\n".join(lines) + "\n"
 
 
 def figure(algo: str, dataset: str, curves: Curves, boundaries: dict[tuple[str, str], list[int]]) -> Figure:
@@ -129,9 +136,9 @@ def main(argv: list[str] | None = None) -> int:
             stem = f"training_curves_{algo}_{dataset.replace('/', '-')}"
             for fmt, data in render(lambda a=algo, d=dataset: figure(a, d, curves, boundaries)).items():
                 atomic_write_bytes(args.out / f"{stem}.{fmt}", data)
-            table = overlap_table(algo, dataset, curves)
+            count, table = overlap_table(algo, dataset, curves)
             atomic_write_bytes(args.out / f"{stem}.md", table.encode())
-            print(f"wrote {args.out / stem}.png/.pdf/.md: {table.splitlines()[-1].split(';')[0]}")
+            print(f"wrote {args.out / stem}.png/.pdf/.md: {count}")
     except OffdiffError as exc:
         print(f"offdiff: error: {exc}", file=sys.stderr)
         return 2
