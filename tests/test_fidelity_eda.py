@@ -10,6 +10,7 @@ offdiff's DPM-Solver (the real run checks the release's own).
 
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
 from pathlib import Path
@@ -20,8 +21,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 
-from fidelity import head, same_draws  # noqa: E402
+from fidelity import head, run, same_draws  # noqa: E402
 
+from offdiff.analysis.report import aggregate  # noqa: E402
 from offdiff.data.pipeline import prepare  # noqa: E402
 
 FAKE_UTILS = '''
@@ -403,6 +405,34 @@ def test_same_draws_eda_refuses_what_cannot_be_served_in_one_line(fake_eda_relea
     assert capsys.readouterr().err == ("offdiff: error: same draws: a batch of 41 rows is more than the 40 the "
                                        "release's loader has\n")
     assert not out.exists()
+
+
+def test_both_sides_evaluate_their_behavior_model_after_its_stage_on_the_same_episodes(fake_eda_release, hopper_like,
+                                                                                      tmp_path, capsys):
+    """The issue's EDA budget is one where the release beats its own behaviour model: the official run evaluates
+    the release's behaviour model (one sample per state, no Q) after `behavior`, as offdiff's EDA does its own."""
+    runs = tmp_path / "runs"
+    argv = ["--release", "eda", "--checkout", str(fake_eda_release), "--any-commit", "--dataset", hopper_like,
+            "--eval-env", "Hopper-v5", "--seed", "1", "--set", "num_blocks=1", "--set", "behavior_batch_size=8",
+            "--set", "critic_batch_size=8", "--set", "align_batch_size=4", "--set", "eval_candidates=2",
+            "--set", "behavior_steps=3", "--set", "critic_steps=3", "--set", "align_steps=3", "--eval-every", "3",
+            "--eval-episodes", "2", "--runs-dir", str(runs), "--quiet", "--also-offdiff"]
+    assert run.main(argv) == 0, capsys.readouterr().err
+    sides = {side: next((runs / "fidelity" / side).glob("*/*/seed_1")) for side in ("eda", "eda-official")}
+    rows = {side: [json.loads(line) for line in (path / "diagnostics.jsonl").read_text().splitlines()]
+            for side, path in sides.items()}
+    behavior = {side: [r for r in found if r["kind"] == "policy"] for side, found in rows.items()}
+    for side, found in behavior.items():
+        assert [(r["stage"], r["step"], r["policy"]) for r in found] == [("behavior", 3, "behavior")], side
+    assert behavior["eda"][0]["seeds"] == behavior["eda-official"][0]["seeds"]
+    assert len(behavior["eda-official"][0]["returns"]) == 2
+    # The release side has no Q calibration or stage report: those need the plugin's own networks.
+    assert {r["kind"] for r in rows["eda-official"]} == {"policy"}
+    assert "q_calibration" in {r["kind"] for r in rows["eda"]}
+
+    aggregate(tmp_path / "agg", [runs / "fidelity"], reps=20)
+    table = (tmp_path / "agg" / "diagnostics.md").read_text()
+    assert "eda-official" in table and "behavior" in table
 
 
 def test_head_writes_the_first_whole_episodes_with_the_sources_task(tmp_path, capsys):

@@ -56,6 +56,7 @@ class Adapter:
     same_draws: ClassVar[bool] = False  # the same-draws check is written for it (twin_tensors, step/act_draws)
     table: ClassVar[tuple[str, str] | None] = None  # (file, name) of the release's per-task hyperparameter table
     table_columns: ClassVar[Mapping[str, tuple[str, Callable[[Any], Any]]]] = {}  # column -> (offdiff field, unit)
+    diagnostic_policies: ClassVar[tuple[str, ...]] = ()  # the plugin's diagnostic policies the release can act as
 
     def __init__(self, config: Any, spec: EnvSpec, data: ReleaseData, device: torch.device, seed: int):
         self.config, self.spec, self.data, self.device, self.seed = config, spec, data, device, seed
@@ -92,6 +93,11 @@ class Adapter:
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Actions in [-1, 1] for a batch of observations, chosen as the release chooses them at evaluation."""
+        raise NotImplementedError
+
+    def diagnostic_act(self, policy: str, obs: np.ndarray) -> np.ndarray:
+        """Actions in [-1, 1] of the release's counterpart of the plugin's diagnostic policy `policy` (one of
+        `diagnostic_policies`, e.g. its behaviour model acting alone), drawn from torch's global RNG."""
         raise NotImplementedError
 
     def modules(self) -> dict[str, torch.nn.Module]:
@@ -167,9 +173,11 @@ class ReleaseAlgorithm(Algorithm):
 
     @classmethod
     def stage_plan(cls, config: AlgorithmConfig) -> list[Stage]:
-        """The plugin's stages (names, lengths, batches), without its caching and diagnostics: offdiff's stage
-        diagnostics need the plugin's own networks; the release side is compared by its scores."""
-        return [dataclasses.replace(s, cacheable=False, config_keys=(), diagnostic_policy=None, q_calibration=False)
+        """The plugin's stages (names, lengths, batches), without its caching and the diagnostics that need the
+        plugin's own networks: a stage keeps its diagnostic policy where the adapter can act as it."""
+        return [dataclasses.replace(s, cacheable=False, config_keys=(), q_calibration=False,
+                                    diagnostic_policy=s.diagnostic_policy if s.diagnostic_policy
+                                    in cls.adapter_cls.diagnostic_policies else None)
                 for s in cls.plugin.stage_plan(config)]
 
     def build_release(self) -> Adapter:
@@ -200,11 +208,20 @@ class ReleaseAlgorithm(Algorithm):
         """The release's action choice under its own (global) RNG, forked and seeded from the run's eval generator,
         so evaluating neither changes the training that follows nor depends on it."""
         assert self.adapter is not None
+        return self._released(self.adapter.act, obs, generator)
+
+    def diagnostic_act(self, policy: str, obs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The release's counterpart of the plugin's diagnostic policy, under the same forked RNG as `act`."""
+        assert self.adapter is not None
+        return self._released(lambda states: self.adapter.diagnostic_act(policy, states), obs, generator)
+
+    def _released(self, choose: Callable[[np.ndarray], np.ndarray], obs: torch.Tensor,
+                  generator: torch.Generator | None) -> torch.Tensor:
         seed = int(torch.randint(2**31 - 1, (1,), generator=generator, device=generator.device)) if generator else 0
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
-            actions = self.adapter.act(obs.detach().cpu().numpy())
+            actions = choose(obs.detach().cpu().numpy())
         return torch.as_tensor(np.asarray(actions, dtype=np.float32).reshape(len(obs), -1), device=obs.device)
 
     def modules(self) -> Mapping[str, torch.nn.Module]:

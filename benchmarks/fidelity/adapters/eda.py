@@ -131,6 +131,7 @@ class EDAAdapter(Adapter):
     same_draws = True
     repository = "https://github.com/thu-ml/Efficient-Diffusion-Alignment"
     metric_names = {"v_loss": "value_loss"}  # its `q` is the target's min Q on data, offdiff's q_data the online mean
+    diagnostic_policies = ("behavior",)
 
     @staticmethod
     def env_name(task: str) -> str:
@@ -253,6 +254,13 @@ class EDAAdapter(Adapter):
         actions = self.policy.select_actions_sfbc(states, diffusion_steps=15,
                                                   sample_per_state=self.config.eval_candidates, base="policy")
         return np.clip(actions, -1.0, 1.0)
+
+    @on_device
+    def diagnostic_act(self, policy: str, obs: np.ndarray) -> np.ndarray:
+        """`behavior`: one sample of the behavior model per state (its `sample`, DPM-Solver with 15 steps as for
+        the support actions, in eval mode), no Q, as offdiff's EDA's diagnostic; clipped as acting clips."""
+        actions = self.behavior.diffusion_behavior.sample(obs, sample_per_state=1, diffusion_steps=15)
+        return np.clip(actions[:, 0], -1.0, 1.0)
 
     def modules(self) -> dict[str, torch.nn.Module]:
         found = {"behavior": getattr(self, "behavior", None)}
