@@ -206,10 +206,17 @@ def test_official_twin_sees_the_same_data_budget_and_eval_seeds(fake_release, tm
     assert run.main(_argv(fake_release, runs, "--any-commit", "--set", "alpha=2.5", "--set",
                           "reward_transform=normalize")) == 0
     assert len(_rows(tmp_path / "release.jsonl")) == len(log)  # the release did not run again
+    done = (official / "DONE").read_bytes()
     (official / "DONE").unlink()
     assert run.main(_argv(fake_release, runs, "--any-commit", "--set", "alpha=2.5", "--set",
                           "reward_transform=normalize")) == 2
     assert "does not resume from a checkpoint" in capsys.readouterr().err
+    # The curves leave an unfinished run out (a partial curve would count as a seed), and say so.
+    assert curves.main([str(runs / "fidelity"), "--out", str(out / "curves")]) == 2
+    captured = capsys.readouterr()
+    assert f"left out {official}: not finished (no DONE)" in captured.out
+    assert "no offdiff run with its official twin" in captured.err and not (out / "curves").exists()
+    (official / "DONE").write_bytes(done)
 
     # ... and the training curves of both sides, side by side.
     assert curves.main([str(runs / "fidelity"), "--out", str(out / "curves")]) == 0
@@ -574,4 +581,8 @@ def test_bands_apart_counts_only_steps_where_every_seed_of_one_side_is_beyond_th
                                               ("dql-official", "d"): {"loss": theirs}})
     assert "| loss | 3 | 2 | 10, 20 |" in table and "only_ours" not in table
     # 2 + 2 seeds from one distribution: one side wholly above the other in 2 of the C(4,2) = 6 orders.
-    assert "2 of 3 (metric, step) points apart" in table and "2/C(4,2) = 33.33%, about 1.0 of" in table
+    assert "2 of 3 (metric, step) points apart" in table and "2/C(4,2) = 33.33%, about 1.00 of" in table
+    # 11 + 11 seeds: 2/C(22,11) = 2.8e-6, shown with its significant digits, not as 0.00%.
+    many = {0: [float(k) for k in range(11)]}
+    _, table = curves.overlap_table("dql", "d", {("dql", "d"): {"loss": many}, ("dql-official", "d"): {"loss": many}})
+    assert "2/C(22,11) = 0.00028%, about 2.8e-06 of" in table

@@ -2,7 +2,7 @@
 
     python benchmarks/fidelity/curves.py runs/fidelity --out results/fidelity
 
-For each dataset and each pair `<algo>` / `<algo>-official` under the run folders, one figure
+For each dataset and each pair `<algo>` / `<algo>-official` under the run folders (finished runs only), one figure
 (`training_curves_<algo>_<dataset>.png/.pdf`): a panel per shared metric (losses, Q on data, policy Q), the
 seeds' mean as a line and their range as a band, against the total training step (stages one after the other,
 the boundaries dashed), and beside it a table (`.md`) of where the two bands do not meet: per metric, the steps
@@ -35,11 +35,15 @@ Curves = dict[tuple[str, str], dict[str, dict[int, list[float]]]]
 
 
 def read_curves(paths: list[Path]) -> tuple[Curves, dict[tuple[str, str], list[int]]]:
-    """The metrics of every run under `paths`, by (algorithm, dataset), and the stage boundaries of each."""
+    """The metrics of every finished run (DONE) under `paths`, by (algorithm, dataset), and the stage boundaries
+    of each. A run still training would add a partial curve and count as a seed: it is left out, with a line."""
     curves: Curves = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     boundaries: dict[tuple[str, str], list[int]] = {}
     for path in find_run_dirs(paths):
         run = read_run(path)
+        if not run.done:
+            print(f"curves.py: left out {path}: not finished (no DONE)")
+            continue
         key = (run.algo, run.dataset)
         boundaries[key] = list(run.stage_offsets[1:])
         for row in RunDir(path).metric_rows():
@@ -73,6 +77,11 @@ def seed_count(metrics: dict[str, dict[int, list[float]]]) -> int:
     return max(len(values) for metric in metrics.values() for values in metric.values())
 
 
+def _small(x: float) -> str:
+    """Two decimals, or two significant digits where that would read 0.00."""
+    return f"{x:.2f}" if x >= 0.005 else f"{x:.2g}"
+
+
 def overlap_table(algo: str, dataset: str, curves: Curves) -> tuple[str, str]:
     """Per shared metric, how many logged steps the seeds' bands of the two sides do not meet at: (the count
     in one line, the Markdown table)."""
@@ -90,9 +99,9 @@ def overlap_table(algo: str, dataset: str, curves: Curves) -> tuple[str, str]:
     lines += ["", f"{count}; seeds: {m} ({algo}), {n} ({official}). "
               f"A band is the seeds' min–max at a step; apart: every seed of one side above every seed of the "
               f"other. Were both sides' seeds draws of one distribution, a step would be apart with probability "
-              f"2/C({m + n},{n}) = {chance:.2%}, about {chance * compared:.1f} of these points by chance (the steps "
-              f"of a curve are not independent): isolated points apart are expected, a run of neighbouring "
-              f"steps is worth a look."]
+              f"2/C({m + n},{n}) = {_small(100 * chance)}%, about {_small(chance * compared)} of these points by "
+              f"chance (the steps of a curve are not independent): isolated points apart are expected, a run of "
+              f"neighbouring steps is worth a look."]
     return count, "\n".join(lines) + "\n"
 
 
