@@ -431,8 +431,10 @@ def test_both_sides_evaluate_their_behavior_model_after_its_stage_on_the_same_ep
     assert "q_calibration" in {r["kind"] for r in rows["eda"]}
 
     aggregate(tmp_path / "agg", [runs / "fidelity"], reps=20)
-    table = (tmp_path / "agg" / "diagnostics.md").read_text()
-    assert "eda-official" in table and "behavior" in table
+    table = (tmp_path / "agg" / "diagnostics.md").read_text().splitlines()
+    [official_row] = [line for line in table if line.startswith("| hopper-medium | eda-official | 1 |")]
+    score = f"{behavior['eda-official'][0]['normalized_mean']:.1f} ± 0.0"
+    assert f"| behavior | {score} |" in official_row
 
 
 def test_head_writes_the_first_whole_episodes_with_the_sources_task(tmp_path, capsys):

@@ -212,8 +212,9 @@ class ReleaseAlgorithm(Algorithm):
 
     def diagnostic_act(self, policy: str, obs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """The release's counterpart of the plugin's diagnostic policy, under the same forked RNG as `act`."""
-        assert self.adapter is not None
-        return self._released(lambda states: self.adapter.diagnostic_act(policy, states), obs, generator)
+        adapter = self.adapter
+        assert adapter is not None
+        return self._released(lambda states: adapter.diagnostic_act(policy, states), obs, generator)
 
     def _released(self, choose: Callable[[np.ndarray], np.ndarray], obs: torch.Tensor,
                   generator: torch.Generator | None) -> torch.Tensor:
