@@ -3,7 +3,10 @@
 Reads the datasets `offdiff data collect` wrote into the local Minari store (namespace `local` unless
 given) and writes `datasets.csv` and `datasets.md` into OUT (results/local-suite by default): SAC budget,
 the medium snapshot's step, random / medium / expert evaluation returns (the reference scores are the
-random and expert ones), and each dataset's size and mean episode return, raw and normalized.
+random and expert ones), each dataset's size and mean episode return, raw and normalized, the MKL code
+branch SAC and the rollouts ran in (COMPATIBLE: the same bytes on every x86-64 CPU; "-" for a collection
+older than that record) and the first 12 hex digits of the data's SHA-256 (what runs record), so two
+collections compare at a glance.
 
     python benchmarks/local_suite_datasets.py [--namespace local] [--out results/local-suite]
 """
@@ -41,6 +44,7 @@ def describe(dataset_id: str) -> dict[str, object]:
         "expert_return": round(recipe["expert_return"], 1), "episodes": info.num_episodes,
         "transitions": info.num_transitions, "data_mean_return": round(float(returns.mean()), 1),
         "data_normalized": round(float(normalized_score(returns.mean(), ref)), 1),
+        "mkl_branch": recipe.get("mkl_branch", "-"), "sha256": data.content_sha256()[:12],
     }
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from offdiff.cli import main
-from offdiff.collect import KINDS, SAC, CollectRequest, SACConfig, collect, parse_kinds
+from offdiff.collect import KINDS, SAC, CollectRequest, SACConfig, collect, mkl_branch, parse_kinds
 from offdiff.collect import collection as collect_module
 from offdiff.collect.envs import env_info
 from offdiff.collect.episodes import Episodes
@@ -213,6 +213,41 @@ def test_bad_input_is_a_one_line_error(args: list[str], message: str, capsys: py
     assert not sources.list_local()
 
 
+def test_the_cli_collects_in_mkls_compatible_branch(tmp_path: Path) -> None:
+    """`offdiff data collect` runs MKL's COMPATIBLE branch (the same data on every x86-64 CPU) and records it."""
+    if mkl_branch.current() is None:
+        pytest.skip("this torch has no MKL (or does not expose it): nothing to pin")
+    env = {k: v for k, v in os.environ.items() if k != "MKL_CBWR"}
+    env |= {"MINARI_DATASETS_PATH": str(tmp_path / "store"), "OFFDIFF_CACHE": str(tmp_path / "cache")}
+    tiny_sac = [f"--set={k}={v}" for k, v in (("hidden", 32), ("batch_size", 64), ("lr", 1e-3),
+                                               ("learning_starts", 100), ("snapshots", 4), ("eval_episodes", 5))]
+    done = subprocess.run(
+        [sys.executable, "-m", "offdiff.cli", "data", "collect", IDP, "--kinds", "random", "--episodes", "2",
+         "--budget", str(BUDGET), *tiny_sac, "--quiet"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "note:" not in done.stderr
+    meta, _ = _read(tmp_path / "store", "local/inverteddoublependulum/random-v0")
+    assert meta["offdiff_collect"]["mkl_branch"] == mkl_branch.COMPATIBLE
+
+
+def test_a_collection_records_its_mkl_branch_and_says_when_another_cpu_would_not_remake_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(mkl_branch, "current", lambda: "OFF")  # MKL choosing its kernels by CPU
+    logged: list[str] = []
+    collect(_request(kinds=("random",)), progress=False, log=logged.append)
+    meta, _ = _read(Path(os.environ["MINARI_DATASETS_PATH"]), "local/inverteddoublependulum/random-v0")
+    assert meta["offdiff_collect"]["mkl_branch"] == "OFF"
+    notes = [line for line in logged if line.startswith("note:")]
+    assert len(notes) == 1 and "MKL's code branch is OFF, not COMPATIBLE" in notes[0]
+    # The branch is part of the SAC run's key: a run under another branch is never resumed as this one.
+    off = collect_module.Collection(_request(), progress=False, log=lambda _: None).work
+    monkeypatch.setattr(mkl_branch, "current", lambda: mkl_branch.COMPATIBLE)
+    assert collect_module.Collection(_request(), progress=False, log=lambda _: None).work != off
+    assert mkl_branch.portability_note(mkl_branch.COMPATIBLE) is None
+    assert "torch here has no MKL" in mkl_branch.portability_note(None)
+
+
 def test_episodes_and_transitions_are_exclusive() -> None:
     with pytest.raises(OffdiffError, match="give --episodes or --transitions, not both"):
         collect(_request(transitions=10), progress=False)
@@ -270,7 +305,7 @@ def test_sac_learns_inverted_pendulum() -> None:
     assert run.returns[-1] > 3 * random_return + 10
 
 
-def test_local_suite_dataset_table(idp_store: Path, tmp_path: Path) -> None:
+def test_local_suite_dataset_table(idp_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """benchmarks/local_suite_datasets.py: one row per dataset with the recipe and the returns in the data."""
     script = Path(__file__).parents[1] / "benchmarks" / "local_suite_datasets.py"
     env = {**os.environ, "MINARI_DATASETS_PATH": str(idp_store)}
@@ -282,4 +317,8 @@ def test_local_suite_dataset_table(idp_store: Path, tmp_path: Path) -> None:
     assert int(rows["medium"]["medium_step"]) == medium["medium_step"]
     assert float(rows["expert"]["expert_return"]) == round(medium["expert_return"], 1)
     assert float(rows["random"]["data_normalized"]) < float(rows["expert"]["data_normalized"])
+    assert rows["medium"]["mkl_branch"] == medium["mkl_branch"]
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(idp_store))
+    loaded = sources.resolve(f"minari:{_ids()['medium']}").load()
+    assert rows["medium"]["sha256"] == loaded.content_sha256()[:12]
     assert (tmp_path / "datasets.md").read_text().count("| local/inverteddoublependulum/") == 5

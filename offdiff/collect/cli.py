@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from offdiff.collect import mkl_branch
 from offdiff.collect.envs import DEFAULT_BUDGETS, FALLBACK_BUDGET, KINDS
 from offdiff.config import parse_assignments
 
 
 def _collect(args: argparse.Namespace) -> int:
+    mkl_branch.request_compatible()  # before torch runs: the same data on every x86-64 CPU
     from offdiff.collect.collection import collect, request_from_args  # torch: only when collecting
 
     request = request_from_args(

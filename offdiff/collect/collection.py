@@ -22,6 +22,7 @@ from typing import Any
 
 from minari.storage.datasets_root_dir import get_dataset_path
 
+from offdiff.collect import mkl_branch
 from offdiff.collect.envs import KINDS, EnvInfo, env_info
 from offdiff.collect.episodes import Episodes
 from offdiff.collect.rollout import PolicyFactory, actor_policy, evaluate_returns, rollout, uniform_policy
@@ -92,8 +93,10 @@ class Collection:
         self.device = resolve_device(request.device)
         self.ids = {kind: dataset_id(request.namespace, self.env, kind) for kind in self.kinds}
         check_budget(self.budget, request.sac)
+        self.mkl_branch = mkl_branch.current() if self.device.type == "cpu" else None
         self.train_spec = {"env": self.env.env_id, "seed": request.seed, "budget": self.budget,
-                           "sac": config_dict(request.sac), "device": self.device.type}
+                           "sac": config_dict(request.sac), "device": self.device.type,
+                           "mkl_branch": self.mkl_branch}
         self.train_key = stable_hash(self.train_spec)
         self.root = cache_dir() / "collect" / self.env.env_id / f"seed_{request.seed}"
         self.work = self.root / f"sac-{self.train_key}"
@@ -144,6 +147,9 @@ class Collection:
         random_return = evaluate_returns(uniform_policy(self.env.act_dim), self.env, eval_episodes,
                                          derive_seed(seed, "collect-eval"), self.device)
         atomic_write_json(self.work / "request.json", self.train_spec)
+        note = mkl_branch.portability_note(self.mkl_branch) if self.device.type == "cpu" else None
+        if note:
+            self.log(note)
         self.log(f"training SAC on {self.env.env_id} for {self.budget} steps (work folder {self.work})")
         sac_run = SACRun(self.env, self.request.sac, self.budget, seed, self.device, self.work, random_return,
                          self.progress, self.log).run()
@@ -184,7 +190,7 @@ class Collection:
         return {
             "fingerprint": self.fingerprint(kind), "kind": kind, "env": self.env.env_id, "seed": self.request.seed,
             "size": None if kind == "medium-replay" else self.size, "random_return": random_return,
-            "budget": self.budget, "sac": config_dict(self.request.sac),
+            "budget": self.budget, "sac": config_dict(self.request.sac), "mkl_branch": self.mkl_branch,
             "snapshots": [[s, r] for s, r in zip(run.steps, run.returns, strict=True)],
             "medium_step": run.steps[run.medium], "medium_return": run.returns[run.medium],
             "expert_return": run.returns[-1],
