@@ -9,11 +9,16 @@ older than that record) and the first 12 hex digits of the data's SHA-256 (what 
 collections compare at a glance.
 
     python benchmarks/local_suite_datasets.py [--namespace local] [--out results/local-suite]
+
+`--check TABLE` writes nothing: it compares each dataset's SHA-256 with the `datasets.csv` TABLE of another
+collection (e.g. results/local-suite/portable/datasets.csv) and prints one line per dataset; exit 0 when
+every dataset of TABLE is here with the same bytes, 1 otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -53,15 +58,33 @@ def markdown(table: pd.DataFrame) -> str:
     return "".join(f"| {' | '.join(row)} |\n" for row in rows)
 
 
+def check(table: pd.DataFrame, reference: pd.DataFrame) -> bool:
+    """One line per dataset of `reference`: the same bytes here, other bytes, or missing. True if all the same."""
+    ours = dict(zip(table["dataset"], table["sha256"], strict=True))
+    same = True
+    for dataset, sha in zip(reference["dataset"], reference["sha256"], strict=True):
+        if ours.get(dataset) == sha:
+            print(f"same: {dataset} ({sha})")
+            continue
+        same = False
+        print(f"DIFFERS: {dataset} (here {ours[dataset]}, table {sha})" if dataset in ours else f"MISSING: {dataset}")
+    return same
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--namespace", default="local")
     parser.add_argument("--out", type=Path, default=Path("results/local-suite"))
+    parser.add_argument("--check", type=Path, metavar="TABLE", help="compare with another collection's datasets.csv")
     args = parser.parse_args()
+    if args.check is not None and not args.check.is_file():
+        raise SystemExit(f"no such table: {args.check}")
     ids = sorted(row["id"] for row in sources.list_local() if row["id"].startswith(f"{args.namespace}/"))
     if not ids:
         raise SystemExit(f"no datasets in namespace {args.namespace!r}; run benchmarks/collect_local_suite.sh")
     table = pd.DataFrame([describe(i) for i in ids])
+    if args.check is not None:
+        sys.exit(0 if check(table, pd.read_csv(args.check, dtype=str)) else 1)
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(args.out / "datasets.csv", table.to_csv(index=False).encode())
     atomic_write_bytes(args.out / "datasets.md", markdown(table).encode())

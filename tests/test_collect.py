@@ -322,3 +322,15 @@ def test_local_suite_dataset_table(idp_store: Path, tmp_path: Path, monkeypatch:
     loaded = sources.resolve(f"minari:{_ids()['medium']}").load()
     assert rows["medium"]["sha256"] == loaded.content_sha256()[:12]
     assert (tmp_path / "datasets.md").read_text().count("| local/inverteddoublependulum/") == 5
+    # --check: the same collection matches its own table; another dataset's bytes or a missing one do not.
+    same = subprocess.run([sys.executable, str(script), "--check", str(tmp_path / "datasets.csv")], env=env,
+                          capture_output=True, text=True)
+    assert same.returncode == 0 and same.stdout.count("same: local/inverteddoublependulum/") == 5, same.stdout
+    other = (tmp_path / "datasets.csv").read_text().replace(rows["medium"]["sha256"], "0" * 12)
+    (tmp_path / "other.csv").write_text(other + "local/hopper/medium-v0" + "," * (len(rows["medium"]) - 1) + "\n")
+    differs = subprocess.run([sys.executable, str(script), "--check", str(tmp_path / "other.csv")], env=env,
+                             capture_output=True, text=True)
+    assert differs.returncode == 1
+    assert f"DIFFERS: local/inverteddoublependulum/medium-v0 (here {rows['medium']['sha256']}, table 000000000000)" \
+        in differs.stdout
+    assert "MISSING: local/hopper/medium-v0" in differs.stdout and differs.stdout.count("same: ") == 4
