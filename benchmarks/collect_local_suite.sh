@@ -6,8 +6,10 @@
 # snapshots (5 episodes each) to pick "medium". Sized so the whole suite takes under an hour on a 2-core
 # CPU (all four envs at once, one core-thread each); D4RL's experts had 1M steps and 256-unit networks,
 # so these behaviour policies are weaker (the README of results/local-suite states the returns reached).
-# Deterministic on one machine; on another CPU the SAC policies, and so the datasets, differ (float rounding):
-# collect once and copy the store's local/ folder rather than collect again (results/local-suite/ABOUT.md).
+# Deterministic, and meant to be the same bytes on every x86-64 CPU: `offdiff data collect` runs MKL in its
+# COMPATIBLE code branch (offdiff/collect/mkl_branch.py); before that, each CPU wrote its own data. Check a
+# collection against the committed one with
+#   python benchmarks/local_suite_datasets.py --check results/local-suite/portable/datasets.csv
 #
 # Resumable: run it again after an interruption and every env continues from its last SAC checkpoint
 # (under $OFFDIFF_CACHE/collect/); finished datasets are skipped. PARALLEL=1 (default) runs the four
