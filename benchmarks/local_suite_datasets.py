@@ -4,14 +4,14 @@ Reads the datasets `offdiff data collect` wrote into the local Minari store (nam
 given) and writes `datasets.csv` and `datasets.md` into OUT (results/local-suite by default): SAC budget,
 the medium snapshot's step, random / medium / expert evaluation returns (the reference scores are the
 random and expert ones), each dataset's size and mean episode return, raw and normalized, the MKL code
-branch SAC and the rollouts ran in (COMPATIBLE: the same bytes on every x86-64 CPU; "-" for a collection
-older than that record) and the first 12 hex digits of the data's SHA-256 (what runs record), so two
+branch SAC and the rollouts ran in (COMPATIBLE: the branch MKL runs alike on every x86-64 CPU; "-" for a
+collection older than that record) and the first 12 hex digits of the data's SHA-256 (what runs record), so two
 collections compare at a glance.
 
     python benchmarks/local_suite_datasets.py [--namespace local] [--out results/local-suite]
 
 `--check TABLE` writes nothing: it compares each dataset's SHA-256 with the `datasets.csv` TABLE of another
-collection (e.g. results/local-suite/portable/datasets.csv) and prints one line per dataset; exit 0 when
+collection (e.g. results/local-suite/mkl-compatible/datasets.csv) and prints one line per dataset; exit 0 when
 every dataset of TABLE is here with the same bytes, 1 otherwise.
 """
 

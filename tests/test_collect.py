@@ -230,7 +230,7 @@ def test_the_cli_collects_in_mkls_compatible_branch(tmp_path: Path) -> None:
     assert meta["offdiff_collect"]["mkl_branch"] == mkl_branch.COMPATIBLE
 
 
-def test_a_collection_records_its_mkl_branch_and_says_when_another_cpu_would_not_remake_it(
+def test_a_collection_records_its_mkl_branch_and_says_when_mkl_picks_kernels_by_cpu(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(mkl_branch, "current", lambda: "OFF")  # MKL choosing its kernels by CPU

@@ -11,7 +11,7 @@ from offdiff.config import parse_assignments
 
 
 def _collect(args: argparse.Namespace) -> int:
-    mkl_branch.request_compatible()  # before torch runs: the same data on every x86-64 CPU
+    mkl_branch.request_compatible()  # before torch runs: MKL's kernels not chosen by CPU
     from offdiff.collect.collection import collect, request_from_args  # torch: only when collecting
 
     request = request_from_args(

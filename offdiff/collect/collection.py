@@ -10,7 +10,7 @@ Behaviour policies act stochastically (as SAC acts while training). Reference sc
 them: the random policy's and the expert's mean evaluation returns (ref_min_score, ref_max_score in the
 Minari metadata), so a normalized score of 100 is this collection's own expert.
 On a CPU the collection is deterministic; run from `offdiff data collect`, MKL runs its COMPATIBLE branch,
-so that any x86-64 CPU writes the same bytes (`offdiff.collect.mkl_branch`; the branch is recorded).
+so that MKL's kernels do not depend on the CPU (`offdiff.collect.mkl_branch`; the branch is recorded).
 """
 
 from __future__ import annotations

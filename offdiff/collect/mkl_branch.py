@@ -1,4 +1,4 @@
-"""The same data on every x86-64 CPU: collecting runs MKL in its COMPATIBLE code branch.
+"""MKL's kernels not chosen by CPU: collecting runs MKL in its COMPATIBLE code branch.
 
 torch's CPU build does its matrix products in MKL, which picks its kernels by CPU. The float rounding of
 those kernels differs between CPUs, and SAC's 150k steps grow it into other policies: the same recipe and
@@ -7,6 +7,8 @@ conditional numerical reproducibility fixes the branch. COMPATIBLE (SSE2 kernels
 reciprocals) is the one branch MKL runs on Intel and other CPUs alike; on non-Intel CPUs, MKL ignores every
 other setting. MKL fixes its branch at its first call, so `offdiff data collect` sets it before any torch math
 runs (`request_compatible`, MKL's own `mkl_cbwr_set`), and the collection records the branch it got (`current`).
+That removes MKL's share of the CPU dependence, not all of it: torch's own float32 square root (in Adam) is not
+MKL's (results/local-suite/mkl-compatible/ABOUT.md).
 """
 
 from __future__ import annotations
@@ -52,9 +54,9 @@ def current() -> str | None:
 
 
 def portability_note(branch: str | None) -> str | None:
-    """One line for a collection whose data another CPU would not remake; None under COMPATIBLE."""
+    """One line for a collection whose MKL kernels depend on this CPU; None under COMPATIBLE."""
     if branch == COMPATIBLE:
         return None
     why = "torch here has no MKL (or does not expose it)" if branch is None else f"MKL's code branch is {branch}"
-    return (f"note: {why}, not {COMPATIBLE}: this data is reproducible on this kind of CPU only (`offdiff data "
-            f"collect` asks for {COMPATIBLE} itself; from Python, set MKL_CBWR={COMPATIBLE} before torch runs)")
+    return (f"note: {why}, not {COMPATIBLE}: this data depends on this kind of CPU (`offdiff "
+            f"data collect` asks for {COMPATIBLE} itself; from Python, set MKL_CBWR={COMPATIBLE} before torch runs)")
