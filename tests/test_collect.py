@@ -16,6 +16,7 @@ import torch
 from offdiff.cli import main
 from offdiff.collect import KINDS, SAC, CollectRequest, SACConfig, collect, mkl_branch, parse_kinds
 from offdiff.collect import collection as collect_module
+from offdiff.collect.adam import IEEESqrtAdam, ieee_sqrt
 from offdiff.collect.envs import env_info
 from offdiff.collect.episodes import Episodes
 from offdiff.collect.rollout import evaluate_returns, uniform_policy
@@ -264,6 +265,25 @@ def test_pick_medium_rule() -> None:
     with pytest.raises(OffdiffError, match="at least 2 snapshots"):
         pick_medium([100], random_return=0)
     assert snapshot_steps(10, 4) == [2, 5, 8, 10] and snapshot_steps(3, 5) == [1, 2, 3]
+
+
+def test_ieee_sqrt_adam_is_adam_with_a_correctly_rounded_square_root() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1 << 14, generator=g) * torch.exp(torch.randn(1 << 14, generator=g) * 5)
+    correctly_rounded = torch.from_numpy(np.sqrt(x.double().numpy())).float()  # √ in double, then rounded: exact
+    assert torch.equal(ieee_sqrt(x), correctly_rounded)
+    assert torch.equal(ieee_sqrt(x[7].clone()), correctly_rounded[7])  # 0-d, as log α is
+    # Otherwise torch's Adam: the same trajectory up to the square root's last bit.
+    target = torch.randn(64, 8, generator=g)
+    params = [torch.zeros(64, 8, requires_grad=True) for _ in range(2)]
+    optimizers = [IEEESqrtAdam([params[0]], lr=1e-2), torch.optim.Adam([params[1]], lr=1e-2)]
+    for _ in range(200):
+        for p, opt in zip(params, optimizers, strict=True):
+            opt.zero_grad()
+            (p - target).pow(2).sum().backward()
+            opt.step()
+    torch.testing.assert_close(params[0], params[1], rtol=1e-5, atol=1e-6)
+    assert (params[0] - target).pow(2).sum() < 0.1 * target.pow(2).sum()  # and it optimizes
 
 
 def test_sac_log_prob_has_the_tanh_jacobian() -> None:

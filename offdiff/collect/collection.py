@@ -98,7 +98,7 @@ class Collection:
         self.mkl_branch = mkl_branch.current() if self.device.type == "cpu" else None
         self.train_spec = {"env": self.env.env_id, "seed": request.seed, "budget": self.budget,
                            "sac": config_dict(request.sac), "device": self.device.type,
-                           "mkl_branch": self.mkl_branch}
+                           "mkl_branch": self.mkl_branch, "optimizer": "adam-ieee-sqrt"}
         self.train_key = stable_hash(self.train_spec)
         self.root = cache_dir() / "collect" / self.env.env_id / f"seed_{request.seed}"
         self.work = self.root / f"sac-{self.train_key}"

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from offdiff.collect.adam import IEEESqrtAdam
 from offdiff.critics import DoubleQ, td_target
 from offdiff.nets import TanhGaussian, TanhGaussianPolicy, frozen
 
@@ -53,7 +54,7 @@ def sample_with_log_prob(dist: TanhGaussian, generator: torch.Generator) -> tupl
 
 
 class SAC(nn.Module):
-    """Actor, twin critic with target, and log α, with their Adam optimizers."""
+    """Actor, twin critic with target, and log α, with their Adam optimizers (IEEE square roots: `adam`)."""
 
     def __init__(self, obs_dim: int, act_dim: int, config: SACConfig):
         super().__init__()
@@ -64,9 +65,9 @@ class SAC(nn.Module):
         self.log_alpha = nn.Parameter(torch.tensor(math.log(config.init_alpha)))
         self.target_entropy = -float(act_dim)
         self.optimizers = {
-            "actor": torch.optim.Adam(self.actor.parameters(), lr=config.lr, foreach=True),
-            "critic": torch.optim.Adam(self.critic.online.parameters(), lr=config.lr, foreach=True),
-            "alpha": torch.optim.Adam([self.log_alpha], lr=config.lr, foreach=True),
+            "actor": IEEESqrtAdam(self.actor.parameters(), lr=config.lr),
+            "critic": IEEESqrtAdam(self.critic.online.parameters(), lr=config.lr),
+            "alpha": IEEESqrtAdam([self.log_alpha], lr=config.lr),
         }
 
     def _step(self, name: str, loss: torch.Tensor) -> None:
