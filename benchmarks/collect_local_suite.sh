@@ -6,10 +6,11 @@
 # snapshots (5 episodes each) to pick "medium". Sized so the whole suite takes under an hour on a 2-core
 # CPU (all four envs at once, one core-thread each); D4RL's experts had 1M steps and 256-unit networks,
 # so these behaviour policies are weaker (the README of results/local-suite states the returns reached).
-# Deterministic on one machine. `offdiff data collect` runs MKL in its COMPATIBLE code branch
-# (offdiff/collect/mkl_branch.py), which removes MKL's share of the CPU dependence, not all of it
-# (results/local-suite/mkl-compatible/ABOUT.md). Check a collection against the committed one with
-#   python benchmarks/local_suite_datasets.py --check results/local-suite/mkl-compatible/datasets.csv
+# Deterministic, and meant to be the same bytes on every x86-64 CPU: `offdiff data collect` runs MKL in its
+# COMPATIBLE code branch and SAC's Adam with IEEE's square root (results/local-suite/portable/ABOUT.md;
+# checked under emulation, not yet on a second real CPU: `bash benchmarks/collect_probe.sh`). Check a
+# collection against the committed one with
+#   python benchmarks/local_suite_datasets.py --check results/local-suite/portable/datasets.csv
 #
 # Resumable: run it again after an interruption and every env continues from its last SAC checkpoint
 # (under $OFFDIFF_CACHE/collect/); finished datasets are skipped. PARALLEL=1 (default) runs the four

@@ -5,6 +5,8 @@
 # output list status and seconds):
 #   cpu-concurrent   `offdiff bench speed --concurrent 2` at --quick size on the CPU (checks the path)
 #   cpu-packing      benchmarks/concurrency.py at --quick size on the CPU: 2 packed runs at once vs in turn
+#   host-collect-probe  benchmarks/collect_probe.sh on the GPU machine's own CPU: does it collect the local suite's
+#                    committed bytes (results/local-suite/portable/)? A second real CPU for that check (seconds)
 #   cuda-sync-tests  the CUDA-only test that no training step syncs with the host (every algorithm; seconds)
 #   cuda-grid        a short three-algorithm grid on a toy bandit, one job training its 3 runs at once, then
 #                    `offdiff aggregate` into OUT/grid-results (cuda-aggregate)
@@ -56,6 +58,7 @@ if ! python -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; the
 fi
 
 python -c "import torch; print(torch.cuda.get_device_name(), torch.__version__)" > "$OUT/device.txt" 2>&1
+step host-collect-probe bash benchmarks/collect_probe.sh
 step cuda-sync-tests python -m pytest tests/test_compile.py -q -p no:cacheprovider -k host_sync
 cat > "$OUT/grid.yaml" <<'EOF'
 name: device-check

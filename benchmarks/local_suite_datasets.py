@@ -11,7 +11,7 @@ collections compare at a glance.
     python benchmarks/local_suite_datasets.py [--namespace local] [--out results/local-suite]
 
 `--check TABLE` writes nothing: it compares each dataset's SHA-256 with the `datasets.csv` TABLE of another
-collection (e.g. results/local-suite/mkl-compatible/datasets.csv) and prints one line per dataset; exit 0 when
+collection (e.g. results/local-suite/portable/datasets.csv) and prints one line per dataset; exit 0 when
 every dataset of TABLE is here with the same bytes, 1 otherwise.
 """
 

@@ -2,7 +2,7 @@
 
 torch's float32 square root on the CPU is not correctly rounded (on an AMD EPYC, 17% of random values
 differ from IEEE's), and its bits change with what executes it: under emulation, other values
-differ (results/local-suite/mkl-compatible/ABOUT.md). Adam takes one per weight per step, and 150k SAC
+differ (results/local-suite/portable/ABOUT.md). Adam takes one per weight per step, and 150k SAC
 steps grow one ulp into other policies. numpy's square root is the CPU's `sqrtps`, which IEEE 754 fixes to
 the correctly rounded result on every CPU. Everything else is `torch.optim.Adam`'s update (no weight decay,
 no amsgrad): m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g², θ ← θ − lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε).

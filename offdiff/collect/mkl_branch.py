@@ -7,8 +7,8 @@ conditional numerical reproducibility fixes the branch. COMPATIBLE (SSE2 kernels
 reciprocals) is the one branch MKL runs on Intel and other CPUs alike; on non-Intel CPUs, MKL ignores every
 other setting. MKL fixes its branch at its first call, so `offdiff data collect` sets it before any torch math
 runs (`request_compatible`, MKL's own `mkl_cbwr_set`), and the collection records the branch it got (`current`).
-That removes MKL's share of the CPU dependence, not all of it: torch's own float32 square root (in Adam) is not
-MKL's (results/local-suite/mkl-compatible/ABOUT.md).
+The other CPU-dependent part, torch's float32 square root in Adam, is replaced in `offdiff.collect.adam`
+(results/local-suite/portable/ABOUT.md).
 """
 
 from __future__ import annotations
