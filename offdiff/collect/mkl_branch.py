@@ -6,7 +6,7 @@ seed wrote other medium datasets on an Intel Xeon than on an AMD EPYC (results/l
 conditional numerical reproducibility fixes the branch. COMPATIBLE (SSE2 kernels without approximate
 reciprocals) is the one branch MKL runs on Intel and other CPUs alike; on non-Intel CPUs, MKL ignores every
 other setting. MKL fixes its branch at its first call, so `offdiff data collect` sets it before any torch math
-runs (`request_compatible`, MKL's own `mkl_cbwr_set`), and the collection records the branch it got (`current`).
+runs (`request_compatible`: `mkl_serv_cbwr_set`, behind `mkl_cbwr_set`), and the collection records the branch it got.
 The other CPU-dependent part, torch's float32 square root in Adam, is replaced in `offdiff.collect.adam`
 (results/local-suite/portable/ABOUT.md).
 """
