@@ -17,7 +17,7 @@ from fidelity import decide  # noqa: E402
 
 FIDELITY = Path("results/fidelity")
 
-ALGORITHMS = {"Diffusion-QL": "dql", "DTQL": "dtql"}
+ALGORITHMS = {"Diffusion-QL": "dql", "DTQL": "dtql", "EDA": "eda"}
 SUMMARIES = {1: FIDELITY / "summary.md", 2: FIDELITY / "summary_last2.md"}
 
 
@@ -54,8 +54,13 @@ def _summary_rows(last: int) -> dict[tuple[str, str, str], list[str]]:
         cells = [c.strip() for c in line.strip("|").split("|")]
         if len(cells) < 13 or cells[0] in ("comparison", ":---"):
             continue
-        rows[(cells[0], cells[2], cells[1].split("/")[1])] = cells
+        rows[(cells[0], cells[2], _env(cells[1]))] = cells
     return rows
+
+
+def _env(dataset: str) -> str:
+    """The env of a dataset name: `local/walker2d/medium-v0` or a file's stem, e.g. `walker2d-medium-42`."""
+    return dataset.split("/")[1] if "/" in dataset else dataset.split("-")[0]
 
 
 def _copied_rows(doc: Path, anchor: str) -> list[list[str]]:
