@@ -21,10 +21,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 
-from fidelity import head, run, same_draws  # noqa: E402
+from fidelity import evaluate_again, head, run, same_draws  # noqa: E402
+from fidelity.release import imported, open_checkout  # noqa: E402
 
 from offdiff.analysis.report import aggregate  # noqa: E402
+from offdiff.analysis.scores import read_scores  # noqa: E402
 from offdiff.data.pipeline import prepare  # noqa: E402
+from offdiff.eval.load import load_run  # noqa: E402
+from offdiff.runtime import derive_seed  # noqa: E402
 
 FAKE_UTILS = '''
 import argparse
@@ -435,6 +439,33 @@ def test_both_sides_evaluate_their_behavior_model_after_its_stage_on_the_same_ep
     [official_row] = [line for line in table if line.startswith("| hopper-medium | eda-official | 1 |")]
     score = f"{behavior['eda-official'][0]['normalized_mean']:.1f} ± 0.0"
     assert f"| behavior | {score} |" in official_row
+
+    # Scored again on new episodes: the twin rebuilt from the checkout has no policy (the release builds EDA_policy
+    # when its alignment starts), so it cannot act as the final policy, and says so; its behaviour model it can,
+    # given the run's saved weights, on the same episodes as offdiff's.
+    out = tmp_path / "again.csv"
+    again = [str(runs / "fidelity"), "--release", "eda", "--checkout", str(fake_eda_release), "--any-commit",
+             "--episodes", "2", "--out", str(out)]
+    capsys.readouterr()
+    assert evaluate_again.main(again) == 2
+    err = capsys.readouterr().err
+    assert "has no policy to give the run's saved weights to" in err and "--policy (behavior)" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+    assert evaluate_again.main([*again, "--policy", "critic"]) == 2
+    assert "--policy critic: eda has no diagnostic policy of that name (it has: behavior)" in capsys.readouterr().err
+    assert evaluate_again.main([*again, "--policy", "behavior"]) == 0
+    frame = read_scores(out)
+    assert sorted(frame.algorithm) == ["eda", "eda-official"] and set(frame.episodes) == {2}
+    seed = {}
+    with imported(open_checkout(fake_eda_release, "2f96929", any_commit=True)):
+        twin = evaluate_again.load_official(sides["eda-official"], "eda", "cpu")
+        result = twin.evaluate(2, seed=derive_seed(twin.manifest.eval_seed, evaluate_again.PURPOSE), policy="behavior")
+        seed["eda-official"] = result.seeds
+    assert frame[frame.algorithm == "eda-official"].normalized.item() == pytest.approx(result.normalized.mean())
+    ours = load_run(sides["eda"], "cpu")
+    seed["eda"] = ours.evaluate(2, seed=derive_seed(ours.manifest.eval_seed, evaluate_again.PURPOSE),
+                                policy="behavior").seeds
+    assert seed["eda"] == seed["eda-official"]
 
 
 def test_head_writes_the_first_whole_episodes_with_the_sources_task(tmp_path, capsys):

@@ -85,6 +85,9 @@ def test_eval_video_of_a_mujoco_run(tmp_path, capsys, tiny_hopper_minari, monkey
     (["eval", "{tmp}"], "is not a run folder (no manifest.json)"),
     (["eval", "{run}", "--video", "{tmp}/x.avi"], "give a .gif or .mp4 file"),
     (["eval", "{run}", "--video", "{tmp}/x.gif"], "cannot render frames"),
+    (["eval", "{run}", "--policy", "behavior"], "--policy behavior: dql has no diagnostic policy of that name (it "
+                                                "has: none)"),
+    (["eval", "{run}", "--policy", "behavior", "--video", "{tmp}/x.gif"], "--video renders the final policy"),
 ])
 def test_eval_mistakes_are_one_line_errors(tmp_path, capsys, argv, message):
     run, _ = _train(capsys, tmp_path)
@@ -120,6 +123,14 @@ def test_eval_of_an_unfinished_run_says_so(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "NOT FINISHED: weights of the last checkpoint, pretrain step 10" in out
     assert "normalized score (3 episodes)" in out
+
+    # The stage's diagnostic policy (DTQL: its diffusion model acting alone), on the same episodes as the final one.
+    assert main(["eval", str(run), "--eval-episodes", "3", "--device", "cpu", "--json", "--policy", "diffusion"]) == 0
+    header, line = capsys.readouterr().out.splitlines()
+    assert header.endswith("; policy: diffusion")
+    assert main(["eval", str(run), "--eval-episodes", "3", "--device", "cpu", "--json"]) == 0
+    assert json.loads(line)["seeds"] == json.loads(capsys.readouterr().out.splitlines()[1])["seeds"]
+    assert len(json.loads(line)["returns"]) == 3
 
 
 # The checkpoint's parameter names (two levels) as runs made before the diffusion processes split wrote them:

@@ -11,6 +11,9 @@ checkout, then given the run's saved weights) and evaluates its final weights on
 reset seeds and the acting generator come from the run's evaluation seed, which both sides of a training seed
 share, so each pair plays the same episodes. Output: a scores CSV with one row per run, its final evaluation
 replaced by this one, which `decide.py` reads as it reads `aggregate`'s.
+
+`--policy behavior` scores a diagnostic policy instead (EDA: its behaviour model acting alone), which both sides
+declare, on the same new episodes: whether the two sides' behaviour models differ, beside their final scores.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from offdiff.algorithm import Algorithm, AlgorithmConfig, EnvSpec  # noqa: E402
 from offdiff.analysis.collect import Run, find_run_dirs, labels, read_run, run_rows, score_columns  # noqa: E402
 from offdiff.analysis.scores import to_csv_bytes  # noqa: E402
 from offdiff.errors import OffdiffError  # noqa: E402
-from offdiff.eval.load import TrainedRun, build_plugin, load_run  # noqa: E402
+from offdiff.eval.load import TrainedRun, build_plugin, load_run, load_weights  # noqa: E402
 from offdiff.io import atomic_write_bytes  # noqa: E402
 from offdiff.records import RunDir  # noqa: E402
 from offdiff.registry import get_algorithm  # noqa: E402
@@ -70,9 +73,18 @@ def load_official(path: Path, release: str, device: str) -> TrainedRun:
     return load_run(path, device, algorithm_cls=cls, build=build)
 
 
+def unloaded_networks(trained: TrainedRun) -> list[str]:
+    """The networks the run saved that its rebuilt algorithm lacks: a release builds some only when a stage starts
+    (EDA's policy, when its alignment begins), so a twin rebuilt from its checkout cannot act as they do."""
+    state, _ = load_weights(RunDir(trained.path))
+    saved = state["algorithm"]["modules"] if "algorithm" in state else state["modules"]
+    return sorted(set(saved) - set(trained.algorithm.modules()))
+
+
 def evaluate_again(root: Path, release: str, checkout: Path, episodes: int, any_commit: bool = False,
-                   device: str = "cpu") -> list[dict[str, Any]]:
-    """One scores-CSV row per finished run of the pair under `root`, scored on `episodes` new episodes."""
+                   device: str = "cpu", policy: str | None = None) -> list[dict[str, Any]]:
+    """One scores-CSV row per finished run of the pair under `root`, scored on `episodes` new episodes (of the final
+    policy, or of the diagnostic policy `policy`)."""
     if episodes < 1:
         raise OffdiffError(f"--episodes must be at least 1, got {episodes}")
     runs = finished_pair_runs(root, release)
@@ -83,11 +95,16 @@ def evaluate_again(root: Path, release: str, checkout: Path, episodes: int, any_
     with imported(opened):
         for run in sorted(runs, key=lambda r: (r.dataset, r.seed, r.algo)):
             trained = load_official(run.path, release, device) if run.algo == official else load_run(run.path, device)
+            if policy is None and (missing := unloaded_networks(trained)):
+                raise OffdiffError(f"{run.path}: the {release} release's twin, rebuilt from the checkout, has no "
+                                   f"{', '.join(missing)} to give the run's saved weights to, so it cannot act as the "
+                                   f"run's final policy; score a diagnostic policy with --policy "
+                                   f"({', '.join(trained.diagnostic_policies()) or 'none declared'})")
             before = run.evals[-1].scores
-            result = trained.evaluate(episodes, seed=derive_seed(trained.manifest.eval_seed, PURPOSE))
-            print(f"[again] {run.algo} {run.dataset} seed {run.seed}: {result.normalized.mean():.2f} over "
-                  f"{episodes} episodes (its last evaluation: {before.normalized_mean:.2f} over "
-                  f"{before.episodes})", flush=True)
+            result = trained.evaluate(episodes, seed=derive_seed(trained.manifest.eval_seed, PURPOSE), policy=policy)
+            print(f"[again] {run.algo} {run.dataset} seed {run.seed}{f' ({policy})' if policy else ''}: "
+                  f"{result.normalized.mean():.2f} over {episodes} episodes (its last evaluation: "
+                  f"{before.normalized_mean:.2f} over {before.episodes})", flush=True)
             last = run_rows(run, label_of[run.path])[-1]
             rows.append({**last, **score_columns(result.scores)})
     return rows
@@ -100,11 +117,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkout", required=True, type=Path, help="your clone of the release the runs were made with")
     p.add_argument("--any-commit", action="store_true", help="accept a checkout at another commit")
     p.add_argument("--episodes", type=int, default=100, help="episodes per run (default: 100)")
+    p.add_argument("--policy", metavar="NAME", help="a diagnostic policy both sides declare (EDA: behavior), "
+                                                    "scored in place of the final policy")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, required=True, help="the scores CSV to write")
     args = p.parse_args(argv)
     try:
-        rows = evaluate_again(args.runs, args.release, args.checkout, args.episodes, args.any_commit, args.device)
+        rows = evaluate_again(args.runs, args.release, args.checkout, args.episodes, args.any_commit, args.device,
+                              args.policy)
     except OffdiffError as exc:
         print(f"offdiff: error: {exc}", file=sys.stderr)
         return 2

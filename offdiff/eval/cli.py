@@ -10,19 +10,23 @@ EPILOG = """examples:
   offdiff eval runs/train/dql/toy-four_corners/1a2b3c4d5e/seed_0                 # repeats the last evaluation
   offdiff eval RUN_DIR --episodes 100 --seed 7                                    # other episodes
   MUJOCO_GL=egl offdiff eval RUN_DIR --video hopper.gif                           # and one rendered episode
+  offdiff eval RUN_DIR --policy behavior --episodes 30 --seed 7                   # EDA's behaviour model alone
 """
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from offdiff.errors import OffdiffError
     from offdiff.eval.load import load_run
 
+    if args.policy and args.video:
+        raise OffdiffError("--video renders the final policy; drop --policy to record it")
     trained = load_run(Path(args.run_dir), device=args.device)
     manifest = trained.manifest
     stage = manifest.stages[trained.position[0]]["name"]
     where = "final weights" if trained.finished else "NOT FINISHED: weights of the last checkpoint"
     print(f"run: {trained.path} ({manifest.algorithm} on {manifest.dataset['source']}, "
-          f"{where}, {stage} step {trained.position[1]})")
-    result = trained.evaluate(episodes=args.episodes, num_envs=args.envs, seed=args.seed)
+          f"{where}, {stage} step {trained.position[1]})" + (f"; policy: {args.policy}" if args.policy else ""))
+    result = trained.evaluate(episodes=args.episodes, num_envs=args.envs, seed=args.seed, policy=args.policy)
     if args.json:
         print(json.dumps(result.summary))
     else:
@@ -47,6 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--episodes", "--eval-episodes", type=int, help="episodes to evaluate (default: the run's protocol)")
     p.add_argument("--envs", "--eval-envs", type=int, help="vector envs (default: the run's protocol)")
     p.add_argument("--seed", type=int, help="reset seed of the first episode (default: the run's eval seed)")
+    p.add_argument("--policy", metavar="NAME", help="a diagnostic policy the run's stages declare, e.g. EDA's behavior "
+                                                    "(its behaviour model acting alone), in place of the final policy")
     p.add_argument("--video", metavar="FILE", help="also render one episode to FILE (.gif, or .mp4 with "
                                                    "imageio-ffmpeg); needs a renderable env (MuJoCo tasks)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")

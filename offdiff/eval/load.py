@@ -75,9 +75,11 @@ class TrainedRun:
             actions = self.algorithm.act(x, generator=generator)
         return self.action_scaler.to_env(actions.cpu().numpy())
 
-    def evaluate(self, episodes: int | None = None, num_envs: int | None = None, seed: int | None = None) -> EvalResult:
+    def evaluate(self, episodes: int | None = None, num_envs: int | None = None, seed: int | None = None,
+                 policy: str | None = None) -> EvalResult:
         """Evaluate over `episodes` (default: the run's protocol) with reset seeds from `seed` (default: the run's
-        eval seed); with both defaults, the episodes, seeds and acting generator of the run's last evaluation."""
+        eval seed); with both defaults, the episodes, seeds and acting generator of the run's last evaluation.
+        `policy`: one of the algorithm's diagnostic policies (e.g. EDA's `behavior`) in place of its final one."""
         protocol, eval_seed = self.manifest.protocol, self.manifest.eval_seed
         episodes = episodes or protocol["eval_episodes"]
         seed = eval_seed if seed is None else seed
@@ -85,7 +87,7 @@ class TrainedRun:
         generator = torch.Generator(device=self.device).manual_seed(
             derive_seed(eval_seed, f"{index}:{step}") if seed == eval_seed else derive_seed(seed, "eval-act"))
         results = evaluate(
-            lambda obs: self.algorithm.act(obs, generator=generator), self.make_env, episodes=episodes,
+            self._acting(policy, generator), self.make_env, episodes=episodes,
             num_envs=num_envs or protocol["eval_envs"], seed=seed, obs_normalizer=self.obs_normalizer,
             action_scaler=self.action_scaler, device=self.device,
         )
@@ -93,19 +95,33 @@ class TrainedRun:
         return EvalResult(returns, np.atleast_1d(normalized_score(returns, self.ref)), [r.length for r in results],
                           [r.seed for r in results])
 
+    def diagnostic_policies(self) -> list[str]:
+        """The policies the algorithm's stages declare for diagnostics (`Stage.diagnostic_policy`), in stage order."""
+        return [s.diagnostic_policy for s in self.algorithm.stages() if s.diagnostic_policy]
+
+    def _acting(self, policy: str | None, generator: torch.Generator) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The final policy's `act`, or the diagnostic policy `policy`'s, drawing from `generator`."""
+        if policy is None:
+            return lambda obs: self.algorithm.act(obs, generator=generator)
+        declared = self.diagnostic_policies()
+        if policy not in declared:
+            raise OffdiffError(f"--policy {policy}: {self.manifest.algorithm} has no diagnostic policy of that name "
+                               f"(it has: {', '.join(declared) or 'none'})")
+        return lambda obs: self.algorithm.diagnostic_act(policy, obs, generator)
+
     def record_video(self, path: Path, seed: int | None = None) -> int:
         """Render one episode (reset seed `seed`, default the run's eval seed) to `path` (.gif, or .mp4 with
         imageio-ffmpeg installed) through gymnasium's rgb_array rendering; returns the number of frames."""
         path = Path(path)
         if path.suffix.lower() not in (".gif", ".mp4"):
             raise OffdiffError(f"--video {path}: give a .gif or .mp4 file")
-        _headless_gl()
         probe = self.make_env()
         spec = probe.spec
         probe.close()
         if spec is None:
             raise OffdiffError(f"the evaluation env of {self.manifest.dataset['source']} cannot render frames "
                                "(it is not a registered gymnasium env); --video needs one, e.g. a MuJoCo task")
+        _headless_gl()  # after the checks: a mistake is one line
         env = gym.make(spec, render_mode="rgb_array")
         seed = self.manifest.eval_seed if seed is None else seed
         generator = torch.Generator(device=self.device).manual_seed(derive_seed(seed, "video"))
