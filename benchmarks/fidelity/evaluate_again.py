@@ -103,8 +103,8 @@ def evaluate_again(root: Path, release: str, checkout: Path, episodes: int, any_
             before = run.evals[-1].scores
             result = trained.evaluate(episodes, seed=derive_seed(trained.manifest.eval_seed, PURPOSE), policy=policy)
             print(f"[again] {run.algo} {run.dataset} seed {run.seed}{f' ({policy})' if policy else ''}: "
-                  f"{result.normalized.mean():.2f} over {episodes} episodes (its last evaluation: "
-                  f"{before.normalized_mean:.2f} over {before.episodes})", flush=True)
+                  f"{result.normalized.mean():.2f} over {episodes} episodes ({'the final policy' if policy else 'its'}"
+                  f" last evaluation: {before.normalized_mean:.2f} over {before.episodes})", flush=True)
             last = run_rows(run, label_of[run.path])[-1]
             rows.append({**last, **score_columns(result.scores)})
     return rows
