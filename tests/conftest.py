@@ -10,9 +10,15 @@ import gymnasium as gym
 import h5py
 import numpy as np
 import pytest
+import submitit  # noqa: F401  (imported before any test: see below)
 import torch
 
 TINY_HOPPER_ID = "test/hopper/tiny-v0"
+
+# submitit sets up its log handlers on the sys.stdout / sys.stderr of the moment it is first imported. Imported
+# inside a test, they would keep that test's captured streams, closed when it ends; a later test that runs a grid
+# then failed, and pytest lost its stderr (test_grid_keep_final after test_fidelity_eda, run on their own).
+# Imported here, they keep the session's streams.
 
 # The tests' networks are tiny: one intra-op thread is as fast as two and immune to oversubscription on a
 # busy 2-core machine; subprocesses (local and SLURM jobs) inherit the setting.
