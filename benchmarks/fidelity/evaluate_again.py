@@ -35,7 +35,7 @@ from offdiff.algorithm import Algorithm, AlgorithmConfig, EnvSpec  # noqa: E402
 from offdiff.analysis.collect import Run, find_run_dirs, labels, read_run, run_rows, score_columns  # noqa: E402
 from offdiff.analysis.scores import to_csv_bytes  # noqa: E402
 from offdiff.errors import OffdiffError  # noqa: E402
-from offdiff.eval.load import TrainedRun, build_plugin, load_run, load_weights  # noqa: E402
+from offdiff.eval.load import TrainedRun, build_plugin, load_run  # noqa: E402
 from offdiff.io import atomic_write_bytes  # noqa: E402
 from offdiff.records import RunDir  # noqa: E402
 from offdiff.registry import get_algorithm  # noqa: E402
@@ -73,14 +73,6 @@ def load_official(path: Path, release: str, device: str) -> TrainedRun:
     return load_run(path, device, algorithm_cls=cls, build=build)
 
 
-def unloaded_networks(trained: TrainedRun) -> list[str]:
-    """The networks the run saved that its rebuilt algorithm lacks: a release builds some only when a stage starts
-    (EDA's policy, when its alignment begins), so a twin rebuilt from its checkout cannot act as they do."""
-    state, _ = load_weights(RunDir(trained.path))
-    saved = state["algorithm"]["modules"] if "algorithm" in state else state["modules"]
-    return sorted(set(saved) - set(trained.algorithm.modules()))
-
-
 def evaluate_again(root: Path, release: str, checkout: Path, episodes: int, any_commit: bool = False,
                    device: str = "cpu", policy: str | None = None) -> list[dict[str, Any]]:
     """One scores-CSV row per finished run of the pair under `root`, scored on `episodes` new episodes (of the final
@@ -95,11 +87,6 @@ def evaluate_again(root: Path, release: str, checkout: Path, episodes: int, any_
     with imported(opened):
         for run in sorted(runs, key=lambda r: (r.dataset, r.seed, r.algo)):
             trained = load_official(run.path, release, device) if run.algo == official else load_run(run.path, device)
-            if policy is None and (missing := unloaded_networks(trained)):
-                raise OffdiffError(f"{run.path}: the {release} release's twin, rebuilt from the checkout, has no "
-                                   f"{', '.join(missing)} to give the run's saved weights to, so it cannot act as the "
-                                   f"run's final policy; score a diagnostic policy with --policy "
-                                   f"({', '.join(trained.diagnostic_policies()) or 'none declared'})")
             before = run.evals[-1].scores
             result = trained.evaluate(episodes, seed=derive_seed(trained.manifest.eval_seed, PURPOSE), policy=policy)
             print(f"[again] {run.algo} {run.dataset} seed {run.seed}{f' ({policy})' if policy else ''}: "

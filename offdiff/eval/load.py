@@ -67,12 +67,13 @@ class TrainedRun:
     ref: RefScores
     make_env: EnvFactory
     device: torch.device
+    unloaded: tuple[str, ...] = ()  # networks the run saved that the rebuilt algorithm lacks (a release's twin)
 
     def act(self, obs: np.ndarray, generator: torch.Generator | None = None) -> np.ndarray:
         """Env actions for a batch of raw env observations (N, obs_dim), through the run's normalization and scaling."""
         x = torch.as_tensor(self.obs_normalizer.normalize_np(np.atleast_2d(obs)), device=self.device)
         with torch.no_grad():
-            actions = self.algorithm.act(x, generator=generator)
+            actions = self._acting(None, generator)(x)
         return self.action_scaler.to_env(actions.cpu().numpy())
 
     def evaluate(self, episodes: int | None = None, num_envs: int | None = None, seed: int | None = None,
@@ -99,9 +100,15 @@ class TrainedRun:
         """The policies the algorithm's stages declare for diagnostics (`Stage.diagnostic_policy`), in stage order."""
         return [s.diagnostic_policy for s in self.algorithm.stages() if s.diagnostic_policy]
 
-    def _acting(self, policy: str | None, generator: torch.Generator) -> Callable[[torch.Tensor], torch.Tensor]:
+    def _acting(self, policy: str | None,
+                generator: torch.Generator | None) -> Callable[[torch.Tensor], torch.Tensor]:
         """The final policy's `act`, or the diagnostic policy `policy`'s, drawing from `generator`."""
         if policy is None:
+            if self.unloaded:  # e.g. EDA's release builds its policy only when its alignment starts
+                raise OffdiffError(f"{self.path}: the rebuilt {self.manifest.algorithm} has no "
+                                   f"{', '.join(self.unloaded)} to give the run's saved weights to, so it cannot act "
+                                   f"as the run's final policy; score a diagnostic policy with --policy "
+                                   f"({', '.join(self.diagnostic_policies()) or 'none declared'})")
             return lambda obs: self.algorithm.act(obs, generator=generator)
         declared = self.diagnostic_policies()
         if policy not in declared:
@@ -205,6 +212,7 @@ def load_run(path: str | Path, device: str = "auto", algorithm_cls: type[Algorit
         obs_normalizer=ObsNormalizer.from_state(transforms["obs"]),
         action_scaler=ActionScaler(transforms["action"]["low"], transforms["action"]["high"]),
         ref=RefScores(**dataset["ref_scores"]), make_env=_env_factory(dataset), device=target,
+        unloaded=tuple(sorted(set(modules) - set(algorithm.modules()))),
     )
 
 
